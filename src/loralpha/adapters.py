@@ -1,0 +1,167 @@
+"""Adapters on PEFT: a rule and a rank in, a `LoraConfig` or an adapted model out.
+
+The literal α of the rule is written into `lora_alpha` (and into `alpha_pattern`
+for per-layer ranks), never `use_rslora`, so a saved adapter loads with plain
+`peft.PeftModel.from_pretrained` and means the same in serving stacks that
+ignore `use_rslora`. The `full` rule trains the same target modules' weights
+directly and is the reference the LoRA rules are compared against.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from peft.optimizers import create_loraplus_optimizer
+from safetensors.torch import save_file
+from torch import nn
+
+from . import scaling
+from .errors import UsageError
+
+INITS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
+_CONVERTED_INITS = {"pissa", "olora"}  # inits that move W0 and must be converted when saved
+
+
+@dataclass
+class AdapterSpec:
+    """What to adapt and how: everything between a rule name and a trainable model."""
+
+    rule: str = "lora-alpha"  # one of scaling.RULES
+    rank: int = 8  # r of every adapted layer, unless rank_pattern says otherwise
+    targets: list[str] = field(default_factory=list)  # module names (suffixes) to adapt
+    coef: float = scaling.PAPER_COEF  # c of lora-alpha
+    alpha: float = scaling.DEFAULT_ALPHA  # α of fixed, rslora, loraplus
+    rank_pattern: dict[str, int] = field(default_factory=dict)  # name regex -> rank
+    init: str = "default"  # default (PEFT: Kaiming A, zero B), gaussian, pissa, olora
+    dora: bool = False  # weight-decomposed LoRA (DoRA)
+    dropout: float = 0.0  # LoRA dropout
+    loraplus_ratio: float = scaling.LORAPLUS_RATIO  # η_B / η_A for the loraplus rule
+    heads: list[str] = field(default_factory=list)  # modules trained fully under every rule
+    task_type: str | None = None  # PEFT task type, e.g. "SEQ_CLS", for loaders of the adapter
+
+    def check(self) -> "AdapterSpec":
+        scaling.check_rule(self.rule)
+        self.rank = scaling.check_rank(self.rank)
+        self.coef = scaling.check_positive(self.coef, "coef c")
+        self.alpha = scaling.check_positive(self.alpha, "alpha")
+        self.loraplus_ratio = scaling.check_positive(self.loraplus_ratio, "loraplus ratio")
+        self.rank_pattern = {k: scaling.check_rank(v, f"rank for pattern {k!r}")
+                             for k, v in self.rank_pattern.items()}
+        if self.init not in INITS:
+            raise UsageError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
+        if not self.targets:
+            raise UsageError("no target modules given; name the linear layers to adapt, e.g. --targets query,value")
+        return self
+
+    def lora_alpha(self, r: int) -> float:
+        return scaling.lora_alpha(self.rule, r, self.coef, self.alpha)
+
+
+def linear_names(model: nn.Module) -> list[str]:
+    """Full names of the modules LoRA can adapt here (nn.Linear)."""
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def _matches(target: str, name: str) -> bool:
+    # PEFT's rule for a list of targets: the name equals the target or ends with ".target"
+    return name == target or name.endswith("." + target)
+
+
+def _pattern_matches(pattern: str, name: str) -> bool:
+    # PEFT's rule for rank_pattern / alpha_pattern keys (peft.utils.other.get_pattern_key)
+    return re.match(rf"(.*\.)?({pattern})$", name) is not None
+
+
+def targeted_names(model: nn.Module, targets: list[str]) -> list[str]:
+    """The linear modules `targets` select; a target that selects nothing is an error."""
+    names = linear_names(model)
+    for t in targets:
+        if not any(_matches(t, n) for n in names):
+            short = sorted({n.rsplit(".", 1)[-1] for n in names})
+            raise UsageError(f"target {t!r} matches no linear module; available: {', '.join(short) or 'none'}")
+    return [n for n in names if any(_matches(t, n) for t in targets)]
+
+
+def lora_config(spec: AdapterSpec, model: nn.Module | None = None) -> LoraConfig:
+    """A PEFT `LoraConfig` for `spec`, with the rule's literal α for every rank used.
+
+    With a model, targets and rank patterns are checked against its modules first.
+    """
+    spec.check()
+    if scaling.RULES[spec.rule].lora_alpha is None:
+        raise UsageError(f"rule {spec.rule!r} trains the full weights; it has no LoraConfig")
+    if model is not None:
+        chosen = targeted_names(model, spec.targets)
+        for key in spec.rank_pattern:
+            if not any(_pattern_matches(key, n) for n in chosen):
+                short = sorted({n.rsplit(".", 1)[-1] for n in chosen})
+                raise UsageError(f"rank pattern {key!r} matches no targeted module; targeted: {', '.join(short)}")
+    return LoraConfig(
+        r=spec.rank,
+        lora_alpha=spec.lora_alpha(spec.rank),
+        target_modules=list(spec.targets),
+        rank_pattern=dict(spec.rank_pattern),
+        alpha_pattern={k: spec.lora_alpha(r) for k, r in spec.rank_pattern.items()},
+        lora_dropout=spec.dropout,
+        init_lora_weights=INITS[spec.init],
+        use_dora=spec.dora,
+        modules_to_save=list(spec.heads) or None,
+        task_type=spec.task_type,
+    )
+
+
+def adapt(model: nn.Module, spec: AdapterSpec) -> nn.Module:
+    """Make `model` trainable under `spec`: a PEFT model, or (rule `full`) the model
+    with only the targeted modules and heads unfrozen."""
+    spec.check()
+    if spec.rule != "full":
+        return get_peft_model(model, lora_config(spec, model))
+    chosen = set(targeted_names(model, spec.targets))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for name, module in model.named_modules():
+        if name in chosen or any(_matches(h, name) for h in spec.heads):
+            for p in module.parameters():
+                p.requires_grad_(True)
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def optimizer(model: nn.Module, spec: AdapterSpec, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; LoRA+ groups (B at lr × ratio) for `loraplus`."""
+    lr = scaling.check_positive(lr, "learning rate")
+    if spec.rule == "loraplus":
+        return create_loraplus_optimizer(model, optimizer_cls=torch.optim.AdamW, lr=lr,
+                                         loraplus_lr_ratio=spec.loraplus_ratio, weight_decay=weight_decay)
+    params = [p for _, p in trainable_parameters(model)]
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def save_initial(model: nn.Module, spec: AdapterSpec, directory: Path) -> None:
+    """PiSSA / OLoRA move W0 at initialisation; keep the initial adapter so the final
+    one can be converted into a plain LoRA that loads on the untouched base model."""
+    if spec.rule != "full" and spec.init in _CONVERTED_INITS:
+        config = model.peft_config["default"]
+        init, config.init_lora_weights = config.init_lora_weights, True
+        model.save_pretrained(str(directory))
+        config.init_lora_weights = init
+
+
+def save(model: nn.Module, spec: AdapterSpec, directory: Path, initial: Path | None = None) -> None:
+    """Write the trained adapter (PEFT format) or, for `full`, the trained weights."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if spec.rule == "full":
+        tensors = {n: p.detach().contiguous() for n, p in trainable_parameters(model)}
+        save_file(tensors, str(directory / "full_weights.safetensors"))
+    elif isinstance(model, PeftModel):
+        kwargs = {}
+        if spec.init in _CONVERTED_INITS and initial is not None:
+            kwargs["path_initial_model_for_weight_conversion"] = str(initial)
+        model.save_pretrained(str(directory), **kwargs)

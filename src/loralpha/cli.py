@@ -1,0 +1,145 @@
+"""The `loralpha` command. Each command's signature is its CLI; errors a user can cause
+print one line and exit with status 2 (a diverged run exits with 1)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import scaling
+from .errors import UsageError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="LoRA fine-tuning with a principled scaling factor (LoRA-α), and the tools to measure it.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _csv(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _rank_pattern(value: Optional[str]) -> dict[str, int]:
+    pattern: dict[str, int] = {}
+    for item in _csv(value) or []:
+        key, sep, rank = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--rank-pattern takes NAME=RANK pairs separated by commas (e.g. query=4,value=16), got {item!r}")
+        try:
+            pattern[key] = int(rank)
+        except ValueError:
+            raise UsageError(f"rank in --rank-pattern {item!r} must be an integer") from None
+    return pattern
+
+
+@app.command()
+def train(
+    task: str = typer.Option("teacher-student", help="teacher-student | tweets | bbc-news | classify (your --data)"),
+    rule: str = typer.Option("lora-alpha", help="α rule: " + " | ".join(scaling.RULES)),
+    rank: int = typer.Option(8, help="LoRA rank r"),
+    coef: float = typer.Option(scaling.PAPER_COEF, help="c of lora-alpha: α = c·√r"),
+    alpha: float = typer.Option(scaling.DEFAULT_ALPHA, help="α of fixed, rslora and loraplus"),
+    lr: Optional[float] = typer.Option(None, help="learning rate [default: the task's full-FT rate for lora-alpha "
+                                                   "and full, 2e-4 for the others; see `loralpha rules`]"),
+    steps: int = typer.Option(200, help="optimizer steps"),
+    batch_size: Optional[int] = typer.Option(None, help="batch size [default: the task's]"),
+    seed: int = typer.Option(0, help="seed of adapter init, head init and batch order"),
+    targets: Optional[str] = typer.Option(None, help="modules to adapt, comma-separated [default: the task's]"),
+    rank_pattern: Optional[str] = typer.Option(None, help="per-layer ranks, NAME=RANK,... (α follows the rule)"),
+    init: str = typer.Option("default", help="adapter init: default | gaussian | pissa | olora"),
+    dora: bool = typer.Option(False, help="use DoRA (weight-decomposed LoRA)"),
+    loraplus_ratio: float = typer.Option(scaling.LORAPLUS_RATIO, help="η_B/η_A of the loraplus rule"),
+    weight_decay: float = typer.Option(0.0, help="AdamW weight decay"),
+    schedule: str = typer.Option("cosine", help="cosine | constant (after the warm-up)"),
+    warmup: float = typer.Option(0.0, help="warm-up, as a fraction of the steps"),
+    grad_clip: Optional[float] = typer.Option(None, help="clip the gradient norm to this"),
+    eval_every: int = typer.Option(50, help="steps between held-out evaluations"),
+    model: Optional[str] = typer.Option(None, help="hub id or local path of a sequence-classification model "
+                                                   "[default: embedded MiniLM-L6]"),
+    data: Optional[str] = typer.Option(None, help="your .csv/.jsonl with text and label columns (task classify)"),
+    text_column: str = typer.Option("text", help="text column of --data"),
+    label_column: str = typer.Option("label", help="label column of --data"),
+    max_length: Optional[int] = typer.Option(None, help="tokens per text [default: 64 tweets, 128 otherwise]"),
+    teacher: str = typer.Option("low-rank", help="teacher-student: low-rank | full-rank perturbation"),
+    out: Optional[Path] = typer.Option(None, help="run directory [default: runs/TASK-RULE-rRANK-sSEED]"),
+    overwrite: bool = typer.Option(False, help="replace an existing run directory"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Train TASK with LoRA under RULE (or fully, rule `full`) and write a run directory."""
+    from .train import TrainConfig
+    from .train import train as run
+
+    options: dict[str, object] = {}
+    if task == "teacher-student":
+        options["teacher"] = teacher
+        if any(v is not None for v in (model, data, max_length)):
+            raise UsageError("--model, --data and --max-length apply to text tasks, not teacher-student")
+    else:
+        options.update(model=model, data=data, max_length=max_length)
+        if data is not None:
+            options.update(text_column=text_column, label_column=label_column)
+    config = TrainConfig(task=task, rule=rule, rank=rank, coef=coef, alpha=alpha, lr=lr, steps=steps,
+                         batch_size=batch_size, seed=seed, targets=_csv(targets), rank_pattern=_rank_pattern(rank_pattern),
+                         init=init, dora=dora, loraplus_ratio=loraplus_ratio, weight_decay=weight_decay,
+                         schedule=schedule, warmup=warmup, grad_clip=grad_clip, eval_every=eval_every,
+                         task_options=options)
+    out = out or Path("runs") / f"{task}-{rule}-r{rank}-s{seed}"
+    result = run(config, out=out, overwrite=overwrite, progress=not quiet)
+    table = Table(title=f"{task} · {rule} · r={rank}", show_header=False)
+    table.add_row("status", result.status)
+    table.add_row("steps", str(result.steps))
+    table.add_row("final train loss", "—" if result.final_loss is None else f"{result.final_loss:.4g}")
+    for key, value in result.eval.items():
+        table.add_row(f"held-out {key}", f"{value:.4g}")
+    table.add_row("wall time", f"{result.wall_time_s:.1f} s")
+    table.add_row("run directory", str(out))
+    console.print(table)
+    if result.status == "diverged":
+        err.print(f"run diverged: {result.reason}; lower --lr (or --coef/--alpha) and try again")
+        raise typer.Exit(1)
+    if result.status == "interrupted":
+        err.print(f"run interrupted after {result.steps} steps; what was trained is saved in {out}")
+        raise typer.Exit(130)
+
+
+@app.command()
+def rules(
+    ranks: str = typer.Option("1,8,64", help="ranks to show, comma-separated"),
+    coef: float = typer.Option(scaling.PAPER_COEF, help="c of lora-alpha"),
+    alpha: float = typer.Option(scaling.DEFAULT_ALPHA, help="α of fixed, rslora and loraplus"),
+) -> None:
+    """Show every α rule: its formula, lora_alpha and γ = α/r at a few ranks, and its default η."""
+    try:
+        rs = [scaling.check_rank(int(r)) for r in _csv(ranks) or []]
+    except ValueError:
+        raise UsageError(f"--ranks takes integers separated by commas, got {ranks!r}") from None
+    table = Table(title="α rules (PEFT: x ↦ W0·x + γ·B·A·x, γ = lora_alpha / r)")
+    table.add_column("rule")
+    table.add_column("lora_alpha")
+    for r in rs:
+        table.add_column(f"α, γ (r={r})", justify="right")
+    table.add_column("default η")
+    for name, spec in scaling.RULES.items():
+        cells = []
+        for r in rs:
+            a = scaling.lora_alpha(name, r, coef, alpha) if spec.lora_alpha else None
+            cells.append("—" if a is None else f"{a:.4g}, {a / r:.3g}")
+        table.add_row(name, spec.formula, *cells, "full-FT η" if spec.full_ft_lr else f"{scaling.LORA_LR:g}")
+    console.print(table)
+    for name, spec in scaling.RULES.items():
+        console.print(f"  {name}: {spec.note}")
+    console.print("full-FT η is the task's full-fine-tuning rate: 2e-5 for tweets, bbc-news and classify; "
+                  "1e-4 for teacher-student.")
+
+
+def main() -> None:
+    try:
+        app()
+    except UsageError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(2)

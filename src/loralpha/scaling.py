@@ -1,0 +1,97 @@
+"""The α rules: one line of data each, mapping a rank r to PEFT's `lora_alpha`.
+
+PEFT adapts a frozen weight as  x ↦ W0·x + γ·B·A·x  with  γ = lora_alpha / r.
+Each rule below says what `lora_alpha` is for a rank; γ follows. The literal
+α is what goes into `LoraConfig(lora_alpha=...)` (never `use_rslora`), so that
+an adapter trained here means the same thing to every loader.
+
+| rule        | lora_alpha   | γ = α/r     | parameter            |
+| ----------- | ------------ | ----------- | -------------------- |
+| lora-alpha  | c·√r         | c/√r        | coef c (default 256) |
+| fixed       | α            | α/r         | alpha (default 16)   |
+| rank        | r            | 1           | —                    |
+| 2rank       | 2r           | 2           | —                    |
+| rslora      | α·√r         | α/√r        | alpha (default 16)   |
+| loraplus    | α            | α/r         | alpha (default 16); B's lr × ratio |
+| full        | —            | —           | full fine-tuning of the same modules |
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import UsageError
+
+PAPER_COEF = 256.0  # c of the paper's α = c·√r, calibrated on LLM SFT
+DEFAULT_ALPHA = 16.0  # the ecosystem's usual fixed lora_alpha
+LORAPLUS_RATIO = 16.0  # LoRA+: η_B / η_A
+LORA_LR = 2e-4  # the usual LoRA learning rate of the ecosystem
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    formula: str  # lora_alpha as a function of r, for people
+    lora_alpha: Callable[[int, float], float] | None  # (r, parameter) -> lora_alpha; None = no adapter
+    parameter: str | None  # "coef", "alpha" or None: which user value the rule reads
+    full_ft_lr: bool  # True: default η is the task's full-fine-tuning rate; False: LORA_LR
+    note: str
+
+
+RULES: dict[str, RuleSpec] = {
+    "lora-alpha": RuleSpec("c·√r", lambda r, c: c * math.sqrt(r), "coef", True,
+                           "LoRA-α: γ = c/√r with a large c, at a full-fine-tuning η"),
+    "fixed": RuleSpec("α", lambda r, a: a, "alpha", False, "constant lora_alpha"),
+    "rank": RuleSpec("r", lambda r, _: float(r), None, False, "α = r, γ = 1"),
+    "2rank": RuleSpec("2r", lambda r, _: 2.0 * r, None, False, "α = 2r, γ = 2"),
+    "rslora": RuleSpec("α·√r", lambda r, a: a * math.sqrt(r), "alpha", False,
+                       "rank-stabilised: γ = α/√r, written as a literal lora_alpha"),
+    "loraplus": RuleSpec("α", lambda r, a: a, "alpha", False,
+                         "fixed α with LoRA+ (B learns ratio× faster than A)"),
+    "full": RuleSpec("—", None, None, True, "full fine-tuning of the targeted modules"),
+}
+
+
+def check_rule(name: str) -> RuleSpec:
+    if name not in RULES:
+        raise UsageError(f"unknown rule {name!r}; choose one of: {', '.join(RULES)}")
+    return RULES[name]
+
+
+def check_rank(r: object, what: str = "rank") -> int:
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or r != int(r) or r < 1:
+        raise UsageError(f"{what} must be a positive integer (1, 2, 8, ...), got {r!r}")
+    return int(r)
+
+
+def check_positive(x: object, what: str) -> float:
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} must be a positive finite number, got {x!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise UsageError(f"{what} must be a positive finite number, got {x!r}")
+    return v
+
+
+def lora_alpha(rule: str, r: int, coef: float = PAPER_COEF, alpha: float = DEFAULT_ALPHA) -> float:
+    """PEFT's `lora_alpha` for rank r under `rule` (see the table above)."""
+    spec = check_rule(rule)
+    r = check_rank(r)
+    if spec.lora_alpha is None:
+        raise UsageError(f"rule {rule!r} trains the full weights and has no lora_alpha")
+    value = {"coef": lambda: check_positive(coef, "coef c"),
+             "alpha": lambda: check_positive(alpha, "alpha"),
+             None: lambda: 0.0}[spec.parameter]()
+    return spec.lora_alpha(r, value)
+
+
+def gamma(rule: str, r: int, coef: float = PAPER_COEF, alpha: float = DEFAULT_ALPHA) -> float:
+    """The effective multiplier γ = lora_alpha / r of the update B·A."""
+    return lora_alpha(rule, r, coef, alpha) / check_rank(r)
+
+
+def default_lr(rule: str, full_ft_lr: float) -> float:
+    """η a rule trains with unless told: the task's full-FT rate or the usual LoRA rate."""
+    return full_ft_lr if check_rule(rule).full_ft_lr else LORA_LR

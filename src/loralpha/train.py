@@ -1,0 +1,244 @@
+"""The training loop: AdamW, warm-up + cosine (or constant) schedule, optional
+clipping, periodic evaluation, divergence detection and the run directory.
+
+`fit` trains any `torch.nn.Module` under an `AdapterSpec` given batches and a
+loss; `train` does the same for a named task from a `TrainConfig`. Both return
+a `RunResult` and never raise for a run that diverges: a NaN/inf loss, or a
+loss above `diverge_ratio` × the first step's loss, ends the run with status
+`diverged` and the step it happened at. Ctrl-C ends it as `interrupted`; what
+was trained so far is saved either way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from . import adapters, runs, scaling
+from .adapters import AdapterSpec
+from .errors import UsageError
+
+FINAL_WINDOW = 10  # final_loss = mean train loss over the last this-many steps
+
+
+@dataclass
+class TrainConfig:
+    """A run of a named task: everything `loralpha train` takes."""
+
+    task: str = "teacher-student"  # teacher-student, tweets, bbc-news or classify (your --data)
+    rule: str = "lora-alpha"  # an α rule of loralpha.scaling
+    rank: int = 8  # LoRA rank r
+    coef: float = scaling.PAPER_COEF  # c of lora-alpha (α = c·√r)
+    alpha: float = scaling.DEFAULT_ALPHA  # α of fixed, rslora, loraplus
+    lr: float | None = None  # None: the rule's default (task full-FT rate, or 2e-4)
+    steps: int = 200  # optimizer steps
+    batch_size: int | None = None  # None: the task's default
+    seed: int = 0  # adapter init, head init and batch order
+    targets: list[str] | None = None  # None: the task's default modules
+    rank_pattern: dict[str, int] = field(default_factory=dict)  # module regex -> rank
+    init: str = "default"  # default, gaussian, pissa, olora
+    dora: bool = False  # DoRA
+    loraplus_ratio: float = scaling.LORAPLUS_RATIO  # η_B / η_A under loraplus
+    weight_decay: float = 0.0  # AdamW weight decay
+    schedule: str = "cosine"  # cosine (decays to 0) or constant, after the warm-up
+    warmup: float = 0.0  # warm-up length as a fraction of the steps
+    grad_clip: float | None = None  # clip the gradient norm to this, if set
+    eval_every: int = 50  # steps between held-out evaluations (plus one at 0 and at the end)
+    diverge_ratio: float = 10.0  # a loss above this × the first loss counts as divergence
+    task_options: dict[str, Any] = field(default_factory=dict)  # model, data, width, ... of the task
+
+
+@dataclass
+class RunResult:
+    status: str  # done, diverged or interrupted
+    steps: int  # optimizer steps taken
+    final_loss: float | None  # mean train loss over the last FINAL_WINDOW steps (None if diverged)
+    eval: dict[str, float]  # held-out metrics at the end
+    wall_time_s: float
+    diverged_at: int | None = None
+    reason: str | None = None
+    run_dir: str | None = None
+    model: nn.Module | None = field(default=None, repr=False, compare=False)  # the trained model, in-process
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "model"}
+
+
+def _schedule(opt: torch.optim.Optimizer, kind: str, warmup: float, steps: int):
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+    if not 0 <= warmup < 1:
+        raise UsageError(f"warmup is a fraction of the steps in [0, 1), got {warmup}")
+    n_warm = int(warmup * steps)
+    if kind == "cosine":
+        return get_cosine_schedule_with_warmup(opt, n_warm, steps)
+    if kind == "constant":
+        return get_constant_schedule_with_warmup(opt, n_warm)
+    raise UsageError(f"unknown schedule {kind!r}; choose cosine or constant")
+
+
+def _batches(source: Iterable[Any]):
+    """Endless batches: an iterator is consumed once, a re-iterable source restarts each epoch."""
+    while True:
+        empty = True
+        for batch in source:
+            empty = False
+            yield batch
+        if empty or iter(source) is source:
+            return
+
+
+def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any], torch.Tensor],
+        spec: AdapterSpec, *, lr: float, steps: int, evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+        seed: int = 0, weight_decay: float = 0.0, schedule: str = "cosine", warmup: float = 0.0,
+        grad_clip: float | None = None, eval_every: int = 50, diverge_ratio: float = 10.0,
+        out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
+        config: dict[str, Any] | None = None) -> RunResult:
+    """Adapt `model` under `spec` and train it for `steps` AdamW steps on `loss(model, batch)`.
+
+    With `out`, writes the run directory (see `loralpha.runs`). `evaluate(model)` returns
+    held-out metrics; it runs at step 0, every `eval_every` steps and at the end.
+    """
+    lr = scaling.check_positive(lr, "learning rate")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise UsageError(f"steps must be a positive integer, got {steps!r}")
+    if eval_every < 1:
+        raise UsageError(f"eval_every must be a positive integer, got {eval_every}")
+    run_dir = runs.prepare(out, overwrite) if out is not None else None
+    torch.manual_seed(seed)
+    model = adapters.adapt(model, spec)
+    opt = adapters.optimizer(model, spec, lr, weight_decay)
+    sched = _schedule(opt, schedule, warmup, steps)
+    trainable = [p for _, p in adapters.trainable_parameters(model)]
+    if run_dir is not None:
+        adapters.save_initial(model, spec, run_dir / "adapter-init")
+        record = dict(config or {})
+        record.update(spec=asdict(spec), lr=lr, steps=steps, seed=seed, weight_decay=weight_decay,
+                      schedule=schedule, warmup=warmup, grad_clip=grad_clip, eval_every=eval_every,
+                      diverge_ratio=diverge_ratio, trainable_params=sum(p.numel() for p in trainable),
+                      versions=runs.versions())
+        if spec.rule != "full":
+            record.update(lora_alpha=spec.lora_alpha(spec.rank), gamma=spec.lora_alpha(spec.rank) / spec.rank)
+        runs.write_json(run_dir / "config.json", record)
+    log = open(run_dir / "metrics.jsonl", "w") if run_dir is not None else None
+
+    def evaluation() -> dict[str, float]:
+        if evaluate is None:
+            return {}
+        model.eval()
+        metrics = evaluate(model)
+        model.train()
+        return metrics
+
+    status, reason, diverged_at, completed = "done", None, None, 0
+    losses: list[float] = []
+    metrics = evaluation()
+    if log:
+        log.write(json.dumps(runs.clean({"step": 0, **metrics})) + "\n")
+    start = time.perf_counter()
+    bar = _progress(progress, steps)
+    stream = _batches(batches)
+    model.train()
+    try:
+        for step in range(1, steps + 1):
+            batch = next(stream, None)
+            if batch is None:  # a finite iterator ran out
+                break
+            value = loss(model, batch)
+            current = float(value.detach())
+            if not math.isfinite(current) or (losses and current > diverge_ratio * losses[0]):
+                status, diverged_at = "diverged", step
+                reason = (f"loss is {current} at step {step}" if not math.isfinite(current) else
+                          f"loss {current:.4g} at step {step} exceeds {diverge_ratio:g}× the first loss {losses[0]:.4g}")
+                break
+            losses.append(current)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
+            row: dict[str, Any] = {"step": step, "loss": current, "lr": sched.get_last_lr()[0]}
+            opt.step()
+            sched.step()
+            completed = step
+            if step % eval_every == 0 or step == steps:
+                metrics = evaluation()
+                row.update(metrics)
+                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+                if bad:
+                    status, diverged_at, reason = "diverged", step, f"eval {bad[0]} is not finite at step {step}"
+            if log:
+                log.write(json.dumps(runs.clean(row)) + "\n")
+            if bar:
+                bar.update(step, current, metrics)
+            if status == "diverged":
+                break
+    except KeyboardInterrupt:
+        status, reason = "interrupted", f"interrupted by the user after step {completed}"
+    finally:
+        if bar:
+            bar.close()
+        if log:
+            log.close()
+    wall = time.perf_counter() - start
+    final = sum(losses[-FINAL_WINDOW:]) / len(losses[-FINAL_WINDOW:]) if losses and status != "diverged" else None
+    result = RunResult(status=status, steps=completed, final_loss=final,
+                       eval=metrics if status != "diverged" else {}, wall_time_s=wall, diverged_at=diverged_at,
+                       reason=reason, run_dir=str(run_dir) if run_dir else None, model=model)
+    if run_dir is not None:
+        adapters.save(model, spec, run_dir / "adapter", run_dir / "adapter-init")
+        runs.write_json(run_dir / "summary.json", result.summary())
+    return result
+
+
+def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = False,
+          progress: bool = False) -> RunResult:
+    """Train `config.task` under `config.rule`; see `fit` for the loop and the run directory."""
+    from . import tasks
+
+    scaling.check_rule(config.rule)
+    if out is not None:  # refuse a taken directory before spending time on the task
+        runs.prepare(out, overwrite)
+        overwrite = True
+    torch.manual_seed(config.seed)
+    task = tasks.build(config.task, seed=config.seed, batch_size=config.batch_size, **config.task_options)
+    spec = AdapterSpec(rule=config.rule, rank=config.rank, targets=list(config.targets or task.targets),
+                       coef=config.coef, alpha=config.alpha, rank_pattern=dict(config.rank_pattern),
+                       init=config.init, dora=config.dora, loraplus_ratio=config.loraplus_ratio,
+                       heads=task.heads, task_type=task.task_type)
+    lr = config.lr if config.lr is not None else scaling.default_lr(config.rule, task.full_ft_lr)
+    record = {"config": asdict(config), "task_info": task.info, "metric": task.metric,
+              "higher_is_better": task.higher_is_better}
+    return fit(task.model, task.batches, task.loss, spec, lr=lr, steps=config.steps, evaluate=task.evaluate,
+               seed=config.seed, weight_decay=config.weight_decay, schedule=config.schedule, warmup=config.warmup,
+               grad_clip=config.grad_clip, eval_every=config.eval_every, diverge_ratio=config.diverge_ratio,
+               out=out, overwrite=overwrite, progress=progress, config=record)
+
+
+class _Bar:
+    """A rich progress bar showing the loss and the headline eval metric."""
+
+    def __init__(self, steps: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[info]}"), transient=False)
+        self.task = self.progress.add_task("train", total=steps, info="")
+        self.progress.start()
+
+    def update(self, step: int, loss: float, metrics: dict[str, float]) -> None:
+        info = f"loss {loss:.4g}" + "".join(f"  {k} {v:.4g}" for k, v in list(metrics.items())[:2])
+        self.progress.update(self.task, completed=step, info=info)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def _progress(enabled: bool, steps: int) -> _Bar | None:
+    return _Bar(steps) if enabled else None

@@ -55,6 +55,37 @@ class TrainConfig:
     task_options: dict[str, Any] = field(default_factory=dict)  # model, data, width, ... of the task
 
 
+    def check(self) -> "TrainConfig":
+        """Reject bad values before any model or data is loaded."""
+        from .tasks import TASKS
+
+        if self.task not in TASKS:
+            raise UsageError(f"unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
+        scaling.check_rule(self.rule)
+        AdapterSpec(rule=self.rule, rank=self.rank, targets=["-"], coef=self.coef, alpha=self.alpha,
+                    rank_pattern=dict(self.rank_pattern), init=self.init, loraplus_ratio=self.loraplus_ratio).check()
+        if self.lr is not None:
+            scaling.check_positive(self.lr, "learning rate")
+        for name in ("steps", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"batch size must be a positive integer, got {self.batch_size}")
+        if self.targets is not None and not self.targets:
+            raise UsageError("targets is empty; name the modules to adapt or leave it unset for the task's default")
+        if self.weight_decay < 0 or not math.isfinite(self.weight_decay):
+            raise UsageError(f"weight decay must be a finite number ≥ 0, got {self.weight_decay}")
+        if self.grad_clip is not None:
+            scaling.check_positive(self.grad_clip, "gradient clipping norm")
+        scaling.check_positive(self.diverge_ratio, "divergence ratio")
+        if self.schedule not in ("cosine", "constant"):
+            raise UsageError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
+        if not 0 <= self.warmup < 1:
+            raise UsageError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        return self
+
+
 @dataclass
 class RunResult:
     status: str  # done, diverged or interrupted
@@ -202,7 +233,7 @@ def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = 
     """Train `config.task` under `config.rule`; see `fit` for the loop and the run directory."""
     from . import tasks
 
-    scaling.check_rule(config.rule)
+    config.check()
     if out is not None:  # refuse a taken directory before spending time on the task
         runs.prepare(out, overwrite)
         overwrite = True

@@ -1,0 +1,24 @@
+import pytest
+import torch
+from torch import nn
+
+
+class Toy(nn.Module):
+    """Two blocks of q/v projections and an output head: enough names to target."""
+
+    def __init__(self, width: int = 12, classes: int = 3):
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.ModuleDict({"q": nn.Linear(width, width), "v": nn.Linear(width, width)})
+                                    for _ in range(2))
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = torch.tanh(b["q"](x) + b["v"](x))
+        return self.head(x)
+
+
+@pytest.fixture
+def toy():
+    torch.manual_seed(0)
+    return Toy()

@@ -134,14 +134,33 @@ def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def optimizer(model: nn.Module, spec: AdapterSpec, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters; LoRA+ groups (B at lr × ratio) for `loraplus`."""
+def head_parameters(model: nn.Module, spec: AdapterSpec) -> list[nn.Parameter]:
+    """Trainable parameters of the head modules (under PEFT: their modules_to_save copies)."""
+    pattern = re.compile(r"(^|\.)(" + "|".join(map(re.escape, spec.heads)) + r")(\.|$)") if spec.heads else None
+    return [p for n, p in trainable_parameters(model) if pattern and pattern.search(n)]
+
+
+def optimizer(model: nn.Module, spec: AdapterSpec, lr: float, weight_decay: float = 0.0,
+              head_lr: float | None = None) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; LoRA+ groups (B at lr × ratio) for `loraplus`.
+
+    With `head_lr`, the head modules (a new classifier, say) learn at that rate under every
+    rule, so rules differ only in how they train the adapted layers.
+    """
     lr = scaling.check_positive(lr, "learning rate")
     if spec.rule == "loraplus":
-        return create_loraplus_optimizer(model, optimizer_cls=torch.optim.AdamW, lr=lr,
-                                         loraplus_lr_ratio=spec.loraplus_ratio, weight_decay=weight_decay)
-    params = [p for _, p in trainable_parameters(model)]
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        opt = create_loraplus_optimizer(model, optimizer_cls=torch.optim.AdamW, lr=lr,
+                                        loraplus_lr_ratio=spec.loraplus_ratio, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW([p for _, p in trainable_parameters(model)], lr=lr, weight_decay=weight_decay)
+    heads = head_parameters(model, spec) if head_lr is not None else []
+    if heads:
+        ids = {id(p) for p in heads}
+        for group in opt.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) not in ids]
+        opt.add_param_group({"params": heads, "lr": scaling.check_positive(head_lr, "head learning rate"),
+                             "weight_decay": weight_decay})
+    return opt
 
 
 def save_initial(model: nn.Module, spec: AdapterSpec, directory: Path) -> None:

@@ -4,6 +4,7 @@ print one line and exit with status 2 (a diverged run exits with 1)."""
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -17,7 +18,7 @@ from .errors import UsageError
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="LoRA fine-tuning with a principled scaling factor (LoRA-α), and the tools to measure it.")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def _csv(value: Optional[str]) -> Optional[list[str]]:
@@ -46,6 +47,8 @@ def train(
     alpha: float = typer.Option(scaling.DEFAULT_ALPHA, help="α of fixed, rslora and loraplus"),
     lr: Optional[float] = typer.Option(None, help="learning rate [default: the task's full-FT rate for lora-alpha "
                                                    "and full, 2e-4 for the others; see `loralpha rules`]"),
+    head_lr: Optional[float] = typer.Option(None, help="learning rate of a new classifier head, the same under "
+                                                        "every rule [default: the task's]"),
     steps: int = typer.Option(200, help="optimizer steps"),
     batch_size: Optional[int] = typer.Option(None, help="batch size [default: the task's]"),
     seed: int = typer.Option(0, help="seed of adapter init, head init and batch order"),
@@ -83,7 +86,7 @@ def train(
         options.update(model=model, data=data, max_length=max_length)
         if data is not None:
             options.update(text_column=text_column, label_column=label_column)
-    config = TrainConfig(task=task, rule=rule, rank=rank, coef=coef, alpha=alpha, lr=lr, steps=steps,
+    config = TrainConfig(task=task, rule=rule, rank=rank, coef=coef, alpha=alpha, lr=lr, head_lr=head_lr, steps=steps,
                          batch_size=batch_size, seed=seed, targets=_csv(targets), rank_pattern=_rank_pattern(rank_pattern),
                          init=init, dora=dora, loraplus_ratio=loraplus_ratio, weight_decay=weight_decay,
                          schedule=schedule, warmup=warmup, grad_clip=grad_clip, eval_every=eval_every,
@@ -105,6 +108,52 @@ def train(
     if result.status == "interrupted":
         err.print(f"run interrupted after {result.steps} steps; what was trained is saved in {out}")
         raise typer.Exit(130)
+
+
+@app.command()
+def compare(
+    task: str = typer.Option("tweets", help="task to train (see `loralpha train --help`)"),
+    rules: str = typer.Option("lora-alpha,2rank", help="rules to compare, comma-separated"),
+    rank: int = typer.Option(8, help="LoRA rank r"),
+    lr: Optional[float] = typer.Option(None, help="one learning rate for every rule [default: each rule's own]"),
+    steps: int = typer.Option(150, help="optimizer steps per run"),
+    batch_size: Optional[int] = typer.Option(None, help="batch size [default: the task's]"),
+    seed: int = typer.Option(0, help="seed of every run"),
+    coef: float = typer.Option(scaling.PAPER_COEF, help="c of lora-alpha"),
+    eval_every: int = typer.Option(50, help="steps between held-out evaluations"),
+    out: Path = typer.Option(Path("runs/compare"), help="directory; each rule trains into OUT/RULE"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Train several rules on one task at the same budget and print them side by side.
+    Finished runs with the same config are reused, so an interrupted comparison resumes."""
+    from .compare import compare as run_all
+    from .train import TrainConfig
+
+    names = _csv(rules) or []
+    for name in names:
+        scaling.check_rule(name)
+    configs = {name: TrainConfig(task=task, rule=name, rank=rank, lr=lr, steps=steps, batch_size=batch_size,
+                                 seed=seed, coef=coef, eval_every=eval_every) for name in names}
+    results = run_all(configs, out, progress=not quiet,
+                      on_start=lambda n, reused: console.print(f"[bold]{n}[/]" + (" (reused)" if reused else "")))
+    first = next(iter(results.values()))["config"]
+    metric = first["metric"]
+    table = Table(title=f"{task}: {steps} steps of batch {first['config']['batch_size'] or 'default'}, "
+                        f"rank {rank}, seed {seed}")
+    for column in ("rule", "α", "γ", "η", "status", "final train loss", f"held-out {metric}", "wall time"):
+        table.add_column(column, justify="left" if column in ("rule", "status") else "right")
+    for name, s in results.items():
+        c = s["config"]
+        table.add_row(name, f"{c['lora_alpha']:.4g}" if "lora_alpha" in c else "—",
+                      f"{c['gamma']:.3g}" if "gamma" in c else "—", f"{c['lr']:g}", s["status"],
+                      "—" if s["final_loss"] is None else f"{s['final_loss']:.4f}",
+                      f"{s['eval'][metric]:.4f}" if metric in s["eval"] else "—", f"{s['wall_time_s']:.0f} s")
+    console.print(table)
+    majority = first["task_info"].get("eval_majority_accuracy")
+    if majority is not None:
+        console.print(f"majority-class accuracy on the held-out split: {majority:.4f}")
+    console.print(f"runs: {out}/<rule>   (rerun: loralpha compare --task {task} --rules {rules} --rank {rank} "
+                  f"--steps {steps}{f' --lr {lr:g}' if lr else ''} --seed {seed} --out {out})")
 
 
 @app.command()
@@ -138,6 +187,7 @@ def rules(
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notes are not the user's to act on
     try:
         app()
     except UsageError as e:

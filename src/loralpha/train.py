@@ -38,6 +38,7 @@ class TrainConfig:
     coef: float = scaling.PAPER_COEF  # c of lora-alpha (α = c·√r)
     alpha: float = scaling.DEFAULT_ALPHA  # α of fixed, rslora, loraplus
     lr: float | None = None  # None: the rule's default (task full-FT rate, or 2e-4)
+    head_lr: float | None = None  # rate of a new head (classifier) under every rule; None: the task's
     steps: int = 200  # optimizer steps
     batch_size: int | None = None  # None: the task's default
     seed: int = 0  # adapter init, head init and batch order
@@ -66,6 +67,8 @@ class TrainConfig:
                     rank_pattern=dict(self.rank_pattern), init=self.init, loraplus_ratio=self.loraplus_ratio).check()
         if self.lr is not None:
             scaling.check_positive(self.lr, "learning rate")
+        if self.head_lr is not None:
+            scaling.check_positive(self.head_lr, "head learning rate")
         for name in ("steps", "eval_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -127,7 +130,7 @@ def _batches(source: Iterable[Any]):
 
 
 def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any], torch.Tensor],
-        spec: AdapterSpec, *, lr: float, steps: int, evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+        spec: AdapterSpec, *, lr: float, steps: int, head_lr: float | None = None, evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
         seed: int = 0, weight_decay: float = 0.0, schedule: str = "cosine", warmup: float = 0.0,
         grad_clip: float | None = None, eval_every: int = 50, diverge_ratio: float = 10.0,
         out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
@@ -145,20 +148,20 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     run_dir = runs.prepare(out, overwrite) if out is not None else None
     torch.manual_seed(seed)
     model = adapters.adapt(model, spec)
-    opt = adapters.optimizer(model, spec, lr, weight_decay)
+    opt = adapters.optimizer(model, spec, lr, weight_decay, head_lr)
     sched = _schedule(opt, schedule, warmup, steps)
     trainable = [p for _, p in adapters.trainable_parameters(model)]
     if run_dir is not None:
         adapters.save_initial(model, spec, run_dir / "adapter-init")
         record = dict(config or {})
-        record.update(spec=asdict(spec), lr=lr, steps=steps, seed=seed, weight_decay=weight_decay,
+        record.update(spec=asdict(spec), lr=lr, head_lr=head_lr, steps=steps, seed=seed, weight_decay=weight_decay,
                       schedule=schedule, warmup=warmup, grad_clip=grad_clip, eval_every=eval_every,
                       diverge_ratio=diverge_ratio, trainable_params=sum(p.numel() for p in trainable),
                       versions=runs.versions())
         if spec.rule != "full":
             record.update(lora_alpha=spec.lora_alpha(spec.rank), gamma=spec.lora_alpha(spec.rank) / spec.rank)
         runs.write_json(run_dir / "config.json", record)
-    log = open(run_dir / "metrics.jsonl", "w") if run_dir is not None else None
+    log = open(run_dir / "metrics.jsonl", "w", buffering=1) if run_dir is not None else None  # line-buffered: a killed run keeps its rows
 
     def evaluation() -> dict[str, float]:
         if evaluate is None:
@@ -246,7 +249,9 @@ def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = 
     lr = config.lr if config.lr is not None else scaling.default_lr(config.rule, task.full_ft_lr)
     record = {"config": asdict(config), "task_info": task.info, "metric": task.metric,
               "higher_is_better": task.higher_is_better}
-    return fit(task.model, task.batches, task.loss, spec, lr=lr, steps=config.steps, evaluate=task.evaluate,
+    head_lr = config.head_lr if config.head_lr is not None else task.head_lr
+    return fit(task.model, task.batches, task.loss, spec, lr=lr, head_lr=head_lr, steps=config.steps,
+               evaluate=task.evaluate,
                seed=config.seed, weight_decay=config.weight_decay, schedule=config.schedule, warmup=config.warmup,
                grad_clip=config.grad_clip, eval_every=config.eval_every, diverge_ratio=config.diverge_ratio,
                out=out, overwrite=overwrite, progress=progress, config=record)

@@ -27,6 +27,7 @@ class Task:
     metric: str = "eval_loss"  # the headline held-out metric
     higher_is_better: bool = False
     heads: list[str] = field(default_factory=list)  # modules trained fully under every rule
+    head_lr: float | None = None  # the heads' learning rate under every rule (None: the rule's η)
     task_type: str | None = None  # PEFT task type of the saved adapter
     info: dict[str, Any] = field(default_factory=dict)  # model, data, sizes: goes into config.json
 

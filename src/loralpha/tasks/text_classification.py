@@ -68,6 +68,14 @@ def default_targets(net: nn.Module) -> list[str]:
     return list(targets)
 
 
+def split(n: int, n_eval: int, split_seed: int = 0) -> tuple[list[int], list[int]]:
+    """(held-out, train) row indices: a fixed shuffle, at most a fifth held out."""
+    order = list(range(n))
+    random.Random(split_seed).shuffle(order)
+    n_eval = max(1, min(n_eval, n // 5))
+    return order[:n_eval], order[n_eval:]
+
+
 def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | None = None,
                 data: str | None = None, text_column: str = "text", label_column: str = "label",
                 max_length: int | None = None, n_eval: int = 500, split_seed: int = 0) -> Task:
@@ -82,12 +90,9 @@ def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | No
         described, load, default_len = SOURCES[which]
         texts, labels, names = load()
     max_length = max_length or default_len
-    order = list(range(len(texts)))
-    random.Random(split_seed).shuffle(order)
-    n_eval = min(n_eval, len(order) // 5)
-    if n_eval < 1:
+    if len(texts) < 5:
         raise UsageError(f"{described} has {len(texts)} rows; need at least 5 to hold some out")
-    held, train = order[:n_eval], order[n_eval:]
+    held, train = split(len(texts), n_eval, split_seed)
 
     net, tokenizer, model_name = load_classifier(model, len(names))
     heads = [n for n, _ in net.named_children() if n in ("classifier", "score")]

@@ -1,0 +1,66 @@
+import sys
+
+import pytest
+
+from loralpha import cli, runs
+
+
+def run(args, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["loralpha", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_rules_table_shows_alpha_and_gamma(capsys, monkeypatch):
+    code, out, _ = run(["rules", "--ranks", "8,64"], capsys, monkeypatch)
+    assert code == 0
+    assert "724.1, 90.5" in out and "2048, 32" in out  # lora-alpha: α = 256·√r, γ = 256/√r
+    assert "16, 2" in out and "0.0002" in out
+
+
+def test_train_writes_a_run_directory(tmp_path, capsys, monkeypatch):
+    out_dir = tmp_path / "run"
+    code, out, _ = run(["train", "--steps", "20", "--rank", "4", "--quiet", "--out", str(out_dir)], capsys, monkeypatch)
+    assert code == 0
+    summary = runs.read_json(out_dir / "summary.json")
+    assert summary["status"] == "done" and summary["steps"] == 20
+    assert "rel_mse" in out
+
+
+def test_diverged_run_says_so_and_exits_1(tmp_path, capsys, monkeypatch):
+    code, _, err = run(["train", "--steps", "50", "--lr", "10", "--quiet", "--out", str(tmp_path / "d")],
+                       capsys, monkeypatch)
+    assert code == 1
+    assert "run diverged" in err and "lower --lr" in err
+    assert runs.read_json(tmp_path / "d" / "summary.json")["status"] == "diverged"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "mnist"], "unknown task 'mnist'; choose one of: teacher-student"),
+    (["--rule", "lora"], "unknown rule 'lora'; choose one of: lora-alpha"),
+    (["--rank", "0"], "rank must be a positive integer"),
+    (["--rank", "-3"], "rank must be a positive integer"),
+    (["--coef", "-2"], "coef c must be a positive finite number"),
+    (["--alpha", "inf"], "alpha must be a positive finite number"),
+    (["--lr", "0"], "learning rate must be a positive finite number"),
+    (["--targets", "attn"], "target 'attn' matches no linear module; available: fc1, fc2, fc3, fc4, fc5"),
+    (["--rank-pattern", "fc1:4"], "--rank-pattern takes NAME=RANK pairs"),
+    (["--task", "classify", "--data", "/no/such/file.csv"], "data file /no/such/file.csv does not exist"),
+    (["--task", "classify"], "task 'classify' needs --data FILE"),
+    (["--model", "x"], "apply to text tasks, not teacher-student"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, message):
+    code, _, err = run(["train", "--steps", "2", "--quiet", "--out", str(tmp_path / "r"), *args], capsys, monkeypatch)
+    assert code == 2
+    assert message in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_taken_output_directory_is_refused(tmp_path, capsys, monkeypatch):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "keep.txt").write_text("mine")
+    code, _, err = run(["train", "--steps", "2", "--out", str(tmp_path / "r")], capsys, monkeypatch)
+    assert code == 2 and "already exists" in err
+    assert (tmp_path / "r" / "keep.txt").read_text() == "mine"

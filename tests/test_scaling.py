@@ -54,3 +54,57 @@ def test_bad_alpha_and_rule():
         scaling.lora_alpha("lora", 8)
     with pytest.raises(UsageError, match="no lora_alpha"):
         scaling.lora_alpha("full", 8)
+
+
+def _trajectory(gamma_mult, b_lr_mult, eps, weight_decay, steps=25):
+    """W of every LoRA layer after each of `steps` AdamW steps on a fixed toy problem (float64)."""
+    import torch
+
+    from loralpha import adapters
+    from loralpha.adapters import AdapterSpec
+    from loralpha.signal_drift import lora_layers
+    from conftest import Toy
+
+    torch.manual_seed(0)
+    model = adapters.adapt(Toy(), AdapterSpec(rule="fixed", alpha=8.0 * gamma_mult, rank=4, targets=["q", "v"])).double()
+    layers = lora_layers(model)
+    a_params = [l.lora_A["default"].weight for l in layers.values()]
+    b_params = [l.lora_B["default"].weight for l in layers.values()]
+    opt = torch.optim.AdamW([{"params": a_params, "lr": 1e-2}, {"params": b_params, "lr": 1e-2 * b_lr_mult}],
+                            eps=eps, weight_decay=weight_decay)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 12, generator=g, dtype=torch.float64), torch.randint(0, 3, (32,), generator=g)
+    out = []
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        out.append(torch.cat([l.get_delta_weight("default").detach().reshape(-1) for l in layers.values()]))
+    return torch.stack(out)
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def test_alpha_times_k_equals_b_learning_rate_times_k_under_adam():
+    k = 16.0
+    bigger_alpha = _trajectory(gamma_mult=k, b_lr_mult=1.0, eps=1e-20, weight_decay=0.0)
+    faster_b = _trajectory(gamma_mult=1.0, b_lr_mult=k, eps=1e-20, weight_decay=0.0)
+    assert _rel(bigger_alpha, faster_b) < 1e-5
+    plain = _trajectory(gamma_mult=1.0, b_lr_mult=1.0, eps=1e-20, weight_decay=0.0)
+    assert _rel(plain, faster_b) > 0.1  # and it is not a trivial identity
+
+
+def test_weight_decay_and_a_large_epsilon_break_the_equivalence():
+    k = 16.0
+    for eps, wd in ((1e-20, 0.1), (1e-3, 0.0)):
+        bigger_alpha = _trajectory(gamma_mult=k, b_lr_mult=1.0, eps=eps, weight_decay=wd)
+        faster_b = _trajectory(gamma_mult=1.0, b_lr_mult=k, eps=eps, weight_decay=wd)
+        assert _rel(bigger_alpha, faster_b) > 1e-3, (eps, wd)
+
+
+def test_rules_on_the_adam_plane():
+    assert scaling.adam_plane("lora-alpha", 16, 2e-5) == pytest.approx((2e-5, 64 * 2e-5))
+    assert scaling.adam_plane("loraplus", 16, 2e-4) == pytest.approx((2e-4, 1.0 * 16 * 2e-4))
+    assert scaling.adam_plane("2rank", 16, 2e-4) == pytest.approx((2e-4, 2 * 2e-4))

@@ -95,3 +95,18 @@ def gamma(rule: str, r: int, coef: float = PAPER_COEF, alpha: float = DEFAULT_AL
 def default_lr(rule: str, full_ft_lr: float) -> float:
     """η a rule trains with unless told: the task's full-FT rate or the usual LoRA rate."""
     return full_ft_lr if check_rule(rule).full_ft_lr else LORA_LR
+
+
+def adam_plane(rule: str, r: int, lr: float, coef: float = PAPER_COEF, alpha: float = DEFAULT_ALPHA,
+               loraplus_ratio: float = LORAPLUS_RATIO) -> tuple[float, float]:
+    """The point (η_A, γ·η_B) of a LoRA rule under Adam.
+
+    Adam's step ignores a constant scale of the gradient, and B starts at 0. So training with
+    k·γ at rates (η_A, η_B) moves W = W0 + γ·B·A exactly as training with γ at (η_A, k·η_B)
+    (B is then k times larger at every step), up to Adam's ε and without weight decay.
+    Rules with the same (η_A, γ·η_B) therefore train the same W: LoRA-α (large γ), LoRA+
+    (large η_B) and plain LoRA are points of one plane.
+    """
+    g = gamma(rule, r, coef, alpha)
+    eta_b = lr * (loraplus_ratio if rule == "loraplus" else 1.0)
+    return lr, g * eta_b

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -103,9 +103,10 @@ class RunResult:
     reason: str | None = None
     run_dir: str | None = None
     model: nn.Module | None = field(default=None, repr=False, compare=False)  # the trained model, in-process
+    signal_drift: list[dict[str, Any]] = field(default_factory=list, repr=False)  # tracker records, in-process
 
     def summary(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "model"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "signal_drift")}
 
 
 def _schedule(opt: torch.optim.Optimizer, kind: str, warmup: float, steps: int):
@@ -240,7 +241,8 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     final = sum(losses[-FINAL_WINDOW:]) / len(losses[-FINAL_WINDOW:]) if losses and status != "diverged" else None
     result = RunResult(status=status, steps=completed, final_loss=final,
                        eval=metrics if status != "diverged" else {}, wall_time_s=wall, diverged_at=diverged_at,
-                       reason=reason, run_dir=str(run_dir) if run_dir else None, model=model)
+                       reason=reason, run_dir=str(run_dir) if run_dir else None, model=model,
+                       signal_drift=tracker.records if tracker else [])
     if run_dir is not None:
         adapters.save(model, spec, run_dir / "adapter", run_dir / "adapter-init")
         runs.write_json(run_dir / "summary.json", result.summary())

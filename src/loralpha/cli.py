@@ -155,8 +155,10 @@ def compare(
                       on_start=lambda n, reused: console.print(f"[bold]{n}[/]" + (" (reused)" if reused else "")))
     first = next(iter(results.values()))["config"]
     metric = first["metric"]
-    table = Table(title=f"{task}: {steps} steps of batch {first['config']['batch_size'] or 'default'}, "
-                        f"rank {rank}, seed {seed}")
+    from .tasks import DEFAULT_BATCH
+
+    batch = first["config"]["batch_size"] or DEFAULT_BATCH[task]
+    table = Table(title=f"{task}: {steps} steps of batch {batch}, rank {rank}, seed {seed}")
     for column in ("rule", "α", "γ", "η", "status", "final train loss", f"held-out {metric}", "wall time"):
         table.add_column(column, justify="left" if column in ("rule", "status") else "right")
     for name, s in results.items():

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.func import functional_call
@@ -92,3 +94,27 @@ def test_spectrum_sweep_writes_json_and_plot(tmp_path):
     for r in results:  # same model and batch at init: the full-weight spectrum does not depend on the rule
         assert r["full"]["eigenvalues"][0] == pytest.approx(results[0]["full"]["eigenvalues"][0], rel=1e-6)
         assert r["suppression"] == pytest.approx(r["adapter"]["eigenvalues"][0] / r["full"]["eigenvalues"][0])
+
+
+def test_one_step_restores_the_model_and_scales_with_gamma():
+    """At B = 0 Adam's first step moves B by η·sign(γ·G·Aᵀ) whatever γ is, so the merged update
+    γ·ΔB·A — and the step along the full-space eigenvector — grows linearly with γ."""
+    from loralpha import TrainConfig
+    from loralpha.spectrum import measure, one_step
+
+    model, loss, _ = small_model()
+    spec = AdapterSpec(rule="lora-alpha", rank=2, targets=["q", "v"], coef=4.0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    steps = one_step(model, loss, spec, lr=1e-3, head_lr=None)
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n]), n
+    assert steps["adapter"].numel() == sum(p.numel() for p in adapter_parameters(model))
+    assert steps["full"].numel() == sum(p.numel() for p in full_parameters(model))
+
+    base = TrainConfig(task="teacher-student", steps=0, lr=1e-3, batch_size=16,
+                       task_options={"width": 8, "depth": 2, "n_eval": 16})
+    small, large = (measure(replace(base, rule="fixed", rank=2, alpha=a), k=1) for a in (2.0, 16.0))
+    ratio = large["full"]["step_gap"]["effective_step"] / small["full"]["step_gap"]["effective_step"]
+    assert ratio == pytest.approx(8.0, rel=1e-3)
+    assert large["full"]["eigenvalues"][0] == pytest.approx(small["full"]["eigenvalues"][0], rel=1e-6)
+    assert large["full"]["step_gap"]["gap"] == pytest.approx(small["full"]["step_gap"]["gap"] / 8, rel=1e-3)

@@ -3,6 +3,7 @@ print one line and exit with status 2 (a diverged run exits with 1)."""
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -211,15 +212,18 @@ def spectrum(
     base.check()
     base.steps = steps  # 0 is allowed here: measure at initialisation
     table = Table(title=f"Hessian λ_max on {task} (fixed batch, after {steps} steps)")
-    for column in ("rule", "rank", "γ", "λ_max adapter", "λ_max full", "adapter / full", "HVPs", "seconds"):
+    for column in ("rule", "rank", "γ", "η", "λ_max adapter", "λ_max full", "adapter / full", "gap adapter", "gap full",
+                   "HVPs", "seconds"):
         table.add_column(column, justify="left" if column == "rule" else "right")
 
     def show(r):
         console.print(f"  {r['rule']} r={r['rank']}: λ_adapter {r['adapter']['eigenvalues'][0]:.4g}, "
                       f"λ_full {r['full']['eigenvalues'][0]:.4g}")
-        table.add_row(r["rule"], str(r["rank"]), f"{r['gamma']:.3g}", f"{r['adapter']['eigenvalues'][0]:.4g}",
+        gap = [r[space]["step_gap"]["gap"] for space in ("adapter", "full")]
+        table.add_row(r["rule"], str(r["rank"]), f"{r['gamma']:.3g}", f"{r['lr']:.2g}", f"{r['adapter']['eigenvalues'][0]:.4g}",
                       f"{r['full']['eigenvalues'][0]:.4g}",
                       "—" if r["suppression"] is None else f"{r['suppression']:.3g}",
+                      *(f"{g:.3g}" if math.isfinite(g) else "∞" for g in gap),
                       f"{r['adapter']['hvp_calls']}+{r['full']['hvp_calls']}",
                       f"{r['adapter']['seconds'] + r['full']['seconds']:.1f}")
 

@@ -4,10 +4,23 @@ full-weight space, for several ranks and α rules, on one fixed batch of a task.
 For each (rule, rank) the task's model is adapted (seeded), optionally trained for a
 few steps under that rule, and then both spectra are taken at that point (see
 `loralpha.hessian`). The result goes to `spectrum.json` and `spectrum.png`.
+
+The optimization gap: from the same point, one AdamW step of the rule (its α, its η, a
+fresh optimizer state, so the step is Adam's first, ≈ η·sign(g) per coordinate) is taken
+on the probe batch and compared with the largest stable step along the top eigenvector u:
+
+    η_eff = |⟨Δ, u⟩| / |⟨g, u⟩|        (the step the rule actually takes along u)
+    gap   = (2 / λ_max) / η_eff          (> 1: the step stays that many times below the
+                                           edge of stability; < 1: it overshoots along u)
+
+in adapter space (Δ = the change of A and B, g their gradient) and in full-weight space
+(Δ = the change of the merged update γ·B·A of every layer, g = ∂L/∂W, u from the full
+Hessian) — the second is the criterion that matters for the function being learned.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +30,8 @@ import torch
 
 from . import adapters, runs, scaling, tasks
 from .adapters import AdapterSpec
-from .hessian import top_eigenvalues
+from .hessian import adapter_parameters, step_gap, top_eigenvalues
+from .signal_drift import lora_layers
 from .train import TrainConfig, fit
 
 
@@ -41,15 +55,47 @@ def measure(config: TrainConfig, k: int = 3, method: str = "lanczos") -> dict[st
     model.eval()  # no dropout: the loss must be one deterministic function of θ
     out: dict[str, Any] = {"task": config.task, "rule": config.rule, "rank": config.rank, "steps": config.steps,
                            "lora_alpha": spec.lora_alpha(spec.rank), "gamma": spec.lora_alpha(spec.rank) / spec.rank}
+    tops = {}
     for space in ("adapter", "full"):
         start = time.perf_counter()
-        top = top_eigenvalues(model, lambda: task.loss(model, probe), space=space, k=k, method=method,
-                              seed=config.seed)
+        tops[space] = top = top_eigenvalues(model, lambda: task.loss(model, probe), space=space, k=k, method=method,
+                                            seed=config.seed)
         out[space] = {"eigenvalues": top["eigenvalues"], "params": top["size"], "hvp_calls": top["hvp_calls"],
                       "seconds": time.perf_counter() - start}
+    lr = config.lr if config.lr is not None else scaling.default_lr(config.rule, task.full_ft_lr)
+    steps = one_step(model, lambda: task.loss(model, probe), spec, lr,
+                     config.head_lr if config.head_lr is not None else task.head_lr)
+    out["lr"] = lr
+    for space in ("adapter", "full"):
+        out[space]["step_gap"] = step_gap(tops[space], steps[space])
     full_max = out["full"]["eigenvalues"][0]
     out["suppression"] = out["adapter"]["eigenvalues"][0] / full_max if full_max != 0 else None
     return out
+
+
+def one_step(model: torch.nn.Module, loss, spec: AdapterSpec, lr: float, head_lr: float | None) -> dict[str, torch.Tensor]:
+    """The change one fresh AdamW step of `spec`'s optimizer makes, flattened: of the adapter
+    parameters (in `adapter_parameters` order) and of the merged update of every LoRA layer
+    (in `full_parameters` order). The model is restored afterwards."""
+    params = adapter_parameters(model)
+    layers = list(lora_layers(model).values())
+    before = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        delta_before = [layer.get_delta_weight("default").detach().clone() for layer in layers]
+    state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    opt = adapters.optimizer(model, spec, lr, head_lr=head_lr)
+    opt.zero_grad()
+    loss().backward()
+    opt.step()
+    with torch.no_grad():
+        adapter_step = torch.cat([(p - b).reshape(-1) for p, b in zip(params, before)]).double()
+        full_step = torch.cat([(layer.get_delta_weight("default") - d).reshape(-1)
+                               for layer, d in zip(layers, delta_before)]).double()
+        for n, p in model.named_parameters():
+            if n in state:
+                p.copy_(state[n])
+            p.grad = None
+    return {"adapter": adapter_step, "full": full_step}
 
 
 def sweep(base: TrainConfig, rules: list[str], ranks: list[int], out: str | Path, k: int = 3,
@@ -72,30 +118,43 @@ def sweep(base: TrainConfig, rules: list[str], ranks: list[int], out: str | Path
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
+    """Left: λ_max per rank in adapter space (one line per rule) and full-weight space.
+    Right: the optimization gap (2/λ_max) / η_eff per rank, in full-weight space."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
     rules = sorted({r["rule"] for r in results})
-    for rule in rules:
+    for i, rule in enumerate(rules):
         rows = sorted((r for r in results if r["rule"] == rule), key=lambda r: r["rank"])
-        ax.plot([r["rank"] for r in rows], [r["adapter"]["eigenvalues"][0] for r in rows], "o-", label=f"adapter space, {rule}")
+        ranks = [r["rank"] for r in rows]
+        ax.plot(ranks, [r["adapter"]["eigenvalues"][0] for r in rows], "o-", color=f"C{i}", label=f"adapter space, {rule}")
+        gaps = [(r["rank"], r["full"].get("step_gap", {}).get("gap")) for r in rows]
+        gaps = [(x, g) for x, g in gaps if g is not None and g > 0 and math.isfinite(g)]
+        if gaps:
+            gap_ax.plot([x for x, _ in gaps], [g for _, g in gaps], "o-", color=f"C{i}",
+                        label=f"{rule} (η={rows[0].get('lr', float('nan')):.2g})")
     full = sorted({(r["rank"], r["full"]["eigenvalues"][0]) for r in results})
     ax.plot([f[0] for f in full], [f[1] for f in full], "k--", label="full-weight space")
-    ax.set_xscale("log", base=2)
     values = [r[s]["eigenvalues"][0] for r in results for s in ("adapter", "full")]
     if min(values) > 0:
         ax.set_yscale("log")
     else:  # a negative top eigenvalue (a saddle) needs a scale through zero
         ax.set_yscale("symlog", linthresh=min(abs(v) for v in values if v != 0) if any(values) else 1.0)
-    ax.set_xlabel("LoRA rank r")
     ax.set_ylabel("λ_max of the loss Hessian (loss units / param²)")
     first = results[0]
-    ax.set_title(f"Curvature seen by LoRA: {first['task']}, after {first['steps']} steps")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.set_title(f"Curvature seen by LoRA: {first['task']}, after {first['steps']} steps", fontsize=10)
+    gap_ax.axhline(1.0, color="k", lw=0.8, ls=":", label="edge of stability (gap = 1)")
+    gap_ax.set_yscale("log")
+    gap_ax.set_ylabel("optimization gap (2/λ_max) / η_eff  (×, full-weight space)")
+    gap_ax.set_title("How far one step stays below the stable step", fontsize=10)
+    for a in (ax, gap_ax):
+        a.set_xscale("log", base=2)
+        a.set_xlabel("LoRA rank r")
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -108,3 +108,15 @@ def test_rules_on_the_adam_plane():
     assert scaling.adam_plane("lora-alpha", 16, 2e-5) == pytest.approx((2e-5, 64 * 2e-5))
     assert scaling.adam_plane("loraplus", 16, 2e-4) == pytest.approx((2e-4, 1.0 * 16 * 2e-4))
     assert scaling.adam_plane("2rank", 16, 2e-4) == pytest.approx((2e-4, 2 * 2e-4))
+
+
+def test_rules_on_the_adam_plane(tmp_path):
+    from loralpha import plane
+
+    rows = {(r["rule"], r["rank"]): r for r in plane.points(list(scaling.RULES), [4, 8], full_ft_lr=2e-5)}
+    assert not any(rule == "full" for rule, _ in rows)  # no A and B to place
+    assert rows["lora-alpha", 4]["eta_A"] == 2e-5 and rows["lora-alpha", 4]["gamma_eta_B"] == pytest.approx(128 * 2e-5)
+    assert rows["loraplus", 8]["gamma_eta_B"] == pytest.approx(2.0 * 2e-4 * 16)
+    assert rows["2rank", 4]["gamma_eta_B"] == rows["2rank", 8]["gamma_eta_B"]  # γ = 2 whatever r is
+    plane.plot(list(rows.values()), tmp_path / "plane.png")
+    assert (tmp_path / "plane.png").stat().st_size > 10_000

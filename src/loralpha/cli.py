@@ -237,6 +237,9 @@ def rules(
     ranks: str = typer.Option("1,8,64", help="ranks to show, comma-separated"),
     coef: float = typer.Option(scaling.PAPER_COEF, help="c of lora-alpha"),
     alpha: float = typer.Option(scaling.DEFAULT_ALPHA, help="α of fixed, rslora and loraplus"),
+    plane: Optional[Path] = typer.Option(None, help="also draw the rules on the Adam plane (η_A, γ·η_B) into "
+                                                   "this PNG, at the ranks shown and each rule's default η"),
+    full_ft_lr: float = typer.Option(2e-5, help="the task's full-FT rate, for the default η of --plane"),
 ) -> None:
     """Show every α rule: its formula, lora_alpha and γ = α/r at a few ranks, and its default η."""
     try:
@@ -260,6 +263,14 @@ def rules(
         console.print(f"  {name}: {spec.note}")
     console.print("full-FT η is the task's full-fine-tuning rate: 2e-5 for tweets, bbc-news and classify; "
                   "5e-5 for teacher-student (the paper's synthetic base η).")
+    if plane is not None:
+        from . import plane as adam_plane
+
+        scaling.check_positive(full_ft_lr, "full-FT learning rate")
+        rows = adam_plane.points(list(scaling.RULES), rs, full_ft_lr, coef=coef, alpha=alpha)
+        adam_plane.plot(rows, plane)
+        console.print(f"wrote {plane}: each rule at (η_A, γ·η_B); under Adam (ε → 0, no weight decay) "
+                      "rules at the same point train the same W")
 
 
 def main() -> None:

@@ -38,7 +38,9 @@ def run(quick: bool) -> dict[str, object]:
                      "rel_mse": result.eval.get("rel_mse"),
                      "drift_ratio": median([r["weighted"].get("drift_ratio") for r in result.signal_drift]),
                      "bilinear_ratio": median([r["weighted"].get("bilinear_ratio") for r in result.signal_drift
-                                               if r["step"] > 1])})
+                                               if r["step"] > 1]),
+                     "series": {key: [(r["step"], r["weighted"].get(key)) for r in result.signal_drift]
+                                for key in ("drift_ratio", "bilinear_ratio")}})
         print(_line(rows[-1]), flush=True)
     return {"setting": {**base, "factors": factors}, "rows": rows}
 
@@ -60,7 +62,39 @@ def main() -> None:
     print("| variant | α | η | status | final loss | held-out rel. MSE | drift ratio (median) | bilinear ratio (median) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     payload = run(args.quick)
-    print(f"wrote {save('alpha_vs_eta', payload, args.quick)}")
+    path = save("alpha_vs_eta", payload, args.quick)
+    plot(payload["rows"], path.with_suffix(".png"))
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+
+
+def plot(rows: list[dict[str, object]], path: Path) -> None:
+    """Drift ratio and bilinear ratio over training, α × k (solid) against η × k (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
+    ks = sorted({r["k"] for r in rows})
+    for ax, key, label in zip(axes, ("drift_ratio", "bilinear_ratio"),
+                              ("drift ratio ‖drift‖ / |signal| (norm-weighted)", "bilinear ratio ‖γΔBΔA‖ / ‖first order‖")):
+        for r in rows:
+            points = [(s, v) for s, v in r["series"][key] if v is not None and (key == "drift_ratio" or s > 1)]
+            if not points:
+                continue
+            color = f"C{ks.index(r['k'])}"
+            style = "-" if r["variant"].startswith("α") or r["variant"] == "base" else "--"
+            ax.plot([s for s, _ in points], [v for _, v in points], style, color=color,
+                    label=r["variant"] + (" (diverged)" if r["status"] == "diverged" else ""))
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle("α × k (solid) vs η × k (dashed), teacher-student", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

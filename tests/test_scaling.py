@@ -110,7 +110,7 @@ def test_rules_on_the_adam_plane():
     assert scaling.adam_plane("2rank", 16, 2e-4) == pytest.approx((2e-4, 2 * 2e-4))
 
 
-def test_rules_on_the_adam_plane(tmp_path):
+def test_plane_points_and_plot(tmp_path):
     from loralpha import plane
 
     rows = {(r["rule"], r["rank"]): r for r in plane.points(list(scaling.RULES), [4, 8], full_ft_lr=2e-5)}

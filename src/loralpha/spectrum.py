@@ -158,3 +158,19 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The sweep as a Markdown table (for reports and docs)."""
+    lines = ["| rule | r | γ | η | λ_max adapter | λ_max full | adapter / full | gap adapter | gap full |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def num(v, fmt=".3g"):
+        return "—" if v is None or not math.isfinite(v) else format(v, fmt)
+
+    for r in results:
+        lines.append(f"| {r['rule']} | {r['rank']} | {num(r['gamma'])} | {num(r.get('lr'), '.2g')} | "
+                     f"{num(r['adapter']['eigenvalues'][0], '.4g')} | {num(r['full']['eigenvalues'][0], '.4g')} | "
+                     f"{num(r['suppression'])} | {num(r['adapter'].get('step_gap', {}).get('gap'))} | "
+                     f"{num(r['full'].get('step_gap', {}).get('gap'))} |")
+    return "\n".join(lines)

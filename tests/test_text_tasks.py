@@ -106,3 +106,26 @@ assert "loralpha" not in sys.modules
                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     loaded = torch.tensor(json.loads(out.stdout.strip().splitlines()[-1]))
     torch.testing.assert_close(loaded, expected, atol=1e-6, rtol=0)
+
+
+def test_hessian_vector_products_work_through_minilm_attention(tmp_path):
+    """Double backprop through MiniLM (its attention too), in both spaces: H is symmetric."""
+    from loralpha import adapters, tasks
+    from loralpha.adapters import AdapterSpec
+    from loralpha.hessian import HVP, adapter_parameters, differentiable, full_parameters
+
+    rows = [("I love this", "pos"), ("awful service", "neg")] * 4
+    data = tmp_path / "mine.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    task = tasks.build("classify", batch_size=2, data=str(data))
+    spec = AdapterSpec(rule="lora-alpha", rank=2, targets=["query"], heads=task.heads, task_type=task.task_type)
+    torch.manual_seed(0)
+    model = adapters.adapt(task.model, spec).eval()
+    batch = next(iter(task.batches))
+    for params in (adapter_parameters(model), full_parameters(model)):
+        with differentiable(params):
+            hvp = HVP(lambda: task.loss(model, batch), params)
+            g = torch.Generator().manual_seed(0)
+            u, v = (torch.randn(hvp.size, generator=g, dtype=torch.float64) for _ in range(2))
+            uhv, vhu = float(u @ hvp(v)), float(v @ hvp(u))
+        assert uhv != 0 and uhv == pytest.approx(vhu, rel=1e-3)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .signal_drift import lora_layers
 
@@ -62,8 +63,10 @@ class HVP:
     def __init__(self, loss: Callable[[], Tensor], params: list[nn.Parameter]):
         self.params = params
         self.size = sum(p.numel() for p in params)
-        value = loss()
-        self.grads = torch.autograd.grad(value, params, create_graph=True)
+        # The fused attention kernels have no double backward on CPU; the math one is plain ops.
+        with sdpa_kernel(SDPBackend.MATH):
+            value = loss()
+            self.grads = torch.autograd.grad(value, params, create_graph=True)
         self.calls = 0
 
     def gradient(self) -> Tensor:

@@ -148,7 +148,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     ax.set_title(f"Curvature seen by LoRA: {first['task']}, after {first['steps']} steps", fontsize=10)
     gap_ax.axhline(1.0, color="k", lw=0.8, ls=":", label="edge of stability (gap = 1)")
     gap_ax.set_yscale("log")
-    gap_ax.set_ylabel("optimization gap (2/λ_max) / η_eff  (×, full-weight space)")
+    gap_ax.set_ylabel("gap (2/λ_max) / η_eff, full-weight space")
     gap_ax.set_title("How far one step stays below the stable step", fontsize=10)
     for a in (ax, gap_ax):
         a.set_xscale("log", base=2)

@@ -280,10 +280,12 @@ def sweep(
                                                     "run directories go to runs/<trial id>/ beside it"),
     workers: Optional[int] = typer.Option(None, help="trials at a time (default: the CPU count; "
                                                      "ray: the cluster's CPUs / --cpus-per-trial)"),
-    engine: str = typer.Option("local", help="local | ray (pip install 'loralpha[ray]')"),
+    engine: str = typer.Option("local", help="local | ray (pip install 'loralpha\\[ray]')"),
     address: Optional[str] = typer.Option(None, help="ray: address of a running cluster (default: a local Ray)"),
     cpus_per_trial: float = typer.Option(1.0, help="ray: CPUs (and torch threads) per trial"),
     gpus_per_trial: float = typer.Option(0.0, help="ray: GPUs per trial"),
+    threads: Optional[int] = typer.Option(None, help="torch threads per trial (default: 1 when --workers > 1, "
+                                                     "else torch's own; ray: --cpus-per-trial)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live counts"),
 ) -> None:
     """Run every trial of a grid spec, each in its own process, into a SQLite store. Rerunning resumes:
@@ -292,8 +294,13 @@ def sweep(
 
     loaded = load(spec)
     path = store or Path("studies") / loaded.name / "study.db"
-    counts = run_sweep(loaded, path, workers=workers, engine=engine, address=address, progress=progress,
-                       cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
+    try:
+        counts = run_sweep(loaded, path, workers=workers, engine=engine, address=address, progress=progress,
+                           cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, threads=threads)
+    except KeyboardInterrupt:
+        err.print(f"sweep interrupted; its running trials were handed back: rerun the same command to resume "
+                  f"(store: {path})", markup=False)
+        raise typer.Exit(130) from None
     table = Table(title=f"sweep {loaded.name}: {sum(counts.values())} trials", show_header=False)
     for status in ("done", "diverged", "failed", "running", "pending"):
         if counts[status] or status in ("done", "diverged", "failed"):

@@ -162,6 +162,16 @@ def _hooks(trial: Trial) -> dict[str, Any]:
     return {"crash": trial.id in crash, "delay": delay}
 
 
+def _claim(store: Store, me: str, ids: list[str], study_dir: Path) -> tuple[Trial | None, Path | None]:
+    """The next pending trial of this sweep, marked running by `me`, and its run directory."""
+    trial = store.claim(me, ids)
+    if trial is None:
+        return None, None
+    run_dir = study_dir / "runs" / trial.id
+    store.set_run_dir(trial.id, run_dir)
+    return trial, run_dir
+
+
 def _run_local(store: Store, ids: list[str], study_dir: Path, workers: int, threads: int | None,
                display: _Display) -> None:
     from multiprocessing.connection import wait
@@ -172,11 +182,9 @@ def _run_local(store: Store, ids: list[str], study_dir: Path, workers: int, thre
     try:
         while True:
             while len(active) < workers:
-                trial = store.claim(me, ids)
+                trial, run_dir = _claim(store, me, ids, study_dir)
                 if trial is None:
                     break
-                run_dir = study_dir / "runs" / trial.id
-                store.set_run_dir(trial.id, run_dir)
                 r, w = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_local_child, name=f"trial-{trial.id}",
                                    args=(w, asdict(trial.config), str(run_dir), threads, _hooks(trial), os.getpid()))
@@ -243,11 +251,9 @@ def _run_ray(store: Store, ids: list[str], study_dir: Path, workers: int | None,
     try:
         while True:
             while len(active) < in_flight:
-                trial = store.claim(me, ids)
+                trial, run_dir = _claim(store, me, ids, study_dir)
                 if trial is None:
                     break
-                run_dir = study_dir / "runs" / trial.id
-                store.set_run_dir(trial.id, run_dir)
                 active[task.remote(asdict(trial.config), str(run_dir), threads, _hooks(trial))] = trial
                 display.update(force=True)
             if not active:

@@ -56,7 +56,7 @@ def _track(value: Optional[str]) -> Optional[int]:
 
 @app.command()
 def train(
-    task: str = typer.Option("teacher-student", help="teacher-student | tweets | bbc-news | classify (your --data)"),
+    task: str = typer.Option("teacher-student", help="teacher-student | tweets | bbc-news | classify (your --data) | sft (your --data, causal LM) | sft-gemma"),
     rule: str = typer.Option("lora-alpha", help="α rule: " + " | ".join(scaling.RULES)),
     rank: int = typer.Option(8, help="LoRA rank r"),
     coef: float = typer.Option(scaling.PAPER_COEF, help="c of lora-alpha: α = c·√r"),
@@ -80,9 +80,11 @@ def train(
     eval_every: int = typer.Option(50, help="steps between held-out evaluations"),
     track: Optional[str] = typer.Option(None, help="signal-drift[:K]: Signal-Drift metrics every K steps "
                                                    f"(default K: {DEFAULT_TRACK_EVERY}) into signal_drift.jsonl"),
-    model: Optional[str] = typer.Option(None, help="hub id or local path of a sequence-classification model "
-                                                   "(default: embedded MiniLM-L6)"),
-    data: Optional[str] = typer.Option(None, help="your .csv/.jsonl with text and label columns (task classify)"),
+    model: Optional[str] = typer.Option(None, help="hub id or local path: a sequence-classification model "
+                                                   "(default: embedded MiniLM-L6) or, for sft, a causal LM "
+                                                   "(default: embedded Gemma-3-270M)"),
+    data: Optional[str] = typer.Option(None, help="classify: your .csv/.jsonl with text and label columns; sft: a "
+                                                  ".jsonl of prompt/response or messages records, or a datasets name"),
     text_column: str = typer.Option("text", help="text column of --data"),
     label_column: str = typer.Option("label", help="label column of --data"),
     max_length: Optional[int] = typer.Option(None, help="tokens per text (default: 64 tweets, 128 otherwise)"),

@@ -32,7 +32,7 @@ FINAL_WINDOW = 10  # final_loss = mean train loss over the last this-many steps
 class TrainConfig:
     """A run of a named task: everything `loralpha train` takes."""
 
-    task: str = "teacher-student"  # teacher-student, tweets, bbc-news or classify (your --data)
+    task: str = "teacher-student"  # teacher-student, tweets, bbc-news, classify or sft (your --data), sft-gemma
     rule: str = "lora-alpha"  # an α rule of loralpha.scaling
     rank: int = 8  # LoRA rank r
     coef: float = scaling.PAPER_COEF  # c of lora-alpha (α = c·√r)

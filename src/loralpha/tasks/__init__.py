@@ -32,12 +32,13 @@ class Task:
     info: dict[str, Any] = field(default_factory=dict)  # model, data, sizes: goes into config.json
 
 
-TASKS = ("teacher-student", "tweets", "bbc-news", "classify")
-DEFAULT_BATCH = {"teacher-student": 256, "tweets": 32, "bbc-news": 16, "classify": 32}
+TASKS = ("teacher-student", "tweets", "bbc-news", "classify", "sft", "sft-gemma")
+DEFAULT_BATCH = {"teacher-student": 256, "tweets": 32, "bbc-news": 16, "classify": 32, "sft": 8, "sft-gemma": 4}
 
 
 def build(name: str, seed: int = 0, batch_size: int | None = None, **options: Any) -> Task:
-    """Build task `name` ("classify" = your own --data, with --model optional)."""
+    """Build task `name` ("classify" = your own --data, with --model optional; "sft" = causal-LM
+    instruction tuning on your --data, "sft-gemma" = the embedded Gemma-3-270M on embedded data)."""
     if name not in TASKS:
         raise UsageError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
     batch_size = batch_size or DEFAULT_BATCH[name]
@@ -45,6 +46,9 @@ def build(name: str, seed: int = 0, batch_size: int | None = None, **options: An
         raise UsageError(f"batch size must be a positive integer, got {batch_size}")
     if name == "teacher-student":
         from .teacher_student import build as make
+    elif name in ("sft", "sft-gemma"):
+        from .sft import build as make
+        options["which"] = name
     else:
         from .text_classification import build_named as make
         options["which"] = name

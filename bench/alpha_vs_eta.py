@@ -64,7 +64,8 @@ def main() -> None:
     payload = run(args.quick)
     path = save("alpha_vs_eta", payload, args.quick)
     plot(payload["rows"], path.with_suffix(".png"))
-    print(f"wrote {path} and {path.with_suffix('.png')}")
+    print(f"plot: {path.with_suffix('.png')}")
+    print(f"wrote {path}")
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> None:

@@ -129,3 +129,10 @@ def test_hessian_vector_products_work_through_minilm_attention(tmp_path):
             u, v = (torch.randn(hvp.size, generator=g, dtype=torch.float64) for _ in range(2))
             uhv, vhu = float(u @ hvp(v)), float(v @ hvp(u))
         assert uhv != 0 and uhv == pytest.approx(vhu, rel=1e-3)
+
+
+def test_fewer_training_rows_than_a_batch_is_a_usage_error(tmp_path):
+    data = tmp_path / "tiny.csv"
+    data.write_text("text,label\n" + "".join(f"row {i},{i % 2}\n" for i in range(8)))
+    with pytest.raises(UsageError, match="fewer than the batch size 32"):
+        train(TrainConfig(task="classify", steps=1, task_options={"data": str(data)}))

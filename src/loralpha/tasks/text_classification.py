@@ -98,6 +98,9 @@ def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | No
     if len(texts) < 5:
         raise UsageError(f"{described} has {len(texts)} rows; need at least 5 to hold some out")
     held, train = split(len(texts), n_eval, split_seed)
+    if len(train) < batch_size:  # a batch is never short, so fewer rows would never make one
+        raise UsageError(f"{described} leaves {len(train)} training rows after holding out {len(held)}; "
+                         f"that is fewer than the batch size {batch_size}: lower --batch-size or add rows")
 
     net, tokenizer, model_name = load_classifier(model, len(names))
     heads = [n for n, _ in net.named_children() if n in ("classifier", "score")]

@@ -39,7 +39,6 @@ over all held-out response tokens (padded batches), perplexity = exp(eval_loss),
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
@@ -50,6 +49,7 @@ from torch import nn
 
 from ..errors import UsageError
 from . import Task
+from .text_data import jsonl_rows
 
 IGNORE = -100  # label of a token that is not learned (prompt, padding)
 FULL_FT_LR = 2e-5  # full-fine-tuning rate for LLM SFT: the usual 1e-5 … 2e-5 of full SFT, as for the encoders
@@ -101,16 +101,9 @@ def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     if path.suffix.lower() not in (".jsonl", ".json"):
         raise UsageError(f"data file {path} must end in .jsonl (one JSON object per line)")
     records, wheres = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            records.append(check_record(row, f"{path}:{n}"))
-            wheres.append(f"{path}:{n}")
+    for n, row in jsonl_rows(path):
+        records.append(check_record(row, f"{path}:{n}"))
+        wheres.append(f"{path}:{n}")
     if not records:
         raise UsageError(f"data file {path} has no records")
     return records, wheres

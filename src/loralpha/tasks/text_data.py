@@ -10,6 +10,7 @@ import csv
 import json
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
+from typing import Any, Iterator
 
 from ..errors import UsageError
 
@@ -93,21 +94,26 @@ def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str
     return texts, labels
 
 
-def _read_jsonl(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
-    texts, labels = [], []
+def jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of every non-blank line; bad JSON is a UsageError naming file:line."""
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                yield n, json.loads(line)
             except json.JSONDecodeError as e:
                 raise UsageError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise UsageError(f"{path}:{n}: expected a JSON object with {text_column!r} and {label_column!r}")
-            for key in (text_column, label_column):
-                if row.get(key) in (None, ""):
-                    raise UsageError(f"{path}:{n}: missing field {key!r}")
-            texts.append(str(row[text_column]))
-            labels.append(str(row[label_column]))
+
+
+def _read_jsonl(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for n, row in jsonl_rows(path):
+        if not isinstance(row, dict):
+            raise UsageError(f"{path}:{n}: expected a JSON object with {text_column!r} and {label_column!r}")
+        for key in (text_column, label_column):
+            if row.get(key) in (None, ""):
+                raise UsageError(f"{path}:{n}: missing field {key!r}")
+        texts.append(str(row[text_column]))
+        labels.append(str(row[label_column]))
     return texts, labels

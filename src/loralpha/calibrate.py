@@ -30,7 +30,8 @@ from typing import Any, Callable, Sequence
 
 from . import scaling
 from .errors import UsageError
-from .laws import effective_lr, locate
+from .laws import locate
+from .records import effective_lr
 
 DEFAULT_COEFS = tuple(2.0 ** k for k in range(13))  # 1 … 4096
 MIN_PROBE_STEPS = 10  # a probe's loss is the mean of its last 10 steps (train.FINAL_WINDOW)

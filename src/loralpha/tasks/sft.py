@@ -49,7 +49,8 @@ from torch import nn
 
 from ..errors import UsageError
 from . import Task
-from .text_data import jsonl_rows
+from .causal_lm import load_causal_lm, tiny_causal_lm, tiny_tokenizer  # noqa: F401 (part of this API)
+from .text_data import jsonl_rows, split
 
 IGNORE = -100  # label of a token that is not learned (prompt, padding)
 FULL_FT_LR = 2e-5  # full-fine-tuning rate for LLM SFT: the usual 1e-5 … 2e-5 of full SFT, as for the encoders
@@ -297,84 +298,7 @@ class Collator:
         return pad(examples, self.pad_id)
 
 
-# ---------------------------------------------------------------- models
-
-
-def load_causal_lm(source: str) -> tuple[nn.Module, Any, str]:
-    """(model in float32, tokenizer with a pad token, source) for a hub id or a local path."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        net = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    except (OSError, ValueError, KeyError) as e:
-        kind = "local path" if Path(source).exists() else "hub id (or it is unreachable offline)"
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UsageError(f"cannot load a causal language model from {source!r} as a {kind}: {first}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return net, tokenizer, source
-
-
-TINY_TEXTS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "What is two plus two? Two plus two is four.",
-    "Translate to French: cat. Le chat.",
-    "Name a colour of the sky. Blue.",
-    "def add(a, b):\n    return a + b\n",
-    "<|user|>\nHello there.\n<|assistant|>\nHi! How can I help?\n",
-]
-TINY_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-
-
-def tiny_tokenizer(vocab_size: int = 300) -> Any:
-    """A byte-level BPE tokenizer trained in-process on a few strings: any text encodes, bos is added
-    (as by Llama's), <pad>/<bos>/<eos> are ids 0/1/2 and the chat template is a simple one."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(TINY_TEXTS, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "<bos>", "<eos>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A <bos> $B",
-                                                       special_tokens=[("<bos>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                                   chat_template=TINY_CHAT_TEMPLATE)
-
-
-def tiny_causal_lm(seed: int = 0, hidden: int = 64, layers: int = 2) -> tuple[nn.Module, Any]:
-    """(model, tokenizer): a randomly initialised Llama-style causal LM (`layers` blocks of width
-    `hidden`, 4 heads, 2 key-value heads) over `tiny_tokenizer()`, for tests and examples that
-    must run offline in seconds. `save_pretrained` both into a folder to get a `--model` path."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = tiny_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    return model.eval(), tokenizer
-
-
 # ---------------------------------------------------------------- the task
-
-
-def split(n: int, n_eval: int, split_seed: int = 0) -> tuple[list[int], list[int]]:
-    from .text_classification import split as fixed_split
-
-    return fixed_split(n, n_eval, split_seed)
 
 
 def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | None = None,

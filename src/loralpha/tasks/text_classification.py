@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import UsageError
 from . import Task, text_data
+from .text_data import split
 
 FULL_FT_LR = 2e-5  # the usual full-fine-tuning rate for BERT-size encoders
 # The classifier head is new and random, and α does not scale it: it learns at this rate
@@ -71,14 +72,6 @@ def default_targets(net: nn.Module) -> list[str]:
     if not targets:
         raise UsageError(f"no default targets known for model type {net.config.model_type!r}; pass --targets")
     return list(targets)
-
-
-def split(n: int, n_eval: int, split_seed: int = 0) -> tuple[list[int], list[int]]:
-    """(held-out, train) row indices: a fixed shuffle, at most a fifth held out."""
-    order = list(range(n))
-    random.Random(split_seed).shuffle(order)
-    n_eval = max(1, min(n_eval, n // 5))
-    return order[:n_eval], order[n_eval:]
 
 
 def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | None = None,

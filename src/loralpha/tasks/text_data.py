@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any, Iterator
@@ -92,6 +93,14 @@ def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str
             texts.append(text)  # type: ignore[arg-type]
             labels.append(label.strip())  # type: ignore[union-attr]
     return texts, labels
+
+
+def split(n: int, n_eval: int, split_seed: int = 0) -> tuple[list[int], list[int]]:
+    """(held-out, train) row indices: a fixed shuffle, at most a fifth held out."""
+    order = list(range(n))
+    random.Random(split_seed).shuffle(order)
+    n_eval = max(1, min(n_eval, n // 5))
+    return order[:n_eval], order[n_eval:]
 
 
 def jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:

@@ -125,6 +125,7 @@ def test_bad_arguments(kwargs, message):
 def test_parse_options():
     assert parse_options("width=32, scale=0.5,teacher=full-rank") == {"width": 32, "scale": 0.5, "teacher": "full-rank"}
     assert parse_options(None) == {}
+    assert parse_options("packing=true,bos=False") == {"packing": True, "bos": False}
     with pytest.raises(UsageError, match="KEY=VALUE"):
         parse_options("width")
 

@@ -64,3 +64,12 @@ def test_taken_output_directory_is_refused(tmp_path, capsys, monkeypatch):
     code, _, err = run(["train", "--steps", "2", "--out", str(tmp_path / "r")], capsys, monkeypatch)
     assert code == 2 and "already exists" in err
     assert (tmp_path / "r" / "keep.txt").read_text() == "mine"
+
+
+def test_train_passes_task_options(tmp_path, capsys, monkeypatch):
+    out_dir = tmp_path / "small"
+    code, _, _ = run(["train", "--steps", "3", "--rank", "2", "--batch-size", "16", "--quiet", "--out", str(out_dir),
+                      "--task-options", "width=16,depth=2,n_eval=32"], capsys, monkeypatch)
+    assert code == 0
+    assert runs.read_json(out_dir / "config.json")["config"]["task_options"] == {
+        "teacher": "low-rank", "width": 16, "depth": 2, "n_eval": 32}

@@ -199,7 +199,7 @@ def calibrate(task: str = "teacher-student", rank: int = 4, budget_steps: int = 
 
 
 def parse_options(text: str | None) -> dict[str, Any]:
-    """Task options from KEY=VALUE,... (the CLI's --task-options): ints, then floats, else strings."""
+    """Task options from KEY=VALUE,... (the CLI's --task-options): true/false, ints, floats, else strings."""
     options: dict[str, Any] = {}
     for item in (text or "").split(","):
         if not item.strip():
@@ -208,6 +208,9 @@ def parse_options(text: str | None) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError("--task-options takes KEY=VALUE pairs separated by commas (e.g. width=32,depth=2), "
                              f"got {item!r}")
+        if value.lower() in ("true", "false"):
+            options[key] = value.lower() == "true"
+            continue
         for kind in (int, float):
             try:
                 options[key] = kind(value)

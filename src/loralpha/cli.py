@@ -78,6 +78,8 @@ def train(
     warmup: float = typer.Option(0.0, help="warm-up, as a fraction of the steps"),
     grad_clip: Optional[float] = typer.Option(None, help="clip the gradient norm to this"),
     eval_every: int = typer.Option(50, help="steps between held-out evaluations"),
+    task_options: Optional[str] = typer.Option(None, help="more task settings KEY=VALUE,... (e.g. packing=true, "
+                                                         "n_eval=200, width=64; see the task's build())"),
     track: Optional[str] = typer.Option(None, help="signal-drift[:K]: Signal-Drift metrics every K steps "
                                                    f"(default K: {DEFAULT_TRACK_EVERY}) into signal_drift.jsonl"),
     model: Optional[str] = typer.Option(None, help="hub id or local path: a sequence-classification model "
@@ -94,6 +96,7 @@ def train(
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train TASK with LoRA under RULE (or fully, rule `full`) and write a run directory."""
+    from .calibrate import parse_options
     from .train import TrainConfig
     from .train import train as run
 
@@ -106,6 +109,7 @@ def train(
         options.update(model=model, data=data, max_length=max_length)
         if data is not None:
             options.update(text_column=text_column, label_column=label_column)
+    options.update(parse_options(task_options))
     config = TrainConfig(task=task, rule=rule, rank=rank, coef=coef, alpha=alpha, lr=lr, head_lr=head_lr, steps=steps,
                          batch_size=batch_size, seed=seed, targets=_csv(targets), rank_pattern=_rank_pattern(rank_pattern),
                          init=init, dora=dora, loraplus_ratio=loraplus_ratio, weight_decay=weight_decay,

@@ -18,7 +18,7 @@ from .errors import UsageError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="LoRA fine-tuning with a principled scaling factor (LoRA-α), and the tools to measure it.")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # wide tables stay whole in logs and pipes
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 

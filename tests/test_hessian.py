@@ -83,7 +83,7 @@ def test_step_gap():
 
 def test_spectrum_sweep_writes_json_and_plot(tmp_path):
     from loralpha import TrainConfig, runs
-    from loralpha.spectrum import sweep
+    from loralpha.spectrum import measure, sweep
 
     base = TrainConfig(task="teacher-student", steps=0, task_options={"width": 8, "depth": 2, "n_eval": 16},
                        batch_size=16)
@@ -91,6 +91,10 @@ def test_spectrum_sweep_writes_json_and_plot(tmp_path):
     assert [(r["rule"], r["rank"]) for r in results] == [("lora-alpha", 1), ("lora-alpha", 2), ("2rank", 1), ("2rank", 2)]
     stored = runs.read_json(tmp_path / "spectrum.json")["results"]
     assert len(stored) == 4 and (tmp_path / "spectrum.png").stat().st_size > 1000
+    assert [r["full"]["reused"] for r in results] == [False, True, True, True]  # taken once, at init
+    fresh = measure(replace(base, rule="2rank", rank=2), k=2)  # what the reused spectrum must equal
+    assert fresh["full"]["eigenvalues"] == pytest.approx(results[-1]["full"]["eigenvalues"], rel=1e-6)
+    assert fresh["full"]["step_gap"]["gap"] == pytest.approx(results[-1]["full"]["step_gap"]["gap"], rel=1e-6)
     for r in results:  # same model and batch at init: the full-weight spectrum does not depend on the rule
         assert r["full"]["eigenvalues"][0] == pytest.approx(results[0]["full"]["eigenvalues"][0], rel=1e-6)
         assert r["suppression"] == pytest.approx(r["adapter"]["eigenvalues"][0] / r["full"]["eigenvalues"][0])

@@ -35,9 +35,14 @@ from .signal_drift import lora_layers
 from .train import TrainConfig, fit
 
 
-def measure(config: TrainConfig, k: int = 3, method: str = "lanczos") -> dict[str, Any]:
+def measure(config: TrainConfig, k: int = 3, method: str = "lanczos",
+            full_top: dict[str, Any] | None = None) -> dict[str, Any]:
     """Top-k eigenvalues in both spaces for one config, after `config.steps` training steps
-    (0: at initialisation, where B = 0)."""
+    (0: at initialisation, where B = 0).
+
+    At initialisation W0 + γ·B·A = W0 whatever the rule and rank, so the full-weight spectrum of
+    the same task, seed, batch and targets is the same for every (rule, rank): pass the
+    `result["full_top"]` of an earlier such measurement as `full_top` to reuse it (sweep does)."""
     replace(config, steps=max(config.steps, 1)).check()  # 0 steps is allowed here: measure at init
     torch.manual_seed(config.seed)
     task = tasks.build(config.task, seed=config.seed, batch_size=config.batch_size, **config.task_options)
@@ -55,13 +60,17 @@ def measure(config: TrainConfig, k: int = 3, method: str = "lanczos") -> dict[st
     model.eval()  # no dropout: the loss must be one deterministic function of θ
     out: dict[str, Any] = {"task": config.task, "rule": config.rule, "rank": config.rank, "steps": config.steps,
                            "lora_alpha": spec.lora_alpha(spec.rank), "gamma": spec.lora_alpha(spec.rank) / spec.rank}
+    if full_top is not None and config.steps > 0:
+        raise ValueError("full_top can be reused only at initialisation (steps = 0)")
     tops = {}
     for space in ("adapter", "full"):
         start = time.perf_counter()
-        tops[space] = top = top_eigenvalues(model, lambda: task.loss(model, probe), space=space, k=k, method=method,
-                                            seed=config.seed)
-        out[space] = {"eigenvalues": top["eigenvalues"], "params": top["size"], "hvp_calls": top["hvp_calls"],
-                      "seconds": time.perf_counter() - start}
+        reused = space == "full" and full_top is not None
+        tops[space] = top = full_top if reused else top_eigenvalues(
+            model, lambda: task.loss(model, probe), space=space, k=k, method=method, seed=config.seed)
+        out[space] = {"eigenvalues": top["eigenvalues"], "params": top["size"], "reused": reused,
+                      "hvp_calls": 0 if reused else top["hvp_calls"], "seconds": time.perf_counter() - start}
+    out["full_top"] = tops["full"]
     lr = config.lr if config.lr is not None else scaling.default_lr(config.rule, task.full_ft_lr)
     steps = one_step(model, lambda: task.loss(model, probe), spec, lr,
                      config.head_lr if config.head_lr is not None else task.head_lr)
@@ -104,11 +113,15 @@ def sweep(base: TrainConfig, rules: list[str], ranks: list[int], out: str | Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
+    full_top = None  # at init the full-weight spectrum is one for every rule and rank
     for rule in rules:
         if rule == "full":
             continue  # no adapter space to compare
         for r in ranks:
-            result = measure(replace(base, rule=rule, rank=r), k=k, method=method)
+            result = measure(replace(base, rule=rule, rank=r), k=k, method=method, full_top=full_top)
+            if base.steps == 0:
+                full_top = result["full_top"]
+            del result["full_top"]  # tensors: kept in memory only
             results.append(result)
             if on_result:
                 on_result(result)

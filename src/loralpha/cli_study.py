@@ -1,0 +1,217 @@
+"""The study commands of `loralpha`: sweep, fit and calibrate (registered on `cli.app`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from . import scaling
+from .cli import _csv, app, console, err
+from .errors import UsageError
+
+
+@app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="YAML sweep spec: study, task, metric, fixed, grid"),
+    store: Optional[Path] = typer.Option(None, help="results store (default: studies/<study or spec stem>/study.db); "
+                                                    "run directories go to runs/<trial id>/ beside it"),
+    workers: Optional[int] = typer.Option(None, help="trials at a time (default: the CPU count; "
+                                                     "ray: the cluster's CPUs / --cpus-per-trial)"),
+    engine: str = typer.Option("local", help="local | ray (pip install 'loralpha\\[ray]')"),
+    address: Optional[str] = typer.Option(None, help="ray: address of a running cluster (default: a local Ray)"),
+    cpus_per_trial: float = typer.Option(1.0, help="ray: CPUs (and torch threads) per trial"),
+    gpus_per_trial: float = typer.Option(0.0, help="ray: GPUs per trial"),
+    threads: Optional[int] = typer.Option(None, help="torch threads per trial (default: 1 when --workers > 1, "
+                                                     "else torch's own; ray: --cpus-per-trial)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live counts"),
+) -> None:
+    """Run every trial of a grid spec, each in its own process, into a SQLite store. Rerunning resumes:
+    finished trials are kept, trials of a killed sweep run again; sweeps sharing a store share the work."""
+    from .sweep import Store, load, run_sweep
+
+    loaded = load(spec)
+    path = store or Path("studies") / loaded.name / "study.db"
+    try:
+        counts = run_sweep(loaded, path, workers=workers, engine=engine, address=address, progress=progress,
+                           cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, threads=threads)
+    except KeyboardInterrupt:
+        err.print(f"sweep interrupted; its running trials were handed back: rerun the same command to resume "
+                  f"(store: {path})", markup=False)
+        raise typer.Exit(130) from None
+    table = Table(title=f"sweep {loaded.name}: {sum(counts.values())} trials", show_header=False)
+    for status in ("done", "diverged", "failed", "running", "pending"):
+        if counts[status] or status in ("done", "diverged", "failed"):
+            table.add_row(status, str(counts[status]))
+    table.add_row("store", str(path))
+    table.add_row("run directories", str(path.parent / "runs") + "/<trial id>")
+    console.print(table)
+    if counts["running"]:
+        console.print(f"{counts['running']} trials are still running in another sweep on this store")
+    if counts["failed"]:
+        ids = {t.id for t in loaded.trials()}
+        failed = [r for r in Store(path).records("failed") if r["id"] in ids]
+        err.print(f"{len(failed)} trials failed; the first, {failed[0]['id']}: {failed[0]['error']} "
+                  f"(traceback, if any: {failed[0]['run_dir']}/error.txt)", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command("fit")
+def fit_law(
+    store: Path = typer.Argument(..., help="sweep store (.db) or a .json/.jsonl file of trial records"),
+    metric: str = typer.Option("final_loss", help="final_loss (train) or a held-out metric: rel_mse, eval_loss, "
+                                                  "accuracy, macro_f1"),
+    x: str = typer.Option("alpha", help="alpha | lr: the variable whose optimum per rank is fitted"),
+    at: Optional[float] = typer.Option(None, help="keep the trials at this η (--x alpha) or α (--x lr), "
+                                                  "when the store has several"),
+    higher_is_better: Optional[bool] = typer.Option(None, "--higher-is-better/--lower-is-better",
+                                                    help="direction of --metric (default: known from its name)"),
+    resamples: int = typer.Option(1000, help="bootstrap resamples of the intervals"),
+    seed: int = typer.Option(0, help="seed of the bootstrap"),
+    out: Optional[Path] = typer.Option(None, help="directory for fit.json (default: beside STORE)"),
+) -> None:
+    """The optimal α (or η) per rank from a sweep, and the power law α* = c·r^p through them, with 95%
+    bootstrap intervals, fixed exponents 0, ½, 1 against a free p, and the paper's 256·√r."""
+    from . import laws, runs
+
+    study = laws.fit(laws.load_records(store), x=x, metric=metric, higher_is_better=higher_is_better, at=at,
+                     resamples=resamples, seed=seed, source=str(store))
+    name = "α" if x == "alpha" else "η"
+    n = study.counts
+    table = Table(title=f"{name}* per rank: {'max' if study.higher_is_better else 'min'} {metric} "
+                        f"({n['done']} done, {n['diverged']} diverged, {n['ignored']} other trials ignored)")
+    columns = ["rank", f"{name}*", "seeds", f"best {metric}"]
+    columns += ["256·√r", "α* / 256·√r", "α = r", "α = 2r"] if x == "alpha" else ["α"]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for o in study.optima:
+        refs = study.references(o)
+        cells = [str(o.group), o.describe() + (" (edge)" if o.edge else ""), str(o.seeds),
+                 "—" if o.best is None else f"{o.best:.4g}"]
+        if refs is not None:
+            cells += [f"{refs['paper']:.4g}", "—" if o.x_star is None else f"{o.x_star / refs['paper']:.3g}",
+                      f"{refs['alpha_r']:g}", f"{refs['alpha_2r']:g}"]
+        elif x != "alpha":
+            cells.append("—" if o.other is None else f"{o.other:.4g}")
+        table.add_row(*cells)
+    console.print(table)
+    if any(o.edge or (o.x_star is not None and not o.refined) for o in study.optima):
+        console.print(f"  ≤ / ≥: the best grid point is the grid's edge, so {name}* is only a bound; "
+                      "(grid): no parabola refinement (a neighbour diverged or the curve is flat)")
+    directory = out or store.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        runs.write_json(directory / "fit.json", study.to_dict())
+    except OSError as e:
+        raise UsageError(f"cannot write fit.json into {directory}: {e.strerror or e}") from None
+    law = study.law
+    if law is None:
+        console.print(f"wrote {directory / 'fit.json'}")
+        err.print(f"no power-law fit: {study.reason}")
+        raise typer.Exit(1)
+
+    def interval(iv, fmt):
+        return f"[{fmt.format(iv[0])}, {fmt.format(iv[1])}]" if iv else "(no interval)"
+
+    b = law.bootstrap
+    console.print(f"{name}* = c·r^p over ranks {', '.join(f'{r:g}' for r in law.ranks)}:  "
+                  f"c = {law.c:.4g} {interval(law.c_ci, '{:.4g}')},  p = {law.p:.3f} {interval(law.p_ci, '{:.3f}')}  "
+                  f"(95% bootstrap over {b['method']}, {b['valid']} of {b['resamples']} resamples)")
+    if b.get("note"):
+        console.print(f"  {b['note']}")
+    models = Table(title=f"models of log {name}* (held-out: leave one rank out)")
+    for column in ("model", "p", "c", f"held-out RMSE of log {name}*", "in-sample RMSE"):
+        models.add_column(column, justify="left" if column == "model" else "right")
+    for m in law.models:
+        models.add_row(f"{m['name']} ({m['note']})", f"{m['p']:.3f}", f"{m['c']:.4g}",
+                       "—" if m["loo_rmse"] is None else f"{m['loo_rmse']:.3f}", f"{m['rmse']:.3f}")
+    console.print(models)
+    if law.best_model:
+        console.print(f"best by held-out error: {law.best_model}")
+    else:
+        console.print("held-out comparison needs 2 or more ranks for a fixed p, 3 or more for a free p")
+    console.print(f"wrote {directory / 'fit.json'}")
+
+
+@app.command("calibrate")
+def calibrate_coef(
+    task: str = typer.Option("teacher-student", help="teacher-student | tweets | bbc-news | classify (your data=...)"),
+    rank: int = typer.Option(4, help="the small rank R0 every probe trains at"),
+    budget: int = typer.Option(2000, help="total optimizer steps over all probes (never exceeded)"),
+    ranks: str = typer.Option("1,4,16,64", help="ranks to show α = c·√r at, comma-separated"),
+    coefs: Optional[str] = typer.Option(None, help="grid of c, comma-separated (default: 1, 2, 4, …, 4096)"),
+    seeds: str = typer.Option("0", help="seeds of every probe, comma-separated (a c scores their mean loss)"),
+    lr: Optional[float] = typer.Option(None, help="η of the probes (default: the task's full-FT rate)"),
+    batch_size: Optional[int] = typer.Option(None, help="batch size (default: the task's)"),
+    task_options: Optional[str] = typer.Option(None, help="task settings KEY=VALUE,... "
+                                                          "(e.g. width=32,depth=2 or data=my.csv,model=...)"),
+    out: Path = typer.Option(Path("runs/calibrate"), help="directory for calibrate.json"),
+) -> None:
+    """Pick c of LoRA-α (α = c·√r) for a task: successive halving of short probes at rank R0 over a
+    log grid of c, ranked by train loss, then a parabola in log c. Prints α = c·√r at --ranks."""
+    from . import runs
+    from .calibrate import calibrate as run_probes
+    from .calibrate import parse_options
+
+    def numbers(text, kind, what):
+        try:
+            return [kind(v) for v in _csv(text) or []]
+        except ValueError:
+            raise UsageError(f"{what} takes {'integers' if kind is int else 'numbers'} separated by commas, "
+                             f"got {text!r}") from None
+
+    show = [scaling.check_rank(r) for r in numbers(ranks, int, "--ranks")]
+    grid = numbers(coefs, float, "--coefs") if coefs is not None else None
+    seed_list = numbers(seeds, int, "--seeds")
+
+    def report(rnd):
+        best = next(p for p in rnd["probes"] if p["coef"] == rnd["best"])
+        kept = ", ".join(f"{c:g}" for c in rnd["kept"])
+        console.print(f"round {rnd['round']}: {len(rnd['probes'])} c × {rnd['steps']} steps — "
+                      f"best c = {rnd['best']:g} (loss {best['loss']:.4g}); keep {kept}")
+
+    try:
+        cal = run_probes(task, rank=rank, budget_steps=budget, coefs=grid, seeds=seed_list, on_round=report, lr=lr,
+                         batch_size=batch_size, task_options=parse_options(task_options))
+    except KeyboardInterrupt:
+        err.print("calibration interrupted; nothing written")
+        raise typer.Exit(130)
+    probes = Table(title=f"probes: {task}, lora-alpha at r = {cal.rank}, η = {cal.lr:g}, train loss "
+                         f"(mean of {len(cal.seeds)} seed(s)); ✓ = kept")
+    probes.add_column("c", justify="right")
+    for rnd in cal.rounds:
+        probes.add_column(f"round {rnd['round']} ({rnd['steps']} steps)", justify="right")
+    for c in cal.coefs:
+        cells = []
+        for rnd in cal.rounds:
+            p = next((p for p in rnd["probes"] if p["coef"] == c), None)
+            cells.append("" if p is None else ("diverged" if p["loss"] is None else f"{p['loss']:.4g}")
+                         + (" ✓" if p is not None and c in rnd["kept"] else ""))
+        probes.add_row(f"{c:g}", *cells)
+    console.print(probes)
+    how = (f"parabola in log c through {', '.join(f'{c:g}' for c in cal.refined_from['coefs'])} at "
+           f"{cal.refined_from['steps']} steps" if cal.refined else "the best grid point")
+    console.print(f"chosen c = {cal.coef:.4g} ({how}; paper: {scaling.PAPER_COEF:g})")
+    if cal.edge:
+        side = "smaller" if cal.bound == "upper" else "larger"
+        console.print(f"  c is at the grid's {'low' if cal.bound == 'upper' else 'high'} edge: the best c may be "
+                      f"{side}; extend --coefs")
+    if cal.stopped == "budget":
+        console.print(f"  the budget ran out with {len(cal.rounds[-1]['kept'])} candidates left; a larger --budget "
+                      "halves further")
+    table = Table(title=f"lora-alpha setting α = c·√r with c = {cal.coef:.4g}")
+    for column in ("rank", "α = c·√r", "γ = α/r", "paper 256·√r"):
+        table.add_column(column, justify="right")
+    for row in cal.alphas(show):
+        table.add_row(str(row["rank"]), f"{row['alpha']:.4g}", f"{row['gamma']:.4g}", f"{row['paper']:.4g}")
+    console.print(table)
+    console.print(f"cost: {cal.cost_steps} optimizer steps of a {cal.budget_steps}-step budget, "
+                  f"{cal.wall_time_s:.1f} s")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        runs.write_json(out / "calibrate.json", cal.to_dict(show))
+    except OSError as e:
+        raise UsageError(f"cannot write calibrate.json into {out}: {e.strerror or e}") from None
+    console.print(f"wrote {out / 'calibrate.json'}")

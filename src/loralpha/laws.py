@@ -34,8 +34,8 @@ import numpy as np
 
 from . import scaling
 from .errors import UsageError
-from .records import (_metric, _value, effective_alpha, effective_lr, full_ft_lr, is_higher_better,  # noqa: F401
-                      load_records)
+from .records import (config_value, effective_alpha, effective_lr, full_ft_lr, is_higher_better,  # noqa: F401
+                      load_records, metric_value)
 
 XS = ("alpha", "lr")
 FIXED_EXPONENTS = (0.0, 0.5, 1.0)  # constant α, α ∝ √r, α ∝ r
@@ -146,7 +146,7 @@ def _collect(records: Sequence[dict[str, Any]], x: str, group: str, metric: str,
             counts["no_alpha"] += 1
             continue
         if status == "done":
-            value = _metric(record, metric)
+            value = metric_value(record, metric)
             if value is None:
                 counts["missing_metric"] += 1
                 continue
@@ -155,7 +155,7 @@ def _collect(records: Sequence[dict[str, Any]], x: str, group: str, metric: str,
                 cost = math.inf
         else:
             cost = math.inf
-        xv, gv, ov = float(_value(config, x)), _value(config, group), float(_value(config, other_name))
+        xv, gv, ov = float(config_value(config, x)), config_value(config, group), float(config_value(config, other_name))
         if not (math.isfinite(xv) and xv > 0):
             raise UsageError(f"{x} must be positive to be fitted on a log scale, got {xv}")
         if at is not None and not math.isclose(ov, at, rel_tol=1e-6):

@@ -106,7 +106,8 @@ def effective_alpha(config: dict[str, Any]) -> float | None:
                               config.get("alpha", scaling.DEFAULT_ALPHA))
 
 
-def _value(config: dict[str, Any], name: str) -> Any:
+def config_value(config: dict[str, Any], name: str) -> Any:
+    """A record config's value of `name`; "alpha" and "lr" are the effective α and η."""
     if name == "alpha":
         return effective_alpha(config)
     if name == "lr":
@@ -116,7 +117,8 @@ def _value(config: dict[str, Any], name: str) -> Any:
     return config[name]
 
 
-def _metric(record: dict[str, Any], metric: str) -> float | None:
+def metric_value(record: dict[str, Any], metric: str) -> float | None:
+    """`final_loss`, or a held-out metric from the record's eval (None when missing)."""
     if metric == "final_loss":
         value = record.get("final_loss")
     else:

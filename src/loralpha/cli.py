@@ -93,9 +93,14 @@ def train(
     teacher: str = typer.Option("low-rank", help="teacher-student: low-rank | full-rank perturbation"),
     out: Optional[Path] = typer.Option(None, help="run directory (default: runs/TASK-RULE-rRANK-sSEED)"),
     overwrite: bool = typer.Option(False, help="replace an existing run directory"),
+    checkpoint_every: Optional[int] = typer.Option(None, help="save weights, optimizer and step to OUT/checkpoint.pt "
+                                                              "every N steps (and on Ctrl-C)"),
+    resume: bool = typer.Option(False, help="continue the unfinished run in --out from its checkpoint (give the "
+                                            "options it was started with)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
-    """Train TASK with LoRA under RULE (or fully, rule `full`) and write a run directory."""
+    """Train TASK with LoRA under RULE (or fully, rule `full`) and write a run directory.
+    Ctrl-C finishes the current step, saves the run as `interrupted` and exits with 130."""
     from .calibrate import parse_options
     from .train import TrainConfig
     from .train import train as run
@@ -116,7 +121,8 @@ def train(
                          schedule=schedule, warmup=warmup, grad_clip=grad_clip, eval_every=eval_every,
                          track_every=_track(track), task_options=options)
     out = out or Path("runs") / f"{task}-{rule}-r{rank}-s{seed}"
-    result = run(config, out=out, overwrite=overwrite, progress=not quiet)
+    result = run(config, out=out, overwrite=overwrite, progress=not quiet, checkpoint_every=checkpoint_every,
+                 resume=resume)
     table = Table(title=f"{task} · {rule} · r={rank}", show_header=False)
     table.add_row("status", result.status)
     table.add_row("steps", str(result.steps))
@@ -129,8 +135,13 @@ def train(
     if result.status == "diverged":
         err.print(f"run diverged: {result.reason}; lower --lr (or --coef/--alpha) and try again")
         raise typer.Exit(1)
+    if result.resumed_from is not None:
+        console.print(f"resumed from the checkpoint at step {result.resumed_from}")
     if result.status == "interrupted":
-        err.print(f"run interrupted after {result.steps} steps; what was trained is saved in {out}")
+        again = (" --resume continues it from there" if checkpoint_every else
+                 " without --checkpoint-every, --resume starts it again from step 0")
+        err.print(f"run interrupted after {result.steps} steps; what was trained is saved in {out};{again}",
+                  markup=False)
         raise typer.Exit(130)
 
 
@@ -279,13 +290,31 @@ def rules(
                       "rules at the same point train the same W")
 
 
-from . import cli_study  # noqa: E402,F401  (registers sweep, fit and calibrate on app)
+from . import cli_demo, cli_study  # noqa: E402,F401  (register demo, report, sweep, fit and calibrate on app)
 
 
 def main() -> None:
+    try:
+        from typer._click import exceptions as click  # typer vendors click since 0.25
+    except ImportError:
+        from click import exceptions as click
+
     warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notes are not the user's to act on
     try:
-        app()
+        code = app(standalone_mode=False)  # returns the exit code; click's errors are raised, and printed below
     except UsageError as e:
         err.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(2)
+    except click.NoArgsIsHelpError as e:
+        console.print(e.ctx.get_help(), markup=False, highlight=False)
+        sys.exit(2)
+    except click.ClickException as e:  # a bad option or value: one line, as for our own errors
+        message = "; ".join(line.strip() for line in e.format_message().splitlines() if line.strip())
+        ctx = getattr(e, "ctx", None)
+        see = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        err.print(f"error: {message}{see}", markup=False, highlight=False)
+        sys.exit(e.exit_code)
+    except click.Abort:
+        err.print("aborted", markup=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

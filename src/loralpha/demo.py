@@ -1,0 +1,247 @@
+"""`loralpha demo`: the paper's three findings, measured on this machine, in one report.
+
+Four parts, all on embedded data and models (no network):
+
+1. head-to-head on `tweets` (MiniLM-L6): lora-alpha with the paper's c = 256 and with the c
+   that `calibrate` picks for this model (its probes counted), fixed α = 16, 2rank, rslora,
+   loraplus and full fine-tuning, at one step budget, each rule at its default η (the
+   task's full-FT rate for lora-alpha and full, the usual LoRA rate 2e-4 for the others);
+2. α vs η on teacher-student: α × k against η × k from one base, with Signal-Drift tracked;
+3. spectral suppression: λ_max of the loss Hessian in adapter and full-weight space at init;
+4. the α*(r) law: a teacher-student sweep of α over ranks, fitted as α* = c·r^p.
+
+Every training run is a trial in one sweep store (OUT/demo.db) and the calibration and the
+spectrum are JSON files keyed by their settings, so an interrupted demo reruns only what was
+not finished. `demo.json` names what each part ran; `loralpha report OUT` renders it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import runs, scaling
+from .errors import UsageError
+from .train import TrainConfig
+
+MANIFEST = "demo.json"
+STORE = "demo.db"
+HEAD_RULES = ("lora-alpha", "lora-alpha-calibrated", "fixed", "2rank", "rslora", "loraplus", "full")
+
+
+@dataclass
+class Plan:
+    """The sizes of every part; `full()` is the default demo, `quick()` the smoke run."""
+
+    quick: bool
+    # 1. head-to-head on tweets (rank 16: at r = 8, fixed α = 16 would be α = 2r, the same run twice)
+    rank: int = 16
+    steps: int = 150
+    batch_size: int = 16
+    eval_every: int = 25
+    n_eval: int = 500
+    calib_coefs: list[float] = field(default_factory=lambda: [128.0, 512.0, 2048.0, 8192.0, 32768.0])
+    calib_budget: int = 270
+    calib_batch: int = 8
+    # 2. α vs η
+    ae_rank: int = 25
+    ae_steps: int = 300
+    ae_factors: list[int] = field(default_factory=lambda: [8, 64, 256])
+    ae_options: dict[str, Any] = field(default_factory=dict)
+    # 3. spectrum
+    sp_rules: list[str] = field(default_factory=lambda: ["lora-alpha", "rslora", "2rank"])
+    sp_ranks: list[int] = field(default_factory=lambda: [2, 8, 32])
+    sp_options: dict[str, Any] = field(default_factory=dict)
+    # 4. law
+    law_ranks: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32, 64])
+    law_alphas: list[float] = field(default_factory=lambda: [2.0 ** k for k in range(7, 16)])  # 128 … 32768
+    law_steps: int = 150
+    law_seeds: list[int] = field(default_factory=lambda: [0])
+    law_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def full(cls) -> "Plan":
+        return cls(quick=False)
+
+    @classmethod
+    def quick_plan(cls) -> "Plan":
+        small = {"width": 64, "depth": 3}
+        return cls(quick=True, rank=8, steps=12, batch_size=8, eval_every=6, n_eval=64, calib_coefs=[256.0, 4096.0],
+                   calib_budget=40, calib_batch=8, ae_rank=4, ae_steps=40, ae_factors=[16, 256], ae_options=small,
+                   sp_rules=["lora-alpha", "2rank"], sp_ranks=[2, 8], sp_options=small, law_ranks=[2, 4, 8],
+                   law_alphas=[16.0, 128.0, 1024.0, 8192.0, 65536.0], law_steps=40, law_options=small)
+
+    def tweets(self, **change: Any) -> TrainConfig:
+        base = dict(task="tweets", rank=self.rank, steps=self.steps, batch_size=self.batch_size,
+                    eval_every=self.eval_every, task_options={"n_eval": self.n_eval})
+        return TrainConfig(**{**base, **change})
+
+
+def head_to_head(plan: Plan, calibrated_coef: float) -> dict[str, TrainConfig]:
+    """The seven runs of part 1, by label; η None = the rule's default (see the module doc)."""
+    return {
+        "lora-alpha": plan.tweets(rule="lora-alpha"),
+        "lora-alpha-calibrated": plan.tweets(rule="lora-alpha", coef=float(calibrated_coef)),
+        "fixed": plan.tweets(rule="fixed", alpha=16.0),
+        "2rank": plan.tweets(rule="2rank"),
+        "rslora": plan.tweets(rule="rslora", alpha=16.0),
+        "loraplus": plan.tweets(rule="loraplus", alpha=16.0),
+        "full": plan.tweets(rule="full"),
+    }
+
+
+def alpha_vs_eta(plan: Plan) -> dict[str, TrainConfig]:
+    """Part 2: rule fixed with α = r (γ = 1) at η = 5e-5, then α × k, then η × k."""
+    from .tasks.teacher_student import FULL_FT_LR
+
+    r = plan.ae_rank
+    base = dict(task="teacher-student", rule="fixed", rank=r, alpha=float(r), lr=FULL_FT_LR, steps=plan.ae_steps,
+                schedule="constant", eval_every=plan.ae_steps, track_every=10, task_options=dict(plan.ae_options))
+    configs = {"base": TrainConfig(**base)}
+    for k in plan.ae_factors:
+        configs[f"α × {k}"] = TrainConfig(**{**base, "alpha": float(k * r)})
+    for k in plan.ae_factors:
+        configs[f"η × {k}"] = TrainConfig(**{**base, "lr": k * FULL_FT_LR})
+    return configs
+
+
+def law(plan: Plan) -> list[TrainConfig]:
+    """Part 4: rule fixed (lora_alpha = α itself) over ranks × α × seeds at the full-FT η."""
+    from .tasks.teacher_student import FULL_FT_LR
+
+    return [TrainConfig(task="teacher-student", rule="fixed", rank=r, alpha=float(a), lr=FULL_FT_LR,
+                        steps=plan.law_steps, eval_every=plan.law_steps, seed=s, task_options=dict(plan.law_options))
+            for r in plan.law_ranks for a in plan.law_alphas for s in plan.law_seeds]
+
+
+def _keyed(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON result at `path` if it was made with the same settings `key`, else None."""
+    try:
+        data = runs.read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if data.get("key") == runs.clean(key) else None
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a directory for the demo")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists() and not (out / STORE).exists():
+        raise UsageError(f"{out} exists and holds something other than a demo; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write into {out}: {e.strerror or e}") from None
+
+
+def run(out: str | Path, quick: bool = False, workers: int | None = None, progress: bool = True,
+        say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) the demo into `out` and return its manifest; the report is `loralpha.report`."""
+    from .sweep import Trial, run_sweep, trial_id
+
+    out = Path(out)
+    _check_out(out)
+    plan = Plan.quick_plan() if quick else Plan.full()
+    workers = workers or min(2, os.cpu_count() or 1)
+    started = time.perf_counter()
+    manifest: dict[str, Any] = {"plan": asdict(plan), "command": f"loralpha demo --out {out}" + (" --quick" if quick else ""),
+                                "machine": machine(), "timings": {}}
+
+    # 1a. calibrate c for MiniLM on tweets at the head-to-head rank (in-process, keyed file)
+    say("1/4 calibrating c of lora-alpha on tweets")
+    t0 = time.perf_counter()
+    calib_key = {"coefs": plan.calib_coefs, "budget": plan.calib_budget, "rank": plan.rank,
+                 "batch_size": plan.calib_batch, "n_eval": plan.n_eval}
+    calib = _keyed(out / "calibrate.json", calib_key)
+    if calib is None:
+        from .calibrate import calibrate
+
+        found = calibrate(task="tweets", rank=plan.rank, budget_steps=plan.calib_budget, coefs=plan.calib_coefs,
+                          batch_size=plan.calib_batch, task_options={"n_eval": plan.n_eval},
+                          on_round=lambda rnd: say(f"    round {rnd['round']}: {rnd['steps']} steps, "
+                                                   f"best c = {rnd['best']:g}"))
+        calib = {"key": calib_key, **found.to_dict([plan.rank])}
+        runs.write_json(out / "calibrate.json", calib)
+    else:
+        say(f"    reused calibrate.json (c = {calib['coef']:.4g})")
+    manifest["timings"]["calibrate_s"] = time.perf_counter() - t0
+
+    # 1b, 2, 4. every training run as a trial of one store
+    parts = {"head_to_head": head_to_head(plan, calib["coef"]), "alpha_vs_eta": alpha_vs_eta(plan)}
+    trials: dict[str, Trial] = {}
+    labels: dict[str, dict[str, str]] = {}
+    for part, configs in parts.items():
+        labels[part] = {}
+        for label, config in configs.items():
+            tid = trial_id(config)
+            trials[tid] = Trial(tid, config, metric="accuracy" if config.task == "tweets" else "rel_mse")
+            labels[part][label] = tid
+    law_ids = []
+    for config in law(plan):
+        tid = trial_id(config)
+        trials[tid] = Trial(tid, config, metric="rel_mse")
+        law_ids.append(tid)
+    manifest["trials"] = {**labels, "law": law_ids}
+    runs.write_json(out / MANIFEST, manifest)  # the report can read a part-finished demo
+    say(f"2/4 training {len(trials)} runs (head-to-head, α vs η, the α*(r) law) on {workers} workers")
+    t0 = time.perf_counter()
+    counts = run_sweep(list(trials.values()), out / STORE, workers=workers, progress=progress)
+    manifest["timings"]["trials_s"] = time.perf_counter() - t0
+    manifest["counts"] = counts
+    if counts.get("pending") or counts.get("running"):
+        raise UsageError(f"the demo's runs did not all finish ({counts}); run the same command again to resume")
+
+    # 3. spectrum at init (keyed file)
+    say("3/4 measuring the Hessian spectrum in adapter and full-weight space")
+    t0 = time.perf_counter()
+    sp_key = {"rules": plan.sp_rules, "ranks": plan.sp_ranks, "options": plan.sp_options}
+    spectrum = _keyed(out / "spectrum.json", sp_key)
+    if spectrum is None:
+        from . import spectrum as sp
+
+        base = TrainConfig(task="teacher-student", steps=0, task_options=dict(plan.sp_options))
+        results = sp.sweep(base, list(plan.sp_rules), list(plan.sp_ranks), out / "spectrum-work")
+        spectrum = {"key": sp_key, "config": runs.clean(asdict(base)), "results": results}
+        runs.write_json(out / "spectrum.json", spectrum)
+    else:
+        say("    reused spectrum.json")
+    manifest["timings"]["spectrum_s"] = time.perf_counter() - t0
+    manifest["timings"]["total_s"] = time.perf_counter() - started
+    runs.write_json(out / MANIFEST, manifest)
+    say("4/4 writing the report")
+    return manifest
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(), "system": platform.system(), **runs.versions()}
+
+
+def steps_to_reach(losses: list[tuple[int, float]], target: float, window: int = 10) -> int | None:
+    """First step at which the mean of the last `window` train losses is ≤ target (final_loss's
+    own definition), or None if the run never gets there."""
+    values = [v for _, v in losses]
+    for i in range(len(values)):
+        recent = values[max(0, i + 1 - window): i + 1]
+        if len(recent) == min(window, len(values)) and sum(recent) / len(recent) <= target and math.isfinite(target):
+            return losses[i][0]
+    return None
+
+
+def effective(config: dict[str, Any]) -> dict[str, Any]:
+    """α, γ and η of a trial config as the rules define them (η None → the rule's default)."""
+    from .records import effective_alpha, effective_lr
+
+    rule = config["rule"]
+    a = effective_alpha(config) if rule != "full" else None
+    return {"alpha": a, "gamma": None if a is None else a / config["rank"], "lr": effective_lr(config),
+            "lr_is_default": config.get("lr") is None, "rule": rule, "note": scaling.check_rule(rule).note}

@@ -110,13 +110,14 @@ def _check_fields(extra: dict[str, Any]) -> None:
 
 def calibrate(task: str = "teacher-student", rank: int = 4, budget_steps: int = DEFAULT_BUDGET,
               coefs: Sequence[float] | None = None, seeds: Sequence[int] = (0,),
-              on_round: Callable[[dict[str, Any]], None] | None = None, **config_fields: Any) -> Calibration:
+              on_round: Callable[[dict[str, Any]], None] | None = None,
+              on_probe: Callable[[dict[str, Any]], None] | None = None, **config_fields: Any) -> Calibration:
     """Pick c of lora-alpha for `task` by successive halving of probes at rank `rank` (see above).
 
     `config_fields` are further `TrainConfig` fields of every probe (batch_size, task_options,
     lr, schedule, …); task, rule, rank, coef, steps, seed and eval_every are set here. `on_round`
-    is called with each finished round. Raises `UsageError` for bad input, a budget too small
-    for one round, or a first round in which every probe diverged.
+    is called with each finished round and `on_probe` with each finished probe. Raises `UsageError`
+    for bad input, a budget too small for one round, or a first round in which every probe diverged.
     """
     from .train import TrainConfig, train
 
@@ -159,6 +160,8 @@ def calibrate(task: str = "teacher-student", rank: int = 4, budget_steps: int = 
             probes.append({"coef": c, "loss": None if diverged else sum(losses) / len(losses),
                            "status": "diverged" if diverged else "done", "losses": losses, "steps_taken": taken})
             cost += taken
+            if on_probe:
+                on_probe({"round": k + 1, "steps": steps, **probes[-1]})
         planned += len(candidates) * steps * len(seeds)
         if all(p["loss"] is None for p in probes):
             raise UsageError(f"every probe diverged at {steps} steps (c from {grid[0]:g} to {grid[-1]:g}, "

@@ -165,8 +165,11 @@ def run(out: str | Path, quick: bool = False, workers: int | None = None, progre
 
         found = calibrate(task="tweets", rank=plan.rank, budget_steps=plan.calib_budget, coefs=plan.calib_coefs,
                           batch_size=plan.calib_batch, task_options={"n_eval": plan.n_eval},
-                          on_round=lambda rnd: say(f"    round {rnd['round']}: {rnd['steps']} steps, "
-                                                   f"best c = {rnd['best']:g}"))
+                          on_probe=lambda p: say(f"    round {p['round']}, c = {p['coef']:g}: train loss "
+                                                 f"{'diverged' if p['loss'] is None else format(p['loss'], '.4f')} "
+                                                 f"after {p['steps']} steps"),
+                          on_round=lambda rnd: say(f"    round {rnd['round']}: best c = {rnd['best']:g}, "
+                                                   f"kept {', '.join(f'{c:g}' for c in rnd['kept'])}"))
         calib = {"key": calib_key, **found.to_dict([plan.rank])}
         runs.write_json(out / "calibrate.json", calib)
     else:

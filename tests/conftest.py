@@ -22,3 +22,12 @@ class Toy(nn.Module):
 def toy():
     torch.manual_seed(0)
     return Toy()
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: on a few shared cores, tiny models run many times faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -115,3 +115,10 @@ def test_fit_restarts_a_reiterable_source_each_epoch():
 def test_bad_config_is_one_clear_error(kw, message):
     with pytest.raises(UsageError, match=message):
         train(small_config(**kw))
+
+
+def test_train_without_evaluation_skips_the_held_out_pass():
+    config = TrainConfig(task="teacher-student", rank=2, steps=5, task_options={"width": 32, "depth": 2})
+    assert train(config).eval  # rel_mse by default
+    result = train(config, evaluate=False)
+    assert result.status == "done" and result.steps == 5 and result.eval == {}

@@ -150,7 +150,7 @@ def calibrate(task: str = "teacher-student", rank: int = 4, budget_steps: int = 
             losses, statuses, taken = [], [], 0
             for seed in seeds:
                 config = TrainConfig(**{**asdict(base), "coef": c, "steps": steps, "seed": seed, "eval_every": steps})
-                result = train(config)
+                result = train(config, evaluate=False)  # scored by train loss: no held-out pass
                 if result.status == "interrupted":
                     raise KeyboardInterrupt
                 taken += result.steps

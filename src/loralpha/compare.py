@@ -41,6 +41,8 @@ def compare(configs: dict[str, TrainConfig], out: str | Path, progress: bool = F
             on_start(name, reused=summary is not None)
         if summary is None:
             summary = train(config, out=run_dir, overwrite=True, progress=progress).summary()
+            if summary["status"] == "interrupted":  # Ctrl-C stops the comparison, not just this rule's run
+                raise KeyboardInterrupt
         summary["config"] = runs.read_json(run_dir / "config.json")
         results[name] = summary
     return results

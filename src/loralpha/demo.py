@@ -42,7 +42,7 @@ class Plan:
     rank: int = 16
     steps: int = 150
     batch_size: int = 16
-    eval_every: int = 25
+    eval_every: int = 50
     n_eval: int = 500
     calib_coefs: list[float] = field(default_factory=lambda: [128.0, 512.0, 2048.0, 8192.0, 32768.0])
     calib_budget: int = 270

@@ -4,6 +4,9 @@
     metrics.jsonl  one JSON object per logged step: step, loss, lr, and eval metrics when measured
     summary.json   status, final loss, final eval metrics, steps, wall time
     adapter/       the trained PEFT adapter (or full_weights.safetensors for rule `full`)
+    checkpoint.pt  with checkpoints on: trainable weights, optimizer, schedule, step, losses and
+                   RNG state of the last checkpoint (plain tensors and numbers: it loads with
+                   torch.load(weights_only=True), so a tampered file cannot run code)
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ def prepare(path: str | Path, overwrite: bool = False) -> Path:
         raise UsageError(f"output {path} is a file; give a directory for --out")
     if path.exists() and any(path.iterdir()):
         if not overwrite:
-            raise UsageError(f"output directory {path} already exists and is not empty; "
-                             "pass --overwrite to replace it or choose another --out")
+            raise UsageError(f"output directory {path} already exists and is not empty; pass --overwrite to "
+                             "replace it, --resume to continue its run, or choose another --out")
         shutil.rmtree(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -37,6 +40,58 @@ def prepare(path: str | Path, overwrite: bool = False) -> Path:
     except OSError as e:
         raise UsageError(f"cannot write to output directory {path}: {e.strerror or e}") from None
     return path
+
+
+def check_space(path: Path, needed: int, what: str) -> None:
+    """Refuse to start a run that cannot be saved: `needed` bytes must be free where `path` is."""
+    free = shutil.disk_usage(path).free
+    if free < needed:
+        raise UsageError(f"only {free / 2**20:.1f} MiB free in {path}, and this run writes about "
+                         f"{needed / 2**20:.1f} MiB ({what}); free some space or choose another --out")
+
+
+def resumable(path: Path, expected: dict[str, Any]) -> bool:
+    """Whether run directory `path` holds a run to continue: False when there is nothing there yet.
+
+    A run whose config.json differs from `expected` on any key of `expected`, or that already
+    finished (done or diverged), is a UsageError."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"output {path} is a file; give a directory for --out")
+    try:
+        recorded = read_json(path / "config.json")
+    except FileNotFoundError:
+        if path.exists() and any(path.iterdir()):
+            raise UsageError(f"cannot resume {path}: it has no config.json, so it is not a loralpha run; "
+                             "choose another --out") from None
+        return False
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"cannot resume {path}: its config.json is unreadable ({e}); "
+                         "pass --overwrite to start again") from None
+    difference = _difference(recorded, clean(json.loads(json.dumps(clean(expected)))))
+    if difference:
+        raise UsageError(f"cannot resume {path}: it was trained with {difference}; rerun with its options "
+                         "or choose another --out")
+    try:
+        status = read_json(path / "summary.json").get("status")
+    except (OSError, json.JSONDecodeError):
+        status = None
+    if status in ("done", "diverged"):
+        raise UsageError(f"run {path} already finished ({status}); nothing to resume "
+                         "(pass --overwrite to train it again)")
+    return True
+
+
+def _difference(recorded: Any, expected: Any, key: str = "") -> str | None:
+    """The first value of `expected` that `recorded` does not have, as 'key=recorded, not expected'."""
+    if isinstance(expected, dict) and isinstance(recorded, dict):
+        for k, v in expected.items():
+            if k == "versions":
+                continue
+            found = _difference(recorded.get(k), v, k if key in ("", "config") else f"{key}.{k}")
+            if found:
+                return found
+        return None
+    return None if recorded == expected else f"{key}={recorded!r}, not {expected!r}"
 
 
 def versions() -> dict[str, str]:

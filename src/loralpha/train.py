@@ -3,16 +3,28 @@ clipping, periodic evaluation, divergence detection and the run directory.
 
 `fit` trains any `torch.nn.Module` under an `AdapterSpec` given batches and a
 loss; `train` does the same for a named task from a `TrainConfig`. Both return
-a `RunResult` and never raise for a run that diverges: a NaN/inf loss, or a
-loss above `diverge_ratio` × the first step's loss, ends the run with status
-`diverged` and the step it happened at. Ctrl-C ends it as `interrupted`; what
-was trained so far is saved either way.
+a `RunResult` and never raise for a run that diverges: a NaN/inf loss or
+gradient, or a loss above `diverge_ratio` × the first step's loss, ends the run
+with status `diverged`, the step it happened at and, for a NaN/inf, the first
+layer whose output (or parameter whose gradient) was not finite. Nothing is
+stepped with a non-finite gradient. Ctrl-C lets the step in progress finish,
+then ends the run as `interrupted`; what was trained so far is saved either way.
+
+Checkpoints (`checkpoint_every`) keep the trainable weights, the optimizer and
+schedule state, the losses so far and the RNG state in `checkpoint.pt`, written
+atomically every that many steps and when the run is interrupted. `resume=True`
+continues a run directory from its checkpoint: the batches before it are drawn
+again (batch order is seeded) and skipped, so a resumed run ends with the same
+numbers, bit for bit on one machine, as one that was never interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -102,6 +114,8 @@ class RunResult:
     diverged_at: int | None = None
     reason: str | None = None
     run_dir: str | None = None
+    diverged_layer: str | None = None  # first module with a non-finite output (or parameter with a non-finite gradient)
+    resumed_from: int | None = None  # the checkpoint step this run continued from
     model: nn.Module | None = field(default=None, repr=False, compare=False)  # the trained model, in-process
     signal_drift: list[dict[str, Any]] = field(default_factory=list, repr=False)  # tracker records, in-process
 
@@ -138,41 +152,66 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
         seed: int = 0, weight_decay: float = 0.0, schedule: str = "cosine", warmup: float = 0.0,
         grad_clip: float | None = None, eval_every: int = 50, diverge_ratio: float = 10.0,
         track_every: int | None = None, out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
-        config: dict[str, Any] | None = None) -> RunResult:
+        config: dict[str, Any] | None = None, checkpoint_every: int | None = None, resume: bool = False) -> RunResult:
     """Adapt `model` under `spec` and train it for `steps` AdamW steps on `loss(model, batch)`.
 
     With `out`, writes the run directory (see `loralpha.runs`). `evaluate(model)` returns
     held-out metrics; it runs at step 0, every `eval_every` steps and at the end. With
     `track_every`, Signal-Drift metrics are taken every that many steps (`signal_drift.jsonl`).
+    With `checkpoint_every`, `out/checkpoint.pt` is rewritten every that many steps; `resume`
+    continues the run in `out` from it (or starts it, when `out` holds no run yet).
     """
     lr = scaling.check_positive(lr, "learning rate")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise UsageError(f"steps must be a positive integer, got {steps!r}")
     if eval_every < 1:
         raise UsageError(f"eval_every must be a positive integer, got {eval_every}")
-    run_dir = runs.prepare(out, overwrite) if out is not None else None
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 1):
+        raise UsageError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+    if (checkpoint_every is not None or resume) and out is None:
+        raise UsageError("checkpoints and resuming need a run directory; give one with --out")
+    if resume and overwrite:
+        raise UsageError("--resume continues a run and --overwrite replaces it; choose one")
+    run_dir = Path(out) if out is not None else None
+    if run_dir is not None and not (resume and runs.resumable(run_dir, {})):
+        runs.prepare(run_dir, overwrite)
     torch.manual_seed(seed)
     model = adapters.adapt(model, spec)
     opt = adapters.optimizer(model, spec, lr, weight_decay, head_lr)
     sched = _schedule(opt, schedule, warmup, steps)
-    trainable = [p for _, p in adapters.trainable_parameters(model)]
+    named = adapters.trainable_parameters(model)
+    trainable = [p for _, p in named]
+    state = None
     if run_dir is not None:
-        adapters.save_initial(model, spec, run_dir / "adapter-init")
         record = dict(config or {})
         record.update(spec=asdict(spec), lr=lr, head_lr=head_lr, steps=steps, seed=seed, weight_decay=weight_decay,
                       schedule=schedule, warmup=warmup, grad_clip=grad_clip, eval_every=eval_every,
-                      diverge_ratio=diverge_ratio, track_every=track_every, trainable_params=sum(p.numel() for p in trainable),
-                      versions=runs.versions())
+                      diverge_ratio=diverge_ratio, track_every=track_every, trainable_params=sum(p.numel() for p in trainable))
         if spec.rule != "full":
             record.update(lora_alpha=spec.lora_alpha(spec.rank), gamma=spec.lora_alpha(spec.rank) / spec.rank)
-        runs.write_json(run_dir / "config.json", record)
+        if resume and runs.resumable(run_dir, record):
+            state = _load_checkpoint(run_dir / CHECKPOINT, named, opt, sched)
+            if state is None:  # an unfinished run without a checkpoint starts again from step 0
+                runs.prepare(run_dir, overwrite=True)
+        weights = sum(p.numel() * p.element_size() for p in trainable)
+        # the adapter, and a checkpoint (weights + Adam's two moments) twice while it is replaced
+        runs.check_space(run_dir, weights * (7 if checkpoint_every else 1) + 200 * steps + 2**20,
+                         "adapter, metrics and checkpoints" if checkpoint_every else "adapter and metrics")
+        adapters.save_initial(model, spec, run_dir / "adapter-init")
+        runs.write_json(run_dir / "config.json", {**record, "versions": runs.versions()})
+    start_step = state["step"] if state else 0
+    if state:  # the rows after the checkpoint are about to be trained again
+        for name in ("metrics.jsonl", "signal_drift.jsonl"):
+            _truncate_rows(run_dir / name, start_step)
     tracker = None
     if track_every is not None:
         if spec.rule == "full":
             raise UsageError("Signal-Drift tracking needs LoRA layers; rule 'full' has none")
         from .signal_drift import SignalDriftTracker
         tracker = SignalDriftTracker(model, every=track_every, path=run_dir / "signal_drift.jsonl" if run_dir else None)
-    log = open(run_dir / "metrics.jsonl", "w", buffering=1) if run_dir is not None else None  # line-buffered: a killed run keeps its rows
+    # line-buffered: a killed run keeps its rows
+    log = open(run_dir / "metrics.jsonl", "a" if state else "w", buffering=1) if run_dir is not None else None
 
     def evaluation() -> dict[str, float]:
         if evaluate is None:
@@ -182,53 +221,80 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
         model.train()
         return metrics
 
-    status, reason, diverged_at, completed = "done", None, None, 0
-    losses: list[float] = []
-    metrics = evaluation()
-    if log:
-        log.write(json.dumps(runs.clean({"step": 0, **metrics})) + "\n")
-    start = time.perf_counter()
-    bar = _progress(progress, steps)
+    status, reason, diverged_at, diverged_layer, completed = "done", None, None, None, start_step
     stream = _batches(batches)
-    model.train()
+    losses: list[float] = list(state["losses"]) if state else []
+    metrics: dict[str, float] = dict(state["metrics"]) if state else {}
+    start = time.perf_counter()
+    bar = None
+    stop = _StopRequest()
     try:
-        for step in range(1, steps + 1):
-            batch = next(stream, None)
-            if batch is None:  # a finite iterator ran out
-                break
-            if tracker:
-                tracker.begin(step)
-            value = loss(model, batch)
-            current = float(value.detach())
-            if not math.isfinite(current) or (losses and current > diverge_ratio * losses[0]):
-                status, diverged_at = "diverged", step
-                reason = (f"loss is {current} at step {step}" if not math.isfinite(current) else
-                          f"loss {current:.4g} at step {step} exceeds {diverge_ratio:g}× the first loss {losses[0]:.4g}")
-                break
-            losses.append(current)
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
-            row: dict[str, Any] = {"step": step, "loss": current, "lr": sched.get_last_lr()[0]}
-            opt.step()
-            sched.step()
-            completed = step
-            if tracker:
-                tracker.end(step)
-            if step % eval_every == 0 or step == steps:
+        with stop:
+            if state:
+                for _ in range(start_step):  # the batches the checkpointed steps trained on (batch order is seeded)
+                    next(stream, None)
+                torch.set_rng_state(state["rng"])
+            else:
                 metrics = evaluation()
-                row.update(metrics)
-                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-                if bad:
-                    status, diverged_at, reason = "diverged", step, f"eval {bad[0]} is not finite at step {step}"
-            if log:
-                log.write(json.dumps(runs.clean(row)) + "\n")
-            if bar:
-                bar.update(step, current, metrics)
-            if status == "diverged":
-                break
-    except KeyboardInterrupt:
+                if log:
+                    _write(log, json.dumps(runs.clean({"step": 0, **metrics})) + "\n")
+            bar = _progress(progress, steps)
+            model.train()
+            for step in range(start_step + 1, steps + 1):
+                if stop.requested:  # Ctrl-C came during the last step, which finished: the state is whole
+                    break
+                batch = next(stream, None)
+                if batch is None:  # a finite iterator ran out
+                    break
+                if tracker:
+                    tracker.begin(step)
+                value = loss(model, batch)
+                current = float(value.detach())
+                if not math.isfinite(current):
+                    diverged_layer, where = _locate_fault(model, loss, batch, named)
+                    status, diverged_at = "diverged", step
+                    reason = f"loss is {current} at step {step}; first non-finite value: {where}"
+                    break
+                if losses and current > diverge_ratio * losses[0]:
+                    status, diverged_at = "diverged", step
+                    reason = (f"loss {current:.4g} at step {step} exceeds {diverge_ratio:g}× the first loss "
+                              f"{losses[0]:.4g}")
+                    break
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                if not _finite_grads(trainable):  # checked before the step: the weights stay finite
+                    diverged_layer, where = _locate_fault(model, loss, batch, named)
+                    status, diverged_at = "diverged", step
+                    reason = f"gradient is not finite at step {step} (loss {current:.4g}); first non-finite value: {where}"
+                    break
+                losses.append(current)
+                if grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
+                row: dict[str, Any] = {"step": step, "loss": current, "lr": sched.get_last_lr()[0]}
+                opt.step()
+                sched.step()
+                completed = step
+                if tracker:
+                    tracker.end(step)
+                if step % eval_every == 0 or step == steps:
+                    metrics = evaluation()
+                    row.update(metrics)
+                    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+                    if bad:
+                        status, diverged_at, reason = "diverged", step, f"eval {bad[0]} is not finite at step {step}"
+                if log:
+                    _write(log, json.dumps(runs.clean(row)) + "\n")
+                if bar:
+                    bar.update(step, current, metrics)
+                if status == "diverged":
+                    break
+                if checkpoint_every and step % checkpoint_every == 0 and step < steps:
+                    _save_checkpoint(run_dir / CHECKPOINT, step, named, opt, sched, losses, metrics)
+        if stop.requested and status == "done" and completed < steps:
+            status, reason = "interrupted", f"interrupted by the user after step {completed}"
+            if checkpoint_every and completed > start_step:  # stopped between steps: the state is whole
+                _save_checkpoint(run_dir / CHECKPOINT, completed, named, opt, sched, losses, metrics)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: stop at once, mid-step maybe
         status, reason = "interrupted", f"interrupted by the user after step {completed}"
     finally:
         if tracker:
@@ -242,20 +308,192 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     result = RunResult(status=status, steps=completed, final_loss=final,
                        eval=metrics if status != "diverged" else {}, wall_time_s=wall, diverged_at=diverged_at,
                        reason=reason, run_dir=str(run_dir) if run_dir else None, model=model,
-                       signal_drift=tracker.records if tracker else [])
+                       signal_drift=tracker.records if tracker else [], diverged_layer=diverged_layer,
+                       resumed_from=start_step if state else None)
     if run_dir is not None:
-        adapters.save(model, spec, run_dir / "adapter", run_dir / "adapter-init")
-        runs.write_json(run_dir / "summary.json", result.summary())
+        try:
+            adapters.save(model, spec, run_dir / "adapter", run_dir / "adapter-init")
+            runs.write_json(run_dir / "summary.json", result.summary())
+        except OSError as e:
+            raise UsageError(f"cannot save the run into {run_dir}: {e.strerror or e}"
+                             + ("; free some space and rerun with --resume" if checkpoint_every else "")) from None
+        if status != "interrupted":
+            (run_dir / CHECKPOINT).unlink(missing_ok=True)  # finished: nothing is left to resume
     return result
 
 
+CHECKPOINT = "checkpoint.pt"
+_CHECKPOINT_FORMAT = "loralpha-checkpoint-1"
+
+
+class _StopRequest:
+    """Ctrl-C during training: the step in progress finishes, then the loop stops (`requested`).
+    A second Ctrl-C raises KeyboardInterrupt at once. Only where Python's own SIGINT handler is
+    installed (the main thread, not a sweep's trial process, which ignores SIGINT)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _write(log, text: str) -> None:
+    try:
+        log.write(text)
+    except OSError as e:
+        raise UsageError(f"cannot write {log.name}: {e.strerror or e}; free some space and rerun") from None
+
+
+def _finite_grads(params: list[torch.Tensor]) -> bool:
+    grads = [p.grad for p in params if p.grad is not None]
+    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+
+def _display_name(name: str) -> str:
+    return name.removeprefix("base_model.model.")
+
+
+def _finite_tensors(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, dict):
+        return all(_finite_tensors(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite_tensors(v) for v in value)
+    return True
+
+
+def _locate_fault(model: nn.Module, loss: Callable[[nn.Module, Any], torch.Tensor], batch: Any,
+                  named: list[tuple[str, nn.Parameter]]) -> tuple[str | None, str]:
+    """Rerun the faulty step's forward and backward with hooks and name where the first non-finite
+    value appeared: (layer or parameter name, description). Forward hooks fire in execution order,
+    gradient hooks in the order backward reaches each parameter, so the first hit is the source."""
+    found: dict[str, tuple[str, str]] = {}
+    value = None
+    names = {module: _display_name(n) for n, module in model.named_modules() if n}
+
+    def forward_hook(module, inputs, output):
+        if "forward" in found or _finite_tensors(output):
+            return
+        name = names[module]
+        found["forward"] = (name, f"output of {name}") if _finite_tensors(inputs) else \
+            (name, f"input of {name} (the batch, or code outside any module)")
+
+    def grad_hook(name):
+        def hook(param):
+            if "backward" not in found and param.grad is not None and not bool(torch.isfinite(param.grad).all()):
+                found["backward"] = (name, f"gradient of {name}")
+        return hook
+
+    handles = [m.register_forward_hook(forward_hook) for m in names]
+    handles += [p.register_post_accumulate_grad_hook(grad_hook(_display_name(n))) for n, p in named]
+    try:
+        for _, p in named:
+            p.grad = None
+        value = loss(model, batch)
+        if "forward" not in found and torch.isfinite(value).all():
+            value.backward()
+    except RuntimeError:
+        pass  # the rerun is a diagnosis: whatever it finds before failing is reported
+    finally:
+        for h in handles:
+            h.remove()
+        for _, p in named:
+            p.grad = None
+    if "forward" in found:
+        return found["forward"]
+    if "backward" in found:
+        return found["backward"]
+    if value is not None and not torch.isfinite(value.detach()).all():
+        return None, "the loss function (every module's output is finite)"
+    return None, "not found (the step did not fail again when rerun)"
+
+
+def _save_checkpoint(path: Path, step: int, named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer,
+                     sched: Any, losses: list[float], metrics: dict[str, float]) -> None:
+    """Everything a resumed run needs, in plain tensors and numbers, written atomically."""
+    payload = {"format": _CHECKPOINT_FORMAT, "step": step,
+               "params": {n: p.detach().cpu().clone() for n, p in named},
+               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+               "losses": list(losses), "metrics": dict(metrics), "rng": torch.get_rng_state()}
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write the checkpoint {path}: {e.strerror or e}; free some space and rerun "
+                         "with --resume") from None
+
+
+def _load_checkpoint(path: Path, named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer,
+                     sched: Any) -> dict[str, Any] | None:
+    """A checkpoint's state, loaded into `named`, `opt` and `sched` (None when there is none). Only plain tensors and
+    numbers are read (weights_only=True): a file that holds code or objects is refused."""
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 — pickle, zip and torch all raise their own kinds
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"checkpoint {path} cannot be read safely ({first[:200]}); delete it to restart the run "
+                         "from step 0") from None
+    params = payload.get("params") if isinstance(payload, dict) else None
+    mismatch = UsageError(f"checkpoint {path} is not a checkpoint of this run's model; delete it to restart the run "
+                          "from step 0")
+    if not isinstance(params, dict) or payload.get("format") != _CHECKPOINT_FORMAT or \
+            {n: tuple(t.shape) for n, t in params.items()} != {n: tuple(p.shape) for n, p in named}:
+        raise mismatch
+    try:
+        opt.load_state_dict(payload["optimizer"])
+        sched.load_state_dict(payload["scheduler"])
+    except (KeyError, ValueError, TypeError):
+        raise mismatch from None
+    with torch.no_grad():
+        for n, p in named:
+            p.copy_(params[n])
+    return payload
+
+
+def _truncate_rows(path: Path, step: int) -> None:
+    """Keep the JSON-lines rows of `path` up to `step` (a resumed run writes the later ones again)."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines(keepends=True)
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(rows))
+    tmp.replace(path)
+
+
 def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = False,
-          progress: bool = False) -> RunResult:
-    """Train `config.task` under `config.rule`; see `fit` for the loop and the run directory."""
+          progress: bool = False, checkpoint_every: int | None = None, resume: bool = False,
+          evaluate: bool = True) -> RunResult:
+    """Train `config.task` under `config.rule`; see `fit` for the loop, the run directory,
+    checkpoints and resuming. `evaluate=False` skips the held-out evaluations (for probes
+    scored by their train loss, as in `calibrate`)."""
     from . import tasks
 
     config.check()
-    if out is not None:  # refuse a taken directory before spending time on the task
+    if out is not None and resume:  # refuse another run's directory, or a finished one, before building the task
+        if overwrite:
+            raise UsageError("--resume continues a run and --overwrite replaces it; choose one")
+        runs.resumable(Path(out), {"config": asdict(config)})
+    elif out is not None:  # refuse a taken directory before spending time on the task
         runs.prepare(out, overwrite)
         overwrite = True
     torch.manual_seed(config.seed)
@@ -269,10 +507,11 @@ def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = 
               "higher_is_better": task.higher_is_better}
     head_lr = config.head_lr if config.head_lr is not None else task.head_lr
     return fit(task.model, task.batches, task.loss, spec, lr=lr, head_lr=head_lr, steps=config.steps,
-               evaluate=task.evaluate,
-               seed=config.seed, weight_decay=config.weight_decay, schedule=config.schedule, warmup=config.warmup,
-               grad_clip=config.grad_clip, eval_every=config.eval_every, diverge_ratio=config.diverge_ratio,
-               track_every=config.track_every, out=out, overwrite=overwrite, progress=progress, config=record)
+               evaluate=task.evaluate if evaluate else None, seed=config.seed, weight_decay=config.weight_decay,
+               schedule=config.schedule, warmup=config.warmup, grad_clip=config.grad_clip,
+               eval_every=config.eval_every, diverge_ratio=config.diverge_ratio, track_every=config.track_every,
+               out=out, overwrite=overwrite, progress=progress, config=record,
+               checkpoint_every=checkpoint_every, resume=resume)
 
 
 class _Bar:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import warnings
 import threading
 import time
 import traceback
@@ -81,6 +82,7 @@ def _execute(config: dict[str, Any], run_dir: str, threads: int | None, hooks: d
 def _local_child(conn, config, run_dir, threads, hooks, driver_pid) -> None:
     """A local trial's process: ignores Ctrl-C (the driver decides), dies with its driver, reports through `conn`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # as the CLI: library deprecations are not the user's
 
     def watchdog() -> None:
         while True:

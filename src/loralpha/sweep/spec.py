@@ -258,7 +258,12 @@ def load(path: str | Path) -> Spec:
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read spec {path}: {getattr(e, 'strerror', None) or e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(text)  # plain values only: a tag that would build an object is an error
+    except yaml.constructor.ConstructorError as e:
+        mark = e.problem_mark
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise UsageError(f"spec {path}{at}: {e.problem}; a spec holds plain values only "
+                         "(numbers, strings, lists, mappings)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]

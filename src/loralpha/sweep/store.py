@@ -7,8 +7,9 @@
 A trial's status goes pending -> running -> done | diverged | failed. `claim` takes a
 pending trial in a `BEGIN IMMEDIATE` transaction, so two processes never get the same
 one; `reset_stale` hands trials whose worker process on this host is dead back to
-pending. Every writer waits for a lock (busy timeout) instead of failing. No NaN or
-inf is ever written: a non-finite number is stored as NULL.
+pending. Every writer waits for a lock (busy timeout) instead of failing; a store still
+locked after BUSY_TIMEOUT_S is a UsageError naming it. No NaN or inf is ever written: a
+non-finite number is stored as NULL.
 """
 
 from __future__ import annotations
@@ -73,6 +74,15 @@ def _finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _is_locked(error: sqlite3.Error) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def _locked(path: Path) -> UsageError:
+    return UsageError(f"store {path} is locked by another process (waited {BUSY_TIMEOUT_S:g} s); let it finish, "
+                      "or stop it if it is stuck, and rerun")
+
+
 def _alive(worker: str | None) -> bool:
     """Is `worker` (host:pid) a live process? Unknown hosts count as alive: they are not ours to judge."""
     host, _, pid = (worker or "").rpartition(":")
@@ -111,8 +121,8 @@ class Store:
             self._init()
         except sqlite3.DatabaseError as e:
             self.db.close()
-            if "locked" in str(e) or "busy" in str(e):
-                raise
+            if _is_locked(e):
+                raise _locked(self.path) from None
             raise UsageError(f"store {self.path} is not a usable loralpha study database ({e})") from None
 
     def _tables(self) -> set[str]:
@@ -145,11 +155,16 @@ class Store:
             raise UsageError(f"store {self.path} is corrupted ({check[0] if check else 'no answer'})")
 
     class _Tx:
-        def __init__(self, db: sqlite3.Connection):
-            self.db = db
+        def __init__(self, db: sqlite3.Connection, path: Path):
+            self.db, self.path = db, path
 
         def __enter__(self):
-            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                if _is_locked(e):
+                    raise _locked(self.path) from None
+                raise
             return self.db
 
         def __exit__(self, kind, *_):
@@ -158,7 +173,7 @@ class Store:
 
     def _write(self) -> "Store._Tx":
         """A write transaction that takes the lock up front (BEGIN IMMEDIATE)."""
-        return Store._Tx(self.db)
+        return Store._Tx(self.db, self.path)
 
     def close(self) -> None:
         self.db.close()

@@ -8,6 +8,7 @@ seed); the trial seed drives the adapter's initialisation and the batch order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from torch import Tensor, nn
@@ -34,6 +35,23 @@ class Task:
 
 TASKS = ("teacher-student", "tweets", "bbc-news", "classify", "sft", "sft-gemma")
 DEFAULT_BATCH = {"teacher-student": 256, "tweets": 32, "bbc-news": 16, "classify": 32, "sft": 8, "sft-gemma": 4}
+
+
+def check_model_source(source: str, kind: str) -> None:
+    """Refuse a local model path that is not a saved model, in words, before transformers tries it.
+    A name that is not on disk and could be a hub id (`name` or `org/name`) is left to the hub."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        if source.startswith((".", "/", "~")) or source.count("/") > 1:
+            raise UsageError(f"cannot load a {kind} from {source!r}: there is no such file or folder; give a folder "
+                             "written by save_pretrained, or a hub id")
+        return
+    if not path.is_dir():
+        raise UsageError(f"cannot load a {kind} from {source!r}: it is a file; give the folder written by "
+                         "save_pretrained (config.json and the weights)")
+    if not (path / "config.json").is_file():
+        raise UsageError(f"cannot load a {kind} from {source!r}: the folder has no config.json, so it is not a saved "
+                         "model; give a folder written by save_pretrained, or a hub id")
 
 
 def build(name: str, seed: int = 0, batch_size: int | None = None, **options: Any) -> Task:

@@ -17,8 +17,11 @@ def load_causal_lm(source: str) -> tuple[nn.Module, Any, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
+    from . import check_model_source
+
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    check_model_source(source, "causal language model")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         net = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)

@@ -18,7 +18,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 
 from ..errors import UsageError
-from . import Task, text_data
+from . import Task, check_model_source, text_data
 from .text_data import split
 
 FULL_FT_LR = 2e-5  # the usual full-fine-tuning rate for BERT-size encoders
@@ -51,6 +51,7 @@ def load_classifier(model: str | None, num_labels: int) -> tuple[nn.Module, Any,
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     source = model or embedded_model_path()
+    check_model_source(source, "sequence-classification model")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         net = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)

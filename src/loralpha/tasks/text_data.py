@@ -121,7 +121,7 @@ def _read_jsonl(path: Path, text_column: str, label_column: str) -> tuple[list[s
         if not isinstance(row, dict):
             raise UsageError(f"{path}:{n}: expected a JSON object with {text_column!r} and {label_column!r}")
         for key in (text_column, label_column):
-            if row.get(key) in (None, ""):
+            if row.get(key) is None or not str(row[key]).strip():
                 raise UsageError(f"{path}:{n}: missing field {key!r}")
         texts.append(str(row[text_column]))
         labels.append(str(row[label_column]))

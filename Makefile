@@ -1,9 +1,10 @@
-# make demo: set up (once) and run the main job; make test: set up (once) and run the tests.
+# make demo: set up (once) and run `loralpha demo` (report: demo-out/report.html); make test: set up (once) and run the tests;
+# make bench: every benchmark in full (~60 min on 2 cores) and BENCHMARKS.md.
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test test-slow setup clean
+.PHONY: demo test test-slow bench setup clean
 
 $(VENV)/.ready: pyproject.toml scripts/setup.sh
 	sh scripts/setup.sh
@@ -12,13 +13,16 @@ $(VENV)/.ready: pyproject.toml scripts/setup.sh
 setup: $(VENV)/.ready
 
 demo: $(VENV)/.ready
-	HF_HUB_OFFLINE=1 $(BIN)/loralpha compare --task tweets --rules lora-alpha,2rank --lr 2e-5 --rank 8 --steps 150 --out $(DEMO_OUT)
+	HF_HUB_OFFLINE=1 $(BIN)/loralpha demo --out $(DEMO_OUT)
 
 test: $(VENV)/.ready
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-slow: $(VENV)/.ready
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+bench: $(VENV)/.ready
+	PYTHON=$(BIN)/python sh bench/run_all
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

@@ -1,15 +1,19 @@
-"""Shared by the bench scripts: machine facts and result files."""
+"""Shared by the bench scripts: machine facts, result files, sweeps into a resumable store."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Iterable
 
 RESULTS = Path(__file__).parent / "results"
+WORK = Path(__file__).parent / "work"  # sweep stores and run directories (gitignored)
+ROOT = Path(__file__).parent.parent
 
 
 def machine() -> dict[str, object]:
@@ -18,7 +22,8 @@ def machine() -> dict[str, object]:
     from loralpha.runs import versions
 
     return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": platform.processor() or
-            platform.machine(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), **versions()}
+            platform.machine(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_average": [round(v, 2) for v in os.getloadavg()], **versions()}
 
 
 def save(name: str, payload: dict[str, object], quick: bool) -> Path:
@@ -33,3 +38,75 @@ def save(name: str, payload: dict[str, object], quick: bool) -> Path:
 def median(values: list[float]) -> float | None:
     finite = [v for v in values if v is not None and v == v and abs(v) != float("inf")]
     return statistics.median(finite) if finite else None
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean and sample std of the finite values (std 0 for one value), and how many there were."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None, None, 0
+    return statistics.fmean(finite), (statistics.stdev(finite) if len(finite) > 1 else 0.0), len(finite)
+
+
+def work_dir(name: str, quick: bool) -> Path:
+    return WORK / ("quick" if quick else "full") / name
+
+
+def sweep(name: str, configs: list[Any], quick: bool, workers: int = 2) -> list[dict[str, Any]]:
+    """Run `configs` (TrainConfigs) as one study in WORK/…/NAME/study.db with the local engine;
+    finished trials of earlier runs are skipped. Returns the records in the order of `configs`."""
+    from loralpha.sweep import Store, Trial, run_sweep, trial_id
+
+    trials, seen = [], set()
+    for c in configs:
+        tid = trial_id(c)
+        if tid not in seen:
+            seen.add(tid)
+            trials.append(Trial(tid, c))
+    store = work_dir(name, quick) / "study.db"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    run_sweep(trials, store, workers=workers, progress=False)
+    with Store(store) as s:
+        by_id = {r["id"]: r for r in s.records()}
+    return [by_id[trial_id(c)] for c in configs]
+
+
+def metric(record: dict[str, Any], name: str) -> float | None:
+    """A record's `final_loss` or eval metric; None unless the trial is done."""
+    if record.get("status") != "done":
+        return None
+    value = record.get("final_loss") if name == "final_loss" else (record.get("eval") or {}).get(name)
+    return None if value is None else float(value)
+
+
+def losses(record: dict[str, Any]) -> list[float]:
+    """The per-step train losses of a trial (from its run directory's metrics.jsonl)."""
+    path = Path(record.get("run_dir") or "") / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if "loss" in row and row.get("step", 0) >= 1:
+            out.append(float(row["loss"]))
+    return out
+
+
+def fmt(v: float | None, spec: str = ".4g") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def calibrated(quick: bool, task: str = "teacher-student", **kwargs: Any) -> dict[str, Any]:
+    """`loralpha.calibrate.calibrate(task, **kwargs)` as a dict, cached in the work dir (shared by scripts)."""
+    import hashlib
+
+    from loralpha.calibrate import calibrate
+
+    key = hashlib.sha256(json.dumps({"task": task, **kwargs}, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    path = work_dir("calibrate", quick) / f"{task}-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = calibrate(task=task, **kwargs).to_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=float))
+    return result

@@ -1,16 +1,19 @@
-"""The smoke mode of every bench script runs and writes parseable results."""
+"""The smoke mode of every bench script runs and writes parseable results; BENCHMARKS.md's files exist."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).parent.parent / "bench"
+ROOT = Path(__file__).parent.parent
+BENCH = ROOT / "bench"
+NOT_BENCHMARKS = ("common.py", "tables.py")
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py") if p.name != "common.py"))
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py") if p.name not in NOT_BENCHMARKS))
 def test_quick_mode_runs(script):
     done = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
                           timeout=600)
@@ -18,3 +21,24 @@ def test_quick_mode_runs(script):
     written = Path(done.stdout.strip().splitlines()[-1].removeprefix("wrote "))
     payload = json.loads(written.read_text())
     assert payload["machine"]["torch"] and written.parent.name == "quick"
+
+
+def test_tables_render_from_results(tmp_path):
+    out = tmp_path / "B.md"
+    done = subprocess.run([sys.executable, str(BENCH / "tables.py"), "--results", str(BENCH / "results" / "quick"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    for n in range(1, 7):
+        assert f"## {n}. " in text
+
+
+def test_benchmarks_md_names_existing_results():
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    named = sorted(set(re.findall(r"bench/results/[\w./-]+?\.json", text)))
+    assert named, "BENCHMARKS.md names no result files"
+    for name in named:
+        payload = json.loads((ROOT / name).read_text())
+        assert "machine" in payload, name
+    for section in ("Quality", "Convergence", "Search cost", "The law", "Overheads", "Memory"):
+        assert section in text

@@ -210,7 +210,10 @@ def run(out: str | Path, quick: bool = False, workers: int | None = None, progre
         from . import spectrum as sp
 
         base = TrainConfig(task="teacher-student", steps=0, task_options=dict(plan.sp_options))
-        results = sp.sweep(base, list(plan.sp_rules), list(plan.sp_ranks), out / "spectrum-work")
+        results = sp.sweep(base, list(plan.sp_rules), list(plan.sp_ranks), out / "spectrum-work",
+                           on_result=lambda r: say(f"    {r['rule']}, r = {r['rank']}: λ_max adapter "
+                                                   f"{r['adapter']['eigenvalues'][0]:.4g}, full "
+                                                   f"{r['full']['eigenvalues'][0]:.4g}"))
         spectrum = {"key": sp_key, "config": runs.clean(asdict(base)), "results": results}
         runs.write_json(out / "spectrum.json", spectrum)
     else:

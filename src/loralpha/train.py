@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -33,9 +30,11 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from . import adapters, runs, scaling
+from . import adapters, checkpoints, runs, scaling
 from .adapters import AdapterSpec
+from .checkpoints import CHECKPOINT
 from .errors import UsageError
+from .faults import StopRequest, finite_grads, locate_fault
 
 FINAL_WINDOW = 10  # final_loss = mean train loss over the last this-many steps
 
@@ -191,7 +190,7 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
         if spec.rule != "full":
             record.update(lora_alpha=spec.lora_alpha(spec.rank), gamma=spec.lora_alpha(spec.rank) / spec.rank)
         if resume and runs.resumable(run_dir, record):
-            state = _load_checkpoint(run_dir / CHECKPOINT, named, opt, sched)
+            state = checkpoints.load(run_dir / CHECKPOINT, named, opt, sched)
             if state is None:  # an unfinished run without a checkpoint starts again from step 0
                 runs.prepare(run_dir, overwrite=True)
         weights = sum(p.numel() * p.element_size() for p in trainable)
@@ -203,7 +202,7 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     start_step = state["step"] if state else 0
     if state:  # the rows after the checkpoint are about to be trained again
         for name in ("metrics.jsonl", "signal_drift.jsonl"):
-            _truncate_rows(run_dir / name, start_step)
+            checkpoints.truncate_rows(run_dir / name, start_step)
     tracker = None
     if track_every is not None:
         if spec.rule == "full":
@@ -227,7 +226,7 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     metrics: dict[str, float] = dict(state["metrics"]) if state else {}
     start = time.perf_counter()
     bar = None
-    stop = _StopRequest()
+    stop = StopRequest()
     try:
         with stop:
             if state:
@@ -251,7 +250,7 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                 value = loss(model, batch)
                 current = float(value.detach())
                 if not math.isfinite(current):
-                    diverged_layer, where = _locate_fault(model, loss, batch, named)
+                    diverged_layer, where = locate_fault(model, loss, batch, named)
                     status, diverged_at = "diverged", step
                     reason = f"loss is {current} at step {step}; first non-finite value: {where}"
                     break
@@ -262,8 +261,8 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                     break
                 opt.zero_grad(set_to_none=True)
                 value.backward()
-                if not _finite_grads(trainable):  # checked before the step: the weights stay finite
-                    diverged_layer, where = _locate_fault(model, loss, batch, named)
+                if not finite_grads(trainable):  # checked before the step: the weights stay finite
+                    diverged_layer, where = locate_fault(model, loss, batch, named)
                     status, diverged_at = "diverged", step
                     reason = f"gradient is not finite at step {step} (loss {current:.4g}); first non-finite value: {where}"
                     break
@@ -289,11 +288,11 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                 if status == "diverged":
                     break
                 if checkpoint_every and step % checkpoint_every == 0 and step < steps:
-                    _save_checkpoint(run_dir / CHECKPOINT, step, named, opt, sched, losses, metrics)
+                    checkpoints.save(run_dir / CHECKPOINT, step, named, opt, sched, losses, metrics)
         if stop.requested and status == "done" and completed < steps:
             status, reason = "interrupted", f"interrupted by the user after step {completed}"
             if checkpoint_every and completed > start_step:  # stopped between steps: the state is whole
-                _save_checkpoint(run_dir / CHECKPOINT, completed, named, opt, sched, losses, metrics)
+                checkpoints.save(run_dir / CHECKPOINT, completed, named, opt, sched, losses, metrics)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: stop at once, mid-step maybe
         status, reason = "interrupted", f"interrupted by the user after step {completed}"
     finally:
@@ -322,162 +321,11 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     return result
 
 
-CHECKPOINT = "checkpoint.pt"
-_CHECKPOINT_FORMAT = "loralpha-checkpoint-1"
-
-
-class _StopRequest:
-    """Ctrl-C during training: the step in progress finishes, then the loop stops (`requested`).
-    A second Ctrl-C raises KeyboardInterrupt at once. Only where Python's own SIGINT handler is
-    installed (the main thread, not a sweep's trial process, which ignores SIGINT)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> "_StopRequest":
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 def _write(log, text: str) -> None:
     try:
         log.write(text)
     except OSError as e:
         raise UsageError(f"cannot write {log.name}: {e.strerror or e}; free some space and rerun") from None
-
-
-def _finite_grads(params: list[torch.Tensor]) -> bool:
-    grads = [p.grad for p in params if p.grad is not None]
-    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
-
-
-def _display_name(name: str) -> str:
-    return name.removeprefix("base_model.model.")
-
-
-def _finite_tensors(value: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return not value.is_floating_point() or bool(torch.isfinite(value).all())
-    if isinstance(value, dict):
-        return all(_finite_tensors(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_finite_tensors(v) for v in value)
-    return True
-
-
-def _locate_fault(model: nn.Module, loss: Callable[[nn.Module, Any], torch.Tensor], batch: Any,
-                  named: list[tuple[str, nn.Parameter]]) -> tuple[str | None, str]:
-    """Rerun the faulty step's forward and backward with hooks and name where the first non-finite
-    value appeared: (layer or parameter name, description). Forward hooks fire in execution order,
-    gradient hooks in the order backward reaches each parameter, so the first hit is the source."""
-    found: dict[str, tuple[str, str]] = {}
-    value = None
-    names = {module: _display_name(n) for n, module in model.named_modules() if n}
-
-    def forward_hook(module, inputs, output):
-        if "forward" in found or _finite_tensors(output):
-            return
-        name = names[module]
-        found["forward"] = (name, f"output of {name}") if _finite_tensors(inputs) else \
-            (name, f"input of {name} (the batch, or code outside any module)")
-
-    def grad_hook(name):
-        def hook(param):
-            if "backward" not in found and param.grad is not None and not bool(torch.isfinite(param.grad).all()):
-                found["backward"] = (name, f"gradient of {name}")
-        return hook
-
-    handles = [m.register_forward_hook(forward_hook) for m in names]
-    handles += [p.register_post_accumulate_grad_hook(grad_hook(_display_name(n))) for n, p in named]
-    try:
-        for _, p in named:
-            p.grad = None
-        value = loss(model, batch)
-        if "forward" not in found and torch.isfinite(value).all():
-            value.backward()
-    except RuntimeError:
-        pass  # the rerun is a diagnosis: whatever it finds before failing is reported
-    finally:
-        for h in handles:
-            h.remove()
-        for _, p in named:
-            p.grad = None
-    if "forward" in found:
-        return found["forward"]
-    if "backward" in found:
-        return found["backward"]
-    if value is not None and not torch.isfinite(value.detach()).all():
-        return None, "the loss function (every module's output is finite)"
-    return None, "not found (the step did not fail again when rerun)"
-
-
-def _save_checkpoint(path: Path, step: int, named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer,
-                     sched: Any, losses: list[float], metrics: dict[str, float]) -> None:
-    """Everything a resumed run needs, in plain tensors and numbers, written atomically."""
-    payload = {"format": _CHECKPOINT_FORMAT, "step": step,
-               "params": {n: p.detach().cpu().clone() for n, p in named},
-               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-               "losses": list(losses), "metrics": dict(metrics), "rng": torch.get_rng_state()}
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the checkpoint {path}: {e.strerror or e}; free some space and rerun "
-                         "with --resume") from None
-
-
-def _load_checkpoint(path: Path, named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer,
-                     sched: Any) -> dict[str, Any] | None:
-    """A checkpoint's state, loaded into `named`, `opt` and `sched` (None when there is none). Only plain tensors and
-    numbers are read (weights_only=True): a file that holds code or objects is refused."""
-    if not path.exists():
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 — pickle, zip and torch all raise their own kinds
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UsageError(f"checkpoint {path} cannot be read safely ({first[:200]}); delete it to restart the run "
-                         "from step 0") from None
-    params = payload.get("params") if isinstance(payload, dict) else None
-    mismatch = UsageError(f"checkpoint {path} is not a checkpoint of this run's model; delete it to restart the run "
-                          "from step 0")
-    if not isinstance(params, dict) or payload.get("format") != _CHECKPOINT_FORMAT or \
-            {n: tuple(t.shape) for n, t in params.items()} != {n: tuple(p.shape) for n, p in named}:
-        raise mismatch
-    try:
-        opt.load_state_dict(payload["optimizer"])
-        sched.load_state_dict(payload["scheduler"])
-    except (KeyError, ValueError, TypeError):
-        raise mismatch from None
-    with torch.no_grad():
-        for n, p in named:
-            p.copy_(params[n])
-    return payload
-
-
-def _truncate_rows(path: Path, step: int) -> None:
-    """Keep the JSON-lines rows of `path` up to `step` (a resumed run writes the later ones again)."""
-    if not path.exists():
-        return
-    rows = [line for line in path.read_text().splitlines(keepends=True)
-            if line.strip() and json.loads(line).get("step", 0) <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(rows))
-    tmp.replace(path)
 
 
 def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = False,

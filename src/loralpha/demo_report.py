@@ -40,7 +40,7 @@ def demo_report(demo_dir: Path, out: Path) -> Report:
                 alpha_eta_section(chosen("alpha_vs_eta", ae_order), out, command),
                 spectrum_section(_json(demo_dir / "spectrum.json"), out, command)]
     law_records = [records[t] for t in trials.get("law", []) if t in records]
-    sections.append(law_section(law_records, "rel_mse", out, command) if law_records else
+    sections.append(law_section(law_records, "rel_mse", out, command, "4. The α*(r) law") if law_records else
                     Section("4. The α*(r) law", ["Not run yet: rerun the demo command to finish it."]))
     m = manifest["machine"]
     total = manifest.get("timings", {}).get("total_s")
@@ -302,10 +302,10 @@ def spectrum_section(data: dict[str, Any] | None, out: Path, command: str) -> Se
 # ------------------------------------------------------------------ 4. the law (also for sweep stores)
 
 
-def law_section(records: list[dict[str, Any]], metric: str, out: Path, command: str) -> Section:
+def law_section(records: list[dict[str, Any]], metric: str, out: Path, command: str,
+                title: str = "The α*(r) law") -> Section:
     from .laws import fit
 
-    title = "4. The α*(r) law"
     study = fit(records, x="alpha", group="rank", metric=metric)
     rows = []
     for o in study.optima:
@@ -317,7 +317,8 @@ def law_section(records: list[dict[str, Any]], metric: str, out: Path, command: 
     seeds = sorted({r["config"].get("seed", 0) for r in records})
     table = Table(["rank", "α*", f"best {metric}", "α = r", "α = 2r", "rsLoRA 16·√r", "paper 256·√r",
                    "α* / 256·√r"], rows,
-                  f"{first['task']}, rule fixed (α given directly), η = {first.get('lr') or 'default'}, "
+                  f"{first['task']}, rule {', '.join(sorted({r['config'].get('rule', '?') for r in records}))}, "
+                  f"η = {first.get('lr') or 'default'}, "
                   f"{first['steps']} steps, seeds {', '.join(map(str, seeds))}; α* is the parabola vertex in log α "
                   f"around the best grid point ((grid): no refinement; ≤/≥: at the grid's edge, a bound)")
     path = _plot_law(study, records, metric, out / "law.png")

@@ -40,17 +40,17 @@ class Plan:
     quick: bool
     # 1. head-to-head on tweets (rank 16: at r = 8, fixed α = 16 would be α = 2r, the same run twice)
     rank: int = 16
-    steps: int = 150
+    steps: int = 100
     batch_size: int = 16
     eval_every: int = 50
     n_eval: int = 500
     calib_coefs: list[float] = field(default_factory=lambda: [128.0, 512.0, 2048.0, 8192.0, 32768.0])
-    calib_budget: int = 270
+    calib_budget: int = 180
     calib_batch: int = 8
     # 2. α vs η
     ae_rank: int = 25
-    ae_steps: int = 300
-    ae_factors: list[int] = field(default_factory=lambda: [8, 64, 256])
+    ae_steps: int = 200
+    ae_factors: list[int] = field(default_factory=lambda: [8, 128, 256])  # the paper: η × 128 diverges, α × 256 not
     ae_options: dict[str, Any] = field(default_factory=dict)
     # 3. spectrum
     sp_rules: list[str] = field(default_factory=lambda: ["lora-alpha", "rslora", "2rank"])
@@ -58,8 +58,8 @@ class Plan:
     sp_options: dict[str, Any] = field(default_factory=dict)
     # 4. law
     law_ranks: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32, 64])
-    law_alphas: list[float] = field(default_factory=lambda: [2.0 ** k for k in range(7, 16)])  # 128 … 32768
-    law_steps: int = 150
+    law_alphas: list[float] = field(default_factory=lambda: [2.0 ** k for k in range(8, 15)])  # 256 … 16384
+    law_steps: int = 100
     law_seeds: list[int] = field(default_factory=lambda: [0])
     law_options: dict[str, Any] = field(default_factory=dict)
 

@@ -7,6 +7,7 @@ import math
 import os
 import platform
 import statistics
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -96,17 +97,37 @@ def fmt(v: float | None, spec: str = ".4g") -> str:
     return "—" if v is None else format(v, spec)
 
 
-def calibrated(quick: bool, task: str = "teacher-student", **kwargs: Any) -> dict[str, Any]:
-    """`loralpha.calibrate.calibrate(task, **kwargs)` as a dict, cached in the work dir (shared by scripts)."""
+def calibrated(quick: bool, task: str = "teacher-student", wait: bool = True, **kwargs: Any) -> dict[str, Any] | None:
+    """`loralpha.calibrate.calibrate(task, **kwargs)` as a dict, cached in the work dir (shared by scripts).
+    While another live process computes the same calibration: wait for it, or (wait=False) return None."""
     import hashlib
 
     from loralpha.calibrate import calibrate
 
     key = hashlib.sha256(json.dumps({"task": task, **kwargs}, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = work_dir("calibrate", quick) / f"{task}-{key}.json"
+    lock = path.with_suffix(".lock")  # another process computing the same calibration: wait for it
+    while not path.is_file() and lock.is_file() and _alive(lock.read_text().strip()):
+        if not wait:
+            return None
+        time.sleep(5)
     if path.is_file():
         return json.loads(path.read_text())
-    result = calibrate(task=task, **kwargs).to_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=float))
+    lock.write_text(str(os.getpid()))
+    try:
+        result = calibrate(task=task, **kwargs).to_dict()
+        path.write_text(json.dumps(result, indent=2, default=float))
+    finally:
+        lock.unlink(missing_ok=True)
     return result
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass
+    return True

@@ -1,0 +1,459 @@
+"""Render BENCHMARKS.md from the JSON results in bench/results/ (so no number can drift from its file).
+
+    python bench/tables.py                 # bench/results/*.json → BENCHMARKS.md
+    python bench/tables.py --results bench/results/quick --out /tmp/B.md   # from the smoke results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, ROOT  # noqa: E402
+
+FILES = ["quality", "convergence", "search_cost", "law", "tracker_overhead", "hessian_cost", "peft_step",
+         "sweep_engines", "memory", "run_all"]
+
+
+def f(v, spec=".4g"):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return format(v, spec)
+
+
+def pm(d: dict | None, spec=".4g"):
+    if not d or d.get("mean") is None:
+        return "—"
+    return f"{format(d['mean'], spec)} ± {format(d['std'], spec)}"
+
+
+def load(folder: Path) -> dict:
+    out = {}
+    for name in FILES:
+        p = folder / f"{name}.json"
+        if p.is_file():
+            out[name] = json.loads(p.read_text())
+    return out
+
+
+def rel(folder: Path, name: str) -> str:
+    try:
+        return str((folder / f"{name}.json").resolve().relative_to(ROOT))
+    except ValueError:
+        return str(folder / f"{name}.json")
+
+
+def stamp(data: dict, folder: Path, name: str) -> str:
+    m = data.get("machine", {})
+    load_avg = m.get("load_average")
+    extra = f"; load average at the end {', '.join(f'{v:g}' for v in load_avg)} (1/5/15 min)" if load_avg else ""
+    return f"Results: `{rel(folder, name)}` ({m.get('date', '?')}{extra})."
+
+
+def command(name: str, folder: Path, R: dict, extra: str = "") -> list[str]:
+    """The command block; it names the result file only when that file exists."""
+    where = f"# → {rel(folder, name)}" if name in R else "# (no result file yet)"
+    return ["```", f"python bench/{name}.py   {where}{extra}", "```", ""]
+
+
+def missing(name: str) -> list[str]:
+    return [f"*Not measured yet: no {name}.json in bench/results (run `python bench/{name}.py`).*", ""]
+
+
+# ------------------------------------------------------------------ sections
+
+def quality(R: dict, folder: Path) -> list[str]:
+    out = ["## 1. Quality at equal budget", "", *command("quality", folder, R)]
+    if "quality" not in R:
+        return out + missing("quality")
+    Q = R["quality"]
+    out += ["Every rule at rank 8, its η chosen on seed 0 from a log grid (half a decade apart) by the held-out "
+            "loss, then 3 seeds (0, 1, 2) at that η: mean ± std over the seeds. `lora-alpha (default η)` is the "
+            "recipe untuned: c = 256 at the task's full-fine-tuning η. Cosine schedule, AdamW, no weight decay; a "
+            "new classifier head trains at 1e-3 under every rule on the text tasks. `fixed` (α = 16) is `2rank` at "
+            "r = 8. Where a rule's best η was at an end of the grid, its grid was extended half a decade that way, "
+            "at most twice (the η tried per rule are in the JSON); \"edge\": the best η is still at an end (the "
+            "optimum may lie beyond).", ""]
+    for task, T in Q["tasks"].items():
+        rep, sel = T["report"], T["select"]
+        grid = ", ".join(f"{v:.3g}" for v in T["lr_grid"])
+        out += [f"**{task}** — {T['steps']} steps, batch {T['batch_size'] or 'default'}"
+                f"{', ' + str(T['task_options']) if T['task_options'] else ''}; η grid: {grid}; selection by "
+                f"held-out `{sel}`.", ""]
+        cols = ["final train loss", f"held-out {sel}"] + ([rep] if rep != sel else [])
+        out += ["| rule | η | " + " | ".join(cols) + " | runs |", "| --- | --- | " + " | ".join("---" for _ in cols)
+                + " | --- |"]
+        untuned = next((r for r in T["rows"] if not r["tuned"]), None)
+        for r in T["rows"]:
+            vals = [pm(r.get("final_loss")), pm(r.get(sel))] + ([pm(r.get(rep), ".3f")] if rep != sel else [])
+            status = ", ".join(sorted(set(r["statuses"])))
+            name = f"**{r['rule']}**" if not r["tuned"] else r["rule"]
+            out.append(f"| {name} | {r['lr']:.3g}{' (edge)' if r.get('edge') else ''} | " + " | ".join(vals)
+                       + f" | {status} |")
+        out.append("")
+        if untuned and untuned.get(rep):
+            higher = rep in ("accuracy", "macro_f1")
+            u = untuned[rep]["mean"]
+            better = [r["rule"] for r in T["rows"] if r["tuned"] and r.get(rep) and r[rep]["mean"] is not None
+                      and ((r[rep]["mean"] > u) if higher else (r[rep]["mean"] < u))]
+            out += [f"Untuned `lora-alpha` ({rep} {u:.4g}) is beaten by {len(better)} of "
+                    f"{sum(r['tuned'] for r in T['rows'])} tuned rules"
+                    + (f" ({', '.join(better)})" if better else "") + ".", ""]
+    out += [stamp(Q, folder, "quality"), ""]
+    return out
+
+
+def convergence(R: dict, folder: Path) -> list[str]:
+    out = ["## 2. Convergence speed", "", *command("convergence", folder, R, " (reads quality.py's seed-0 grid runs)")]
+    if "convergence" not in R:
+        return out + missing("convergence")
+    C = R["convergence"]
+    out += [f"Steps for each rule to bring its train loss (mean of a {C['window']}-step window) down to the final "
+            "loss of `2rank` at the same η (seed 0, rank 8, same batches), and in brackets that count over "
+            "`full` fine-tuning's. \"—\": not reached within the budget.", ""]
+    for task, T in C["tasks"].items():
+        rules = []
+        for row in T["by_lr"]:
+            for rule in row.get("rules", {}):
+                if rule not in rules:
+                    rules.append(rule)
+        out += [f"**{task}** ({T['steps']} steps; full-FT η = {T['full_ft_lr']:g})", "",
+                "| η | 2rank's loss, first 10 → last 10 steps | " + " | ".join(rules) + " |",
+                "| --- | --- | " + " | ".join("---" for _ in rules) + " |"]
+        for row in T["by_lr"]:
+            if row.get("target") is None:
+                out.append(f"| {row['lr']:.3g} | {row.get('note', '—')} | " + " | ".join("" for _ in rules) + " |")
+                continue
+            cells = []
+            for rule in rules:
+                r = row["rules"].get(rule, {})
+                if r.get("status") != "done":
+                    cells.append(r.get("status", "—"))
+                elif r.get("steps") is None:
+                    cells.append("—")
+                else:
+                    cells.append(f"{r['steps']}" + (f" ({r['ratio_to_full']:.2f}×)" if r.get("ratio_to_full") else ""))
+            mark = " (full-FT η)" if math.isclose(row["lr"], T["full_ft_lr"], rel_tol=1e-3) else ""
+            begin = f"{row['start']:.4g} → " if row.get("start") is not None else ""
+            out.append(f"| {row['lr']:.3g}{mark} | {begin}{row['target']:.4g} | " + " | ".join(cells) + " |")
+        out.append("")
+    out += [stamp(C, folder, "convergence"), ""]
+    return out
+
+
+def search(R: dict, folder: Path) -> list[str]:
+    out = ["## 3. Search cost", "", *command("search_cost", folder, R)]
+    if "search_cost" not in R:
+        return out + missing("search_cost")
+    S = R["search_cost"]
+    b = S["best"]
+    out += [f"Random search on {S['task']} (rank {S['rank']}, {S['steps']} steps, seed 0), {S['trials_per_rule']} "
+            f"trials per rule: η log-uniform in [{S['lr_range'][0]:g}, {S['lr_range'][1]:g}], and α log-uniform in "
+            f"[{S['alpha_range'][0]:g}, {S['alpha_range'][1]:g}] for the rules that have one; every rule sees the "
+            f"same random quantiles. Target: held-out {S['metric']} within {S['tolerance']:.0%} of the best of any "
+            f"trial, {b['value']:.4g} (`{b['rule']}`, η = {b['lr']:.3g}"
+            + (f", α = {b['alpha']:.4g}" if b.get("alpha") else "") + ")"
+            + (f"; best LoRA trial {S['best_lora']:.4g}" if S.get("best_lora") else "")
+            + ". Expected trials = N / hits (geometric); "
+            "`lora-alpha` searches η only, at c = 256 (with c searched too it is `rslora` with α = c).", "",
+            "| rule | searched | best found | its regret | within 1% of best (hits, expected trials) | within 1% "
+            "of best LoRA | within 10% of best | diverged |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def cell(t):
+        if not t:
+            return "—"
+        exp = f"{t['expected_trials']:.3g}" if t["expected_trials"] else f"> {t['trials']}"
+        return f"{t['hits']}/{t['trials']}, {exp}"
+
+    for r in S["rows"]:
+        tg = r.get("targets", {})
+        out.append(f"| {r['rule']} | {r['searched']} | {f(r['best'])} | {f(r['regret_of_rule_best'], '+.1%')} | "
+                   f"{cell(tg.get('any_1pct'))} | {cell(tg.get('lora_1pct'))} | {cell(tg.get('any_10pct'))} | "
+                   f"{r['diverged']} |")
+    z = S["zero_tuning"]
+    p, c = z["paper_c"], z["calibrated_c"]
+    out += ["", "Zero tuning (`lora-alpha` at the full-FT η, seeds 0–2; regret = mean / best − 1; cost in trials, "
+            f"calibrate's optimizer steps counted as steps / {S['steps']}):", "",
+            f"| variant | c | η | {S['metric']} (mean ± std) | regret | cost (trial-equivalents) |",
+            "| --- | --- | --- | --- | --- | --- |",
+            f"| paper's c | {p['coef']:g} | {p['lr']:g} | {pm(p)} | {f(p['regret'], '+.1%')} | {p['cost_trials']:g} |",
+            f"| c from `calibrate` (r = {c['calibrate_rank']}, {c['calibrate_steps']} steps"
+            f"{', at the grid edge' if c.get('edge') else ''}) | {c['coef']:.4g} | {c['lr']:g} | {pm(c)} | "
+            f"{f(c['regret'], '+.1%')} | {c['cost_trials']:.3g} |", "", stamp(S, folder, "search_cost"), ""]
+    return out
+
+
+def law(R: dict, folder: Path) -> list[str]:
+    out = ["## 4. The law α* = c·r^p", "", *command("law", folder, R, " (the example sweeps into studies/, then "
+                                                            "loralpha.laws.fit and loralpha.calibrate)")]
+    if "law" not in R:
+        return out + missing("law")
+    L = R["law"]
+    out += ["α* per rank from the sweep (parabola in log α around the best grid point), the power law with 95% "
+            "bootstrap intervals, and the fixed exponent with the lowest leave-one-rank-out error. "
+            "`calibrate` picks c at one small rank; c·√r is compared with α* at every rank.", "",
+            "| task | metric | c [95% CI] | p [95% CI] | LOO RMSE p=0 / ½ / 1 / free | best | calibrated c |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for task, T in L["tasks"].items():
+        cal = T["calibration"]
+        for metric, d in T["fits"].items():
+            fit = d["fit"]
+            if not fit:
+                out.append(f"| {task} | {metric} | no law: {d['reason']} | | | | |")
+                continue
+            ci = lambda v: f" [{v[0]:.3g}, {v[1]:.3g}]" if v else ""  # noqa: E731
+            loo = " / ".join(f(m["loo_rmse"], ".2f") for m in fit["models"])
+            out.append(f"| {task} | {metric} | {fit['c']:.4g}{ci(fit['c_ci'])} | {fit['p']:.2f}{ci(fit['p_ci'])} | "
+                       f"{loo} | {fit['best_model']} | "
+                       + (f"{cal['coef']:.4g}{' (edge)' if cal['edge'] else ''} |" if cal else "not run yet |"))
+    out += ["", "| task | metric | rank | α* | 256·√r | α* / 256·√r | calibrated c·√r | α* / calibrated |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for task, T in L["tasks"].items():
+        for metric, d in T["fits"].items():
+            for o in d["optima"]:
+                star = o["x_star"]
+                bound = {"upper": "≤ ", "lower": "≥ "}.get(o.get("bound") or "", "") if o.get("edge") else ""
+                out.append(f"| {task} | {metric} | {o['rank']:g} | {bound}{f(star, '.4g')} | {f(o.get('paper'), '.4g')} | "
+                           f"{f(o.get('ratio_to_paper'), '.2f')} | {f(o['calibrated'], '.4g')} | "
+                           f"{f(o['ratio_to_calibrated'], '.2f')} |")
+    cal_lines = [f"{task}: c = {T['calibration']['coef']:.4g} at r = {T['calibration']['rank']} from "
+                 f"{T['calibration']['cost_steps']} optimizer steps ({T['calibration']['wall_time_s']:.0f} s wall, "
+                 f"{T['calibration']['stopped']}{', at the edge of its grid' if T['calibration']['edge'] else ''})"
+                 if T["calibration"] else f"{task}: not run yet" for task, T in L["tasks"].items()]
+    out += ["", "Calibration: " + "; ".join(cal_lines) + ".",
+            "Trials of the sweeps already in the store are reused, not rerun (the store keeps each trial's "
+            "result and wall time).", "", stamp(L, folder, "law"), ""]
+    return out
+
+
+def overheads(R: dict, folder: Path) -> list[str]:
+    out = ["## 5. Overheads", ""]
+    out += ["**Signal-Drift tracker**", "", *command("tracker_overhead", folder, R)]
+    if "tracker_overhead" in R:
+        T = R["tracker_overhead"]
+        out += [f"{T['task']}, LoRA r = 8, {T['steps']} steps tracking every other step; medians of tracked and "
+                f"untracked step times in the same run: plain step {T['plain_step_s']:.3f} s, tracked "
+                f"{T['tracked_step_s']:.3f} s.", "", "| tracking interval | overhead (% of step time) |", "| --- | --- |"]
+        out += [f"| {k} | {100 * v:.1f}% |" for k, v in T["overhead"].items()]
+        out += ["", stamp(T, folder, "tracker_overhead"), ""]
+    else:
+        out += missing("tracker_overhead")
+    out += ["**Hessian top eigenvalue: cost and error against a dense reference**", "",
+            *command("hessian_cost", folder, R)]
+    if "hessian_cost" in R:
+        H = R["hessian_cost"]
+        out += [f"Teacher-student MLP width {H['width']}, depth {H['depth']}, `{H['rule']}` r = {H['rank']} after 20 "
+                f"steps, batch {H['batch']}, {H['dtype']}; times are medians of 3.", "",
+                "| space | parameters | method | λ_max | HVPs | seconds | rel. error vs dense |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
+        out += [f"| {r['space']} | {r['size']} | {r['method']} | {r['lambda']:.6g} | {r['hvps']} | {r['seconds']:.3f} | "
+                f"{r['rel_error']:.1e} |" for r in H["rows"]]
+        out += ["", stamp(H, folder, "hessian_cost"), ""]
+    else:
+        out += missing("hessian_cost")
+    out += ["**loralpha's training step against plain PEFT (same α)**", "", *command("peft_step", folder, R)]
+    if "peft_step" in R:
+        P = R["peft_step"]
+        how = ("median over every step of all runs" if "step_samples" in P["rows"][0] else
+               "median over runs of each run's mean step time")
+        out += ["`loralpha.fit` against a hand loop (`peft.get_peft_model` + `torch.optim.AdamW`) on the same model, "
+                f"α (lora-alpha, r = 8) and batches, alternating runs; time per step: {how}.", "",
+                "| task | steps × repeats | loralpha (ms/step) | plain PEFT (ms/step) | ratio | first-step loss difference |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        out += [f"| {r['task']} | {r['steps']} × {r['repeats']} | {1e3 * r['loralpha_step_s']:.1f} | "
+                f"{1e3 * r['plain_step_s']:.1f} | {r['ratio']:.3f} | {r['first_loss_abs_diff']:.1e} |" for r in P["rows"]]
+        out += ["", stamp(P, folder, "peft_step"), ""]
+    else:
+        out += missing("peft_step")
+    out += ["**Sweep engines: 2 local workers against 1, and Ray's per-trial overhead**", "",
+            *command("sweep_engines", folder, R)]
+    if "sweep_engines" in R:
+        E = R["sweep_engines"]
+        s = E["speedup"]
+        out += [f"| measurement | value |", "| --- | --- |",
+                f"| {s['trials']} trials × {s['steps']} steps, 1 worker (median of {s['repeats']}) | "
+                f"{sorted(s['wall_1'])[len(s['wall_1']) // 2]:.1f} s |",
+                f"| same, 2 workers | {sorted(s['wall_2'])[len(s['wall_2']) // 2]:.1f} s |",
+                f"| speed-up | {s['speedup']:.2f}× |"]
+        ray = E.get("ray", {})
+        if "per_trial_overhead_s" in ray:
+            fl, fr = ray["fits"]["local"], ray["fits"]["ray"]
+            out += [f"| per tiny trial, local engine | {fl['per_trial_s']:.2f} s |",
+                    f"| per tiny trial, Ray | {fr['per_trial_s']:.2f} s |",
+                    f"| **Ray per-trial overhead** | {ray['per_trial_overhead_s']:.2f} s |",
+                    f"| Ray fixed overhead (init + shutdown) | {ray['fixed_overhead_s']:.1f} s |"]
+        else:
+            out += [f"| Ray | {ray.get('skipped', 'not measured')} |"]
+        out += ["", stamp(E, folder, "sweep_engines"), ""]
+    else:
+        out += missing("sweep_engines")
+    return out
+
+
+def memory(R: dict, folder: Path) -> list[str]:
+    out = ["## 6. Memory", "", *command("memory", folder, R)]
+    if "memory" not in R:
+        return out + missing("memory")
+    M = R["memory"]
+    out += ["Peak resident set size of a fresh process per (task, rule): after building the task (model and data) "
+            "and after 10 training steps and one evaluation; \"added\" is the difference (rank 8).", "",
+            "| task | rule | after build (MiB) | peak (MiB) | added (MiB) |", "| --- | --- | --- | --- | --- |"]
+    out += [f"| {r['task']} | {r['rule']} | {r['built_mib']:.0f} | {r['peak_mib']:.0f} | {r['added_mib']:.0f} |"
+            for r in M["rows"]]
+    return out + ["", stamp(M, folder, "memory"), ""]
+
+
+def header(R: dict, folder: Path, summary: list[str]) -> list[str]:
+    any_m = next((d["machine"] for d in R.values() if "machine" in d), {})
+    out = ["# Benchmarks", "",
+           "The figures behind loralpha's claims, each from a script in `bench/` and its JSON in `bench/results/` "
+           "(with the machine and the load average). This file is generated by `python bench/tables.py` from those "
+           "files; edit the scripts, not the numbers.", "",
+           "```", "make bench          # = bench/run_all: every script in full, then bench/tables.py", "```", ""]
+    ra = R.get("run_all")
+    if ra and "total_s" not in ra:
+        out += ["A full run is in progress or was interrupted: sections without a result file are not measured yet. "
+                + ra.get("note", ""), ""]
+    elif ra and ra.get("subset"):
+        out += [f"Last run: only {ra['subset']} ({ra.get('started')} → {ra.get('finished')}, "
+                f"{ra['total_s'] / 60:.0f} min); every other section comes from an earlier partial run and gives its "
+                "own date and load average. No complete `make bench` run has been timed end to end. "
+                + ra.get("note", ""), ""]
+    elif ra:
+        out += [f"Last full run: {ra.get('started')} → {ra.get('finished')}, **{ra['total_s'] / 60:.0f} min** wall "
+                f"({'; '.join(f'{s} {t / 60:.1f} min' for s, t in ra['scripts'].items())}"
+                f"{'; failed: ' + ', '.join(k for k, v in ra.get('exit_codes', {}).items() if v) if any(ra.get('exit_codes', {}).values()) else ''}). "
+                + ra.get("note", ""), ""]
+    out += [f"Machine: {any_m.get('cores', '?')} CPU cores ({any_m.get('cpu', '?')}), no GPU, torch "
+            f"{any_m.get('torch', '?')}, transformers {any_m.get('transformers', '?')}, peft {any_m.get('peft', '?')}. "
+            "The machine was shared with other jobs during these runs (see each section's load average): absolute "
+            "times are noisy and only ratios measured in the same run, interleaved, are comparable.", ""]
+    return out + summary
+
+
+def _higher(metric: str) -> bool:
+    return metric in ("accuracy", "macro_f1")
+
+
+def headline(R: dict) -> list[str]:
+    """One computed line per question (numbers straight from the JSON)."""
+    out = []
+    Q = R.get("quality")
+    for task, T in (Q or {}).get("tasks", {}).items():
+        rep = T["report"]
+        rows = {r["rule"]: r for r in T["rows"]}
+        u = rows.get("lora-alpha (default η)", {}).get(rep)
+        if not u or u.get("mean") is None:
+            continue
+        parts = []
+        for name, r in rows.items():
+            if not r["tuned"] or not r.get(rep) or r[rep].get("mean") is None:
+                continue
+            parts.append(f"{name} {r[rep]['mean']:.3g} ± {r[rep]['std']:.2g}")
+        out.append(f"- **Quality, {task}** ({rep}, {'higher' if _higher(rep) else 'lower'} is better, 3 seeds): "
+                   f"untuned `lora-alpha` {u['mean']:.3g} ± {u['std']:.2g}; each rule at its best η: "
+                   + "; ".join(parts) + ".")
+    C = R.get("convergence")
+    for task, T in (C or {}).get("tasks", {}).items():
+        row = next((r for r in T["by_lr"] if math.isclose(r["lr"], T["full_ft_lr"], rel_tol=1e-3)), None)
+        if not row or not row.get("rules"):
+            continue
+        cells = []
+        for rule, r in row["rules"].items():
+            if r.get("steps"):
+                cells.append(f"{rule} {r['steps']}" + (f" ({r['ratio_to_full']:.2f}× full)" if r.get("ratio_to_full")
+                                                       else ""))
+            else:
+                cells.append(f"{rule} not reached" if r.get("status") == "done" else f"{rule} {r.get('status')}")
+        out.append(f"- **Steps to `2rank`'s final loss, {task}, η = {row['lr']:g} (full-FT rate)**: "
+                   + ", ".join(cells) + f" (of {T['steps']}).")
+    S = R.get("search_cost")
+    if S:
+        cells = []
+        for r in S["rows"]:
+            t = r.get("targets", {}).get("any_10pct")
+            cells.append(f"{r['rule']} {r['best']:.3g}" + (f" ({t['hits']}/{t['trials']} within 10%)" if t else ""))
+        z = S["zero_tuning"]
+        out.append(f"- **Search cost, {S['task']}** ({S['trials_per_rule']} random trials per rule; best {S['metric']} "
+                   f"found, and how many trials came within 10% of the best of any rule, {S['best']['value']:.3g}): "
+                   + ", ".join(cells) + f". Untuned `lora-alpha` (c = 256) regret "
+                   f"{f(z['paper_c']['regret'], '+.0%')}; with `calibrate`'s c = {z['calibrated_c']['coef']:.3g}: "
+                   f"{f(z['calibrated_c']['regret'], '+.0%')} at a cost of {z['calibrated_c']['cost_trials']:.3g} "
+                   "trial-equivalents.")
+    L = R.get("law")
+    for task, T in (L or {}).get("tasks", {}).items():
+        cells = []
+        for metric, d in T["fits"].items():
+            fit = d["fit"]
+            if fit:
+                inside = fit["p_ci"] and fit["p_ci"][0] <= 0.5 <= fit["p_ci"][1]
+                ci = f" [{fit['p_ci'][0]:.2f}, {fit['p_ci'][1]:.2f}]" if fit["p_ci"] else ""
+                cells.append(f"by {metric} p = {fit['p']:.2f}{ci}, c = {fit['c']:.3g}"
+                             + ("" if not fit["p_ci"] else (" (½ inside the interval)" if inside else
+                                                            " (½ outside the interval)")))
+        cal = T["calibration"]
+        out.append(f"- **Law, {task}**: " + "; ".join(cells)
+                   + (f"; `calibrate` c = {cal['coef']:.3g}." if cal else "; `calibrate` not run yet."))
+    bits = []
+    if "tracker_overhead" in R:
+        o = R["tracker_overhead"]["overhead"]
+        bits.append("Signal-Drift tracking " + ", ".join(f"{100 * v:.1f}% every {k}" for k, v in o.items()))
+    if "peft_step" in R:
+        bits.append("loralpha step / plain PEFT step " + ", ".join(f"{r['ratio']:.2f} ({r['task']})"
+                                                                   for r in R["peft_step"]["rows"]))
+    if "sweep_engines" in R:
+        E = R["sweep_engines"]
+        bits.append(f"2 local workers {E['speedup']['speedup']:.2f}× faster than 1")
+        if "per_trial_overhead_s" in E.get("ray", {}):
+            bits.append(f"Ray adds {E['ray']['per_trial_overhead_s']:.1f} s per trial")
+    if "hessian_cost" in R:
+        rows = [r for r in R["hessian_cost"]["rows"] if r["method"] == "lanczos k=1"]
+        if rows:
+            bits.append("Lanczos top eigenvalue " + ", ".join(f"{r['space']}: {r['hvps']} HVPs, rel. error "
+                                                              f"{r['rel_error']:.0e}" for r in rows))
+    if bits:
+        out.append("- **Overheads**: " + "; ".join(bits) + ".")
+    if "memory" in R:
+        by_task: dict = {}
+        for r in R["memory"]["rows"]:
+            by_task.setdefault(r["task"], []).append(r)
+        out.append("- **Peak RSS**: " + "; ".join(
+            f"{t} {min(r['peak_mib'] for r in rows):.0f}–{max(r['peak_mib'] for r in rows):.0f} MiB" for t, rows in
+            by_task.items()) + ".")
+    return out
+
+
+def summary(R: dict) -> list[str]:
+    path = Path(__file__).parent / "summary.md"
+    out = ["## Summary", ""]
+    if path.is_file():
+        out += [*path.read_text().strip().splitlines(), ""]
+    lines = headline(R)
+    if lines:
+        out += ["The headline figures (computed from the JSON):", "", *lines, ""]
+    return out if len(out) > 2 else []
+
+
+def render(folder: Path) -> str:
+    R = load(folder)
+    lines = header(R, folder, summary(R))
+    for section in (quality, convergence, search, law, overheads, memory):
+        lines += section(R, folder)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    Path(args.out).write_text(render(Path(args.results)))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

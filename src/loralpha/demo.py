@@ -132,13 +132,7 @@ def _check_out(out: Path) -> None:
         raise UsageError(f"--out {out} is a file; give a directory for the demo")
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists() and not (out / STORE).exists():
         raise UsageError(f"{out} exists and holds something other than a demo; choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"cannot write into {out}: {e.strerror or e}") from None
+    runs.ensure_writable(out)
 
 
 def run(out: str | Path, quick: bool = False, workers: int | None = None, progress: bool = True,

@@ -32,6 +32,12 @@ def prepare(path: str | Path, overwrite: bool = False) -> Path:
             raise UsageError(f"output directory {path} already exists and is not empty; pass --overwrite to "
                              "replace it, --resume to continue its run, or choose another --out")
         shutil.rmtree(path)
+    ensure_writable(path)
+    return path
+
+
+def ensure_writable(path: Path) -> None:
+    """Create the directory `path` (with parents) and check that a file can be written in it."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -39,7 +45,6 @@ def prepare(path: str | Path, overwrite: bool = False) -> Path:
         probe.unlink()
     except OSError as e:
         raise UsageError(f"cannot write to output directory {path}: {e.strerror or e}") from None
-    return path
 
 
 def check_space(path: Path, needed: int, what: str) -> None:

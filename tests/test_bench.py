@@ -42,3 +42,11 @@ def test_benchmarks_md_names_existing_results():
         assert "machine" in payload, name
     for section in ("Quality", "Convergence", "Search cost", "The law", "Overheads", "Memory"):
         assert section in text
+
+
+def test_benchmarks_md_is_what_tables_py_renders_from_the_stored_results(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    done = subprocess.run([sys.executable, str(BENCH / "tables.py"), "--results", str(BENCH / "results"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.read_text() == (ROOT / "BENCHMARKS.md").read_text()  # no figure was edited by hand

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import runs, scaling
+from . import runs
 from .errors import UsageError
 from .train import TrainConfig
 
@@ -243,5 +243,4 @@ def effective(config: dict[str, Any]) -> dict[str, Any]:
 
     rule = config["rule"]
     a = effective_alpha(config) if rule != "full" else None
-    return {"alpha": a, "gamma": None if a is None else a / config["rank"], "lr": effective_lr(config),
-            "lr_is_default": config.get("lr") is None, "rule": rule, "note": scaling.check_rule(rule).note}
+    return {"alpha": a, "gamma": None if a is None else a / config["rank"], "lr": effective_lr(config), "rule": rule}

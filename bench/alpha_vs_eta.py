@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import median, save  # noqa: E402
+from common import fmt, median, save  # noqa: E402
 
 from loralpha import TrainConfig, train  # noqa: E402
 
@@ -45,14 +45,10 @@ def run(quick: bool) -> dict[str, object]:
     return {"setting": {**base, "factors": factors}, "rows": rows}
 
 
-def _fmt(v, spec=".4g"):
-    return "—" if v is None else format(v, spec)
-
-
 def _line(r: dict[str, object]) -> str:
     return (f"| {r['variant']} | {r['alpha']:g} | {r['lr']:g} | {r['status']}"
-            f"{'' if r['diverged_at'] is None else ' at step ' + str(r['diverged_at'])} | {_fmt(r['final_loss'])} | "
-            f"{_fmt(r['rel_mse'])} | {_fmt(r['drift_ratio'])} | {_fmt(r['bilinear_ratio'])} |")
+            f"{'' if r['diverged_at'] is None else ' at step ' + str(r['diverged_at'])} | {fmt(r['final_loss'])} | "
+            f"{fmt(r['rel_mse'])} | {fmt(r['drift_ratio'])} | {fmt(r['bilinear_ratio'])} |")
 
 
 def main() -> None:

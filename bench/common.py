@@ -74,10 +74,9 @@ def sweep(name: str, configs: list[Any], quick: bool, workers: int = 2) -> list[
 
 def metric(record: dict[str, Any], name: str) -> float | None:
     """A record's `final_loss` or eval metric; None unless the trial is done."""
-    if record.get("status") != "done":
-        return None
-    value = record.get("final_loss") if name == "final_loss" else (record.get("eval") or {}).get(name)
-    return None if value is None else float(value)
+    from loralpha.records import metric_value
+
+    return metric_value(record, name) if record.get("status") == "done" else None
 
 
 def losses(record: dict[str, Any]) -> list[float]:
@@ -91,10 +90,6 @@ def losses(record: dict[str, Any]) -> list[float]:
         if "loss" in row and row.get("step", 0) >= 1:
             out.append(float(row["loss"]))
     return out
-
-
-def fmt(v: float | None, spec: str = ".4g") -> str:
-    return "—" if v is None else format(v, spec)
 
 
 def calibrated(quick: bool, task: str = "teacher-student", wait: bool = True, **kwargs: Any) -> dict[str, Any] | None:
@@ -131,3 +126,19 @@ def _alive(pid: str) -> bool:
     except PermissionError:
         pass
     return True
+
+
+# formatting of result values for tables (None and non-finite values show as —)
+
+
+def fmt(v, spec=".4g"):
+    """A number for a table or a log line: — for None and non-finite values."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return format(v, spec)
+
+
+def pm(d: dict | None, spec=".4g"):
+    if not d or d.get("mean") is None:
+        return "—"
+    return f"{format(d['mean'], spec)} ± {format(d['std'], spec)}"

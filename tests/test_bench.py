@@ -50,3 +50,29 @@ def test_benchmarks_md_is_what_tables_py_renders_from_the_stored_results(tmp_pat
                            "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert out.read_text() == (ROOT / "BENCHMARKS.md").read_text()  # no figure was edited by hand
+
+
+def _row(text: str, first_cell: str) -> str:
+    """The markdown table row of `text` whose first cell is `first_cell`."""
+    rows = [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+    assert len(rows) == 1, f"expected one row starting with {first_cell!r}, found {len(rows)}"
+    return rows[0]
+
+
+def test_findings_tables_quote_the_stored_bench_results():
+    """docs/findings.md copies three bench tables by hand: each figure must match its JSON."""
+    text = (ROOT / "docs" / "findings.md").read_text()
+    results = BENCH / "results"
+    for r in json.loads((results / "alpha_vs_eta.json").read_text())["rows"]:
+        row = _row(text, r["variant"])
+        for key in ("final_loss", "rel_mse", "drift_ratio"):
+            if r[key] is not None:
+                assert f"| {r[key]:.4g} |" in row, (r["variant"], key, r[key], row)
+    for r in json.loads((results / "equivalence.json").read_text())["rows"]:
+        row = _row(text, f"{r['eps']:g} | {r['weight_decay']:g}")
+        assert f"| {r['relative_difference']:.2e} |" in row, (r, row)
+    tracker = json.loads((results / "tracker_overhead.json").read_text())
+    assert f"plain step {tracker['plain_step_s']:.3f} s, tracked step {tracker['tracked_step_s']:.3f} s" in text
+    for k, v in tracker["overhead"].items():
+        row = next(line for line in text.splitlines() if re.match(rf"\| {k}( \(|\s*\|)", line))
+        assert row.rstrip().endswith(f"| {100 * v:.1f}% |"), (k, v, row)

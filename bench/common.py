@@ -36,6 +36,27 @@ def save(name: str, payload: dict[str, object], quick: bool) -> Path:
     return path
 
 
+def task_args(doc: str) -> tuple[bool, list[str]]:
+    """`--quick` and `--tasks` of a per-task script: (quick, the tasks to run; teacher-student alone when quick)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--tasks", default="teacher-student,tweets,bbc-news")
+    args = parser.parse_args()
+    return args.quick, ["teacher-student"] if args.quick else args.tasks.split(",")
+
+
+def by_task(name: str, tasks: list[str], run_task: Any, quick: bool) -> dict[str, Any]:
+    """{task: run_task(task, quick)} for `tasks`, on top of the other tasks already in results/NAME.json
+    (a rerun of some tasks keeps the rest)."""
+    old = RESULTS / f"{name}.json"
+    out = json.loads(old.read_text()).get("tasks", {}) if not quick and old.is_file() else {}
+    for task in tasks:
+        out[task] = run_task(task, quick)
+    return out
+
+
 def median(values: list[float]) -> float | None:
     finite = [v for v in values if v is not None and v == v and abs(v) != float("inf")]
     return statistics.median(finite) if finite else None

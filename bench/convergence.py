@@ -14,12 +14,11 @@ measure noise.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import losses, save  # noqa: E402
+from common import by_task, losses, save, task_args  # noqa: E402
 
 import quality  # noqa: E402
 
@@ -62,14 +61,10 @@ def run_task(task: str, quick: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--tasks", default="teacher-student,tweets,bbc-news")
-    args = parser.parse_args()
-    tasks = ["teacher-student"] if args.quick else args.tasks.split(",")
-    payload = {"window": WINDOW, "rank": quality.RANK, "seed": 0, "tasks": {t: run_task(t, args.quick) for t in tasks}}
-    print(f"wrote {save('convergence', payload, args.quick)}")
-
+    quick, tasks = task_args(__doc__)
+    payload = {"window": WINDOW, "rank": quality.RANK, "seed": 0,
+               "tasks": by_task("convergence", tasks, run_task, quick)}
+    print(f"wrote {save('convergence', payload, quick)}")
 
 if __name__ == "__main__":
     main()

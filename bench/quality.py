@@ -18,13 +18,12 @@ Trials go through `loralpha.sweep` (store: bench/work/), so a rerun skips finish
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import fmt, mean_std, metric, save, sweep  # noqa: E402
+from common import by_task, fmt, mean_std, metric, save, sweep, task_args  # noqa: E402
 
 from loralpha import TrainConfig  # noqa: E402
 from loralpha.records import effective_lr  # noqa: E402
@@ -141,21 +140,9 @@ def run_task(task: str, quick: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--tasks", default="teacher-student,tweets,bbc-news")
-    args = parser.parse_args()
-    tasks = ["teacher-student"] if args.quick else args.tasks.split(",")
-    payload = {"rules": rules(args.quick), "seeds": SEEDS, "tasks": {}}
-    from common import RESULTS
-    import json
-    old = RESULTS / "quality.json"
-    if not args.quick and old.is_file():  # keep other tasks' results when only some are rerun
-        payload["tasks"] = json.loads(old.read_text()).get("tasks", {})
-    for task in tasks:
-        payload["tasks"][task] = run_task(task, args.quick)
-    print(f"wrote {save('quality', payload, args.quick)}")
-
+    quick, tasks = task_args(__doc__)
+    payload = {"rules": rules(quick), "seeds": SEEDS, "tasks": by_task("quality", tasks, run_task, quick)}
+    print(f"wrote {save('quality', payload, quick)}")
 
 if __name__ == "__main__":
     main()

@@ -66,5 +66,6 @@ def main() -> None:
                "tasks": by_task("convergence", tasks, run_task, quick)}
     print(f"wrote {save('convergence', payload, quick)}")
 
+
 if __name__ == "__main__":
     main()

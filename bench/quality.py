@@ -144,5 +144,6 @@ def main() -> None:
     payload = {"rules": rules(quick), "seeds": SEEDS, "tasks": by_task("quality", tasks, run_task, quick)}
     print(f"wrote {save('quality', payload, quick)}")
 
+
 if __name__ == "__main__":
     main()

@@ -11,12 +11,11 @@ divergence, and the median (over tracked steps) of the norm-weighted drift ratio
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import fmt, median, save  # noqa: E402
+from common import fmt, median, quick_arg, save  # noqa: E402
 
 from loralpha import TrainConfig, train  # noqa: E402
 
@@ -52,13 +51,11 @@ def _line(r: dict[str, object]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run on a small MLP")
-    args = parser.parse_args()
+    quick = quick_arg(__doc__)
     print("| variant | α | η | status | final loss | held-out rel. MSE | drift ratio (median) | bilinear ratio (median) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    payload = run(args.quick)
-    path = save("alpha_vs_eta", payload, args.quick)
+    payload = run(quick)
+    path = save("alpha_vs_eta", payload, quick)
     plot(payload["rows"], path.with_suffix(".png"))
     print(f"plot: {path.with_suffix('.png')}")
     print(f"wrote {path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -36,14 +37,23 @@ def save(name: str, payload: dict[str, object], quick: bool) -> Path:
     return path
 
 
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """A bench script's command line: its docstring's first line, and `--quick` (the smoke run)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a small, fast smoke run")
+    return p
+
+
+def quick_arg(doc: str) -> bool:
+    """Whether a script with no other option was asked for its smoke run (`--quick`)."""
+    return bench_parser(doc).parse_args().quick
+
+
 def task_args(doc: str) -> tuple[bool, list[str]]:
     """`--quick` and `--tasks` of a per-task script: (quick, the tasks to run; teacher-student alone when quick)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--tasks", default="teacher-student,tweets,bbc-news")
-    args = parser.parse_args()
+    p = bench_parser(doc)
+    p.add_argument("--tasks", default="teacher-student,tweets,bbc-news")
+    args = p.parse_args()
     return args.quick, ["teacher-student"] if args.quick else args.tasks.split(",")
 
 

@@ -10,14 +10,13 @@ W = W0 + γ·B·A over the whole trajectory, ‖W_a − W_b‖ / ‖W_b − W0�
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save  # noqa: E402
+from common import quick_arg, save  # noqa: E402
 
 from loralpha import adapters  # noqa: E402
 from loralpha.adapters import AdapterSpec  # noqa: E402
@@ -56,15 +55,13 @@ def run(quick: bool) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    result = run(args.quick)
+    quick = quick_arg(__doc__)
+    result = run(quick)
     print(f"k = {result['k']:g}, {result['steps']} steps")
     print("| Adam ε | weight decay | ‖W_a − W_b‖ / ‖ΔW_b‖ |\n| --- | --- | --- |")
     for r in result["rows"]:
         print(f"| {r['eps']:g} | {r['weight_decay']:g} | {r['relative_difference']:.2e} |")
-    print(f"wrote {save('equivalence', result, args.quick)}")
+    print(f"wrote {save('equivalence', result, quick)}")
 
 
 if __name__ == "__main__":

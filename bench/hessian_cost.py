@@ -12,7 +12,6 @@ basis vector, symmetrised, `torch.linalg.eigvalsh`). Times are medians of 3 repe
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save  # noqa: E402
+from common import quick_arg, save  # noqa: E402
 
 from loralpha import adapters, tasks  # noqa: E402
 from loralpha.adapters import AdapterSpec  # noqa: E402
@@ -92,10 +91,8 @@ def run(quick: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(f"wrote {save('hessian_cost', run(args.quick), args.quick)}")
+    quick = quick_arg(__doc__)
+    print(f"wrote {save('hessian_cost', run(quick), quick)}")
 
 
 if __name__ == "__main__":

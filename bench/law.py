@@ -17,13 +17,12 @@ compared with the sweep's α* at every rank.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, calibrated, save, work_dir  # noqa: E402
+from common import ROOT, bench_parser, calibrated, save, work_dir  # noqa: E402
 
 from loralpha.laws import fit  # noqa: E402
 from loralpha.sweep import Store, load, parse, run_sweep  # noqa: E402
@@ -78,8 +77,7 @@ def run_one(item: dict, quick: bool, workers: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = bench_parser(__doc__)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     items = QUICK if args.quick else FULL

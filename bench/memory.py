@@ -13,14 +13,13 @@ only lora-alpha, 2rank and full run: rank, rslora and loraplus have 2rank's para
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save  # noqa: E402
+from common import quick_arg, save  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, torch
@@ -66,10 +65,8 @@ def run(quick: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(f"wrote {save('memory', run(args.quick), args.quick)}")
+    quick = quick_arg(__doc__)
+    print(f"wrote {save('memory', run(quick), quick)}")
 
 
 if __name__ == "__main__":

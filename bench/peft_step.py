@@ -16,7 +16,6 @@ the same thing.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save  # noqa: E402
+from common import quick_arg, save  # noqa: E402
 
 import peft  # noqa: E402
 from loralpha import adapters, tasks  # noqa: E402
@@ -107,10 +106,8 @@ def run(quick: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(f"wrote {save('peft_step', run(args.quick), args.quick)}")
+    quick = quick_arg(__doc__)
+    print(f"wrote {save('peft_step', run(quick), quick)}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ halving over c ∈ 1…4096, at the same η): the same, plus calibrate's cost in
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import calibrated, fmt, mean_std, metric, save, sweep  # noqa: E402
+from common import calibrated, fmt, mean_std, metric, quick_arg, save, sweep  # noqa: E402
 
 from loralpha import TrainConfig  # noqa: E402
 
@@ -128,10 +127,8 @@ def run(quick: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(f"wrote {save('search_cost', run(args.quick), args.quick)}")
+    quick = quick_arg(__doc__)
+    print(f"wrote {save('search_cost', run(quick), quick)}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ engine's, and its fixed cost (ray.init and shutdown) the difference of the inter
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save, work_dir  # noqa: E402
+from common import quick_arg, save, work_dir  # noqa: E402
 
 from loralpha import TrainConfig  # noqa: E402
 from loralpha.sweep import Trial, run_sweep, trial_id  # noqa: E402
@@ -93,10 +92,8 @@ def run(quick: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(f"wrote {save('sweep_engines', run(args.quick), args.quick)}")
+    quick = quick_arg(__doc__)
+    print(f"wrote {save('sweep_engines', run(quick), quick)}")
 
 
 if __name__ == "__main__":

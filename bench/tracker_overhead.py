@@ -10,7 +10,6 @@ of tracking every k steps is (t₁ − t₀) / (k · t₀).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save  # noqa: E402
+from common import quick_arg, save  # noqa: E402
 
 from loralpha import adapters, tasks  # noqa: E402
 from loralpha.adapters import AdapterSpec  # noqa: E402
@@ -57,15 +56,13 @@ def run(quick: bool) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    result = run(args.quick)
+    quick = quick_arg(__doc__)
+    result = run(quick)
     print(f"{result['task']}: plain step {result['plain_step_s']:.3f} s, tracked step {result['tracked_step_s']:.3f} s")
     print("| interval | overhead |\n| --- | --- |")
     for k, v in result["overhead"].items():
         print(f"| {k} | {100 * v:.1f}% |")
-    print(f"wrote {save('tracker_overhead', result, args.quick)}")
+    print(f"wrote {save('tracker_overhead', result, quick)}")
 
 
 if __name__ == "__main__":

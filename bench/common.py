@@ -105,7 +105,7 @@ def sweep(name: str, configs: list[Any], quick: bool, workers: int = 2) -> list[
 
 def metric(record: dict[str, Any], name: str) -> float | None:
     """A record's `final_loss` or eval metric; None unless the trial is done."""
-    from loralpha.records import metric_value
+    from loralpha.studies.records import metric_value
 
     return metric_value(record, name) if record.get("status") == "done" else None
 
@@ -124,11 +124,11 @@ def losses(record: dict[str, Any]) -> list[float]:
 
 
 def calibrated(quick: bool, task: str = "teacher-student", wait: bool = True, **kwargs: Any) -> dict[str, Any] | None:
-    """`loralpha.calibrate.calibrate(task, **kwargs)` as a dict, cached in the work dir (shared by scripts).
+    """`loralpha.studies.calibrate.calibrate(task, **kwargs)` as a dict, cached in the work dir (shared by scripts).
     While another live process computes the same calibration: wait for it, or (wait=False) return None."""
     import hashlib
 
-    from loralpha.calibrate import calibrate
+    from loralpha.studies.calibrate import calibrate
 
     key = hashlib.sha256(json.dumps({"task": task, **kwargs}, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = work_dir("calibrate", quick) / f"{task}-{key}.json"

@@ -20,7 +20,7 @@ from common import quick_arg, save  # noqa: E402
 
 from loralpha import adapters  # noqa: E402
 from loralpha.adapters import AdapterSpec  # noqa: E402
-from loralpha.signal_drift import lora_layers  # noqa: E402
+from loralpha.diagnostics.signal_drift import lora_layers  # noqa: E402
 from loralpha.tasks import teacher_student  # noqa: E402
 
 

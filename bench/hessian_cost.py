@@ -4,7 +4,7 @@
     python bench/hessian_cost.py --quick   # width 8, depth 2, no Lanczos k = 5: a smoke run
 
 A small teacher-student MLP in float64, adapted with `lora-alpha` (r = 4) and trained 20 steps so
-that B ≠ 0; one fixed batch of 256. In both spaces of `loralpha.hessian` (adapter: A, B; full:
+that B ≠ 0; one fixed batch of 256. In both spaces of `loralpha.diagnostics.hessian` (adapter: A, B; full:
 the weights of the adapted layers) the top eigenvalue from `top_eigenvalues` (Lanczos k = 1 and
 k = 5, power iteration) is compared with the largest eigenvalue of the dense Hessian (one HVP per
 basis vector, symmetrised, `torch.linalg.eigvalsh`). Times are medians of 3 repeats, on 1 torch thread.
@@ -24,7 +24,7 @@ from common import quick_arg, save  # noqa: E402
 
 from loralpha import adapters, tasks  # noqa: E402
 from loralpha.adapters import AdapterSpec  # noqa: E402
-from loralpha.hessian import HVP, adapter_parameters, differentiable, full_parameters, top_eigenvalues  # noqa: E402
+from loralpha.diagnostics.hessian import HVP, adapter_parameters, differentiable, full_parameters, top_eigenvalues  # noqa: E402
 
 
 def dense_top(model, loss, space: str) -> tuple[float, float, int]:

@@ -7,9 +7,9 @@
 Sweeps: examples/teacher-student-sweep.yaml (rule `fixed`, η = 5e-5, 150 steps, ranks 4–32, 9 α,
 2 seeds) and examples/tweets-sweep.yaml (η = 2e-5, 60 steps of 8 tweets, ranks 2, 8, 32, 10 α, 1
 seed), run with `loralpha.sweep.run_sweep` into the same stores `loralpha sweep` uses
-(studies/NAME/study.db, so trials already there are not rerun), fitted with `loralpha.laws.fit`
+(studies/NAME/study.db, so trials already there are not rerun), fitted with `loralpha.studies.laws.fit`
 (α* per rank by the parabola in log α; 95% bootstrap intervals; fixed exponents compared by
-leave-one-rank-out error). `loralpha.calibrate.calibrate` picks c at one small rank (teacher-
+leave-one-rank-out error). `loralpha.studies.calibrate.calibrate` picks c at one small rank (teacher-
 student: r = 4, 2000 steps, c ∈ 1, 2, 4, …, 4096; tweets: r = 2, 300 steps of 8 tweets,
 c ∈ 1, 4, 16, …, 4096, to fit the time budget); its prediction c·√r is
 compared with the sweep's α* at every rank.
@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, bench_parser, calibrated, save, work_dir  # noqa: E402
 
-from loralpha.laws import fit  # noqa: E402
+from loralpha.studies.laws import fit  # noqa: E402
 from loralpha.sweep import Store, load, parse, run_sweep  # noqa: E402
 
 FULL = [

@@ -30,7 +30,7 @@ from common import quick_arg, save  # noqa: E402
 import peft  # noqa: E402
 from loralpha import adapters, tasks  # noqa: E402
 from loralpha.adapters import AdapterSpec  # noqa: E402
-from loralpha.train import fit  # noqa: E402
+from loralpha.train import FitOptions, fit  # noqa: E402
 
 
 def plain(model, batches, loss, spec: AdapterSpec, lr: float, head_lr: float | None, seed: int):
@@ -76,8 +76,8 @@ def measure(task_name: str, steps: int, repeats: int, **build) -> dict:
     for _ in range(repeats):
         seen = {"loralpha": [], "plain": []}
         stamps = {"loralpha": [], "plain": []}
-        result = fit(copy.deepcopy(task.model), batches, recorder("loralpha"), spec, lr=lr, steps=steps,
-                     head_lr=task.head_lr, eval_every=10 ** 9)
+        result = fit(copy.deepcopy(task.model), batches, recorder("loralpha"), spec,
+                     FitOptions(lr=lr, steps=steps, head_lr=task.head_lr, eval_every=10 ** 9))
         times["loralpha"].append(result.wall_time_s / steps)
         times["plain"].append(plain(copy.deepcopy(task.model), batches, recorder("plain"), spec, lr, task.head_lr,
                                     0) / steps)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import by_task, fmt, mean_std, metric, save, sweep, task_args  # noqa: E402
 
 from loralpha import TrainConfig  # noqa: E402
-from loralpha.records import effective_lr  # noqa: E402
+from loralpha.studies.records import effective_lr  # noqa: E402
 
 RULES = ["lora-alpha", "rank", "2rank", "rslora", "loraplus", "full"]
 SEEDS = [0, 1, 2]

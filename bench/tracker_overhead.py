@@ -22,7 +22,7 @@ from common import quick_arg, save  # noqa: E402
 
 from loralpha import adapters, tasks  # noqa: E402
 from loralpha.adapters import AdapterSpec  # noqa: E402
-from loralpha.signal_drift import SignalDriftTracker  # noqa: E402
+from loralpha.diagnostics.signal_drift import SignalDriftTracker  # noqa: E402
 
 
 def run(quick: bool) -> dict[str, object]:

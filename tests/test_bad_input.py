@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from loralpha import AdapterSpec, TrainConfig, fit, runs, scaling
+from loralpha import AdapterSpec, FitOptions, TrainConfig, fit, runs, scaling
 from loralpha.errors import UsageError
 from loralpha.sweep import Store, Trial, run_sweep, trial_id
 from loralpha.sweep import store as store_module
@@ -117,13 +117,14 @@ def test_api_bad_config_is_one_line_before_anything_is_built(kw, message):
 def test_api_fit_rejects_bad_values_and_lists_the_modules_a_target_could_name(toy):
     spec = AdapterSpec(rule="lora-alpha", rank=2, targets=["k"])
     with pytest.raises(UsageError, match="target 'k' matches no linear module; available: head, q, v"):
-        fit(toy, [], lambda m, b: m(b).sum(), spec, lr=1e-3, steps=1)
+        fit(toy, [], lambda m, b: m(b).sum(), spec, FitOptions(lr=1e-3, steps=1))
     ok = replace(spec, targets=["q"])
-    for kw, message in [({"lr": math.nan}, "learning rate must be a positive finite number, got nan"),
-                        ({"steps": 0}, "steps must be a positive integer, got 0"),
-                        ({"checkpoint_every": 5}, "checkpoints and resuming need a run directory")]:
+    for options, kw, message in [({"lr": math.nan}, {}, "learning rate must be a positive finite number, got nan"),
+                                 ({"steps": 0}, {}, "steps must be a positive integer, got 0"),
+                                 ({"lr": None}, {}, "fit needs a learning rate: pass lr="),
+                                 ({}, {"checkpoint_every": 5}, "checkpoints and resuming need a run directory")]:
         with pytest.raises(UsageError, match=message):
-            fit(Toy(), [], lambda m, b: m(b).sum(), ok, **{"lr": 1e-3, "steps": 1, **kw})
+            fit(Toy(), [], lambda m, b: m(b).sum(), ok, FitOptions(**{"lr": 1e-3, "steps": 1, **options}), **kw)
     for coef in (0, -1, math.nan, math.inf):
         with pytest.raises(UsageError, match="coef c must be a positive finite number"):
             scaling.lora_alpha("lora-alpha", 8, coef=coef)

@@ -7,11 +7,12 @@ import pytest
 from rich.console import Console
 
 from loralpha import cli
-from loralpha.calibrate import DEFAULT_COEFS, calibrate, first_steps, parse_options, schedule
+from loralpha.options import parse_options
+from loralpha.studies.calibrate import DEFAULT_COEFS, calibrate, first_steps, schedule
 from loralpha.errors import UsageError
 from loralpha.train import RunResult
 
-train_module = importlib.import_module("loralpha.train")  # the module: loralpha.train is also the function
+train_module = importlib.import_module("loralpha.studies.calibrate")  # where calibrate looks train up
 TINY = {"batch_size": 32, "task_options": {"width": 32, "depth": 2, "n_eval": 64}}
 TINY_ARGS = ["--batch-size", "32", "--task-options", "width=32,depth=2,n_eval=64"]
 
@@ -111,7 +112,7 @@ def test_calibrate_is_deterministic():
     ({"coefs": [0.0, 4.0]}, "coef c must be a positive finite number"),
     ({"seeds": []}, "seeds must be distinct integers"),
     ({"seeds": [1, 1]}, "seeds must be distinct integers"),
-    ({"budget_steps": 0}, "budget must be a positive number"),
+    ({"budget_steps": 0}, "budget \\(optimizer steps, budget_steps=\\) must be a positive integer"),
     ({"rank": 0}, "rank must be a positive integer"),
     ({"task": "mnist"}, "unknown task 'mnist'"),
     ({"rule": "fixed"}, "calibrate sets rule itself"),
@@ -135,7 +136,7 @@ def test_parse_options():
 
 def run(args, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["loralpha", *args])
-    monkeypatch.setattr(cli, "console", Console(width=200))
+    monkeypatch.setattr(importlib.import_module("loralpha.cli.study"), "console", Console(width=200))
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     captured = capsys.readouterr()

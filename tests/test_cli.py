@@ -48,7 +48,7 @@ def test_diverged_run_says_so_and_exits_1(tmp_path, capsys, monkeypatch):
     (["--targets", "attn"], "target 'attn' matches no linear module; available: fc1, fc2, fc3, fc4, fc5"),
     (["--rank-pattern", "fc1:4"], "--rank-pattern takes NAME=RANK pairs"),
     (["--task", "classify", "--data", "/no/such/file.csv"], "data file /no/such/file.csv does not exist"),
-    (["--task", "classify"], "task 'classify' needs --data FILE"),
+    (["--task", "classify"], "task 'classify' needs --data (a .csv or .jsonl file"),
     (["--model", "x"], "apply to text tasks, not teacher-student"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, message):

@@ -19,8 +19,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from loralpha.cli import app, main
-from loralpha.demo import STORE, steps_to_reach
-from loralpha.report import build, train_command
+from loralpha.studies.demo import STORE, steps_to_reach
+from loralpha.reporting import build, train_command
 
 LORALPHA = [sys.executable, "-m", "loralpha"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -1,3 +1,4 @@
+import importlib
 import json
 import math
 import re
@@ -7,7 +8,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from loralpha import cli, laws, scaling
+from loralpha import cli, scaling
+from loralpha.studies import laws
+from loralpha.studies.records import effective_lr
 from loralpha.errors import UsageError
 
 GRID = tuple(2.0 ** k for k in range(15))  # α = 1 … 16384
@@ -164,8 +167,10 @@ def test_optimal_learning_rate_at_fixed_alpha():
     assert study.law.p == pytest.approx(-0.5) and study.law.c == pytest.approx(1e-4)
     assert all(o.other == 16.0 for o in study.optima) and study.references(study.optima[0]) is None
     # lr None is the rule's default: 5e-5 (teacher-student full-FT η) under lora-alpha, 2e-4 under fixed
-    assert laws.effective_lr({"task": "teacher-student", "rule": "lora-alpha", "lr": None}) == 5e-5
-    assert laws.effective_lr({"task": "teacher-student", "rule": "fixed", "lr": None}) == scaling.LORA_LR
+    assert effective_lr({"task": "teacher-student", "rule": "lora-alpha", "lr": None}) == 5e-5
+    assert effective_lr({"task": "teacher-student", "rule": "fixed", "lr": None}) == scaling.LORA_LR
+    for task in ("sft", "sft-gemma"):  # every task's rate comes from the registry
+        assert effective_lr({"task": task, "rule": "full", "lr": None}) == 2e-5
     # two α at one rank: ambiguous until one is picked
     mixed = records + [record(2, 32.0, 0, 0.5, lr=1e-4)]
     with pytest.raises(UsageError, match="rank 2 has trials at 2 values of alpha"):
@@ -232,7 +237,7 @@ def test_load_records_reads_a_sweep_store(tmp_path):
 
 def run(args, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["loralpha", *args])
-    monkeypatch.setattr(cli, "console", Console(width=200))  # no wrapping of the wide tables
+    monkeypatch.setattr(importlib.import_module("loralpha.cli.study"), "console", Console(width=200))  # no wrapping of the wide tables
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     captured = capsys.readouterr()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from loralpha import AdapterSpec, TrainConfig, fit, runs, train
+from loralpha import AdapterSpec, FitOptions, TrainConfig, fit, runs, train
 from conftest import Toy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -63,7 +63,7 @@ def test_a_corrupted_weight_names_the_layer_whose_output_turned_non_finite(tmp_p
         with torch.no_grad():
             module(model, "blocks.1.v").base_layer.weight[0, 0] = bad
 
-    result = fit(Toy(), data(), faulty_loss(3, corrupt), SPEC, lr=1e-2, steps=10, out=tmp_path / "run",
+    result = fit(Toy(), data(), faulty_loss(3, corrupt), SPEC, FitOptions(lr=1e-2, steps=10), out=tmp_path / "run",
                  evaluate=lambda m: {"eval_loss": cross_entropy(m, data()[0]).item()})
     assert (result.status, result.diverged_at, result.steps) == ("diverged", 3, 2)
     assert result.diverged_layer == "blocks.1.v.base_layer"
@@ -85,7 +85,7 @@ def test_a_nan_gradient_stops_before_the_step_and_names_the_parameter_backward_r
             state["hook"] = q.register_forward_hook(lambda m, i, out: PoisonGrad.apply(out))
             state["before"] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
-    result = fit(Toy(), data(), faulty_loss(4, poison), SPEC, lr=1e-2, steps=10)
+    result = fit(Toy(), data(), faulty_loss(4, poison), SPEC, FitOptions(lr=1e-2, steps=10))
     assert (result.status, result.diverged_at) == ("diverged", 4)
     assert result.diverged_layer == "blocks.1.q.lora_B.default.weight"
     assert result.reason.startswith("gradient is not finite at step 4 (loss ")
@@ -97,7 +97,7 @@ def test_a_nan_gradient_stops_before_the_step_and_names_the_parameter_backward_r
 
 def test_a_nan_in_the_batch_is_named_as_the_input():
     batches = [(torch.full((16, 12), float("nan")), torch.zeros(16, dtype=torch.long))]
-    result = fit(Toy(), batches, cross_entropy, SPEC, lr=1e-2, steps=3)
+    result = fit(Toy(), batches, cross_entropy, SPEC, FitOptions(lr=1e-2, steps=3))
     assert result.status == "diverged" and result.diverged_at == 1
     assert "first non-finite value: input of blocks.0.q" in result.reason
 

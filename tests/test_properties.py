@@ -11,7 +11,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loralpha import TrainConfig, runs, scaling, signal_drift, train
+from loralpha import TrainConfig, runs, scaling, train
+from loralpha.diagnostics import signal_drift
 from loralpha.sweep import Store, Trial, parse, run_sweep, trial_id
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -62,7 +62,7 @@ def _trajectory(gamma_mult, b_lr_mult, eps, weight_decay, steps=25):
 
     from loralpha import adapters
     from loralpha.adapters import AdapterSpec
-    from loralpha.signal_drift import lora_layers
+    from loralpha.diagnostics.signal_drift import lora_layers
     from conftest import Toy
 
     torch.manual_seed(0)
@@ -111,7 +111,7 @@ def test_rules_on_the_adam_plane():
 
 
 def test_plane_points_and_plot(tmp_path):
-    from loralpha import plane
+    from loralpha.diagnostics import plane
 
     rows = {(r["rule"], r["rank"]): r for r in plane.points(list(scaling.RULES), [4, 8], full_ft_lr=2e-5)}
     assert not any(rule == "full" for rule, _ in rows)  # no A and B to place

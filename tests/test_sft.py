@@ -136,7 +136,7 @@ def test_malformed_jsonl_names_the_file_and_line(tmp_path, name, content, messag
 def test_missing_file_and_missing_data_are_one_line_errors(tmp_path, tiny_dir):
     with pytest.raises(UsageError, match="data file .*nope.jsonl does not exist"):
         sft.load_records(str(tmp_path / "nope.jsonl"))
-    with pytest.raises(UsageError, match="task 'sft' needs --data"):
+    with pytest.raises(UsageError, match="task 'sft' needs data="):
         sft.build("sft", model=str(tiny_dir))
     with pytest.raises(UsageError, match="task 'sft-gemma' has embedded data"):
         sft.build("sft-gemma", data="x.jsonl")

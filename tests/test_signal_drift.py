@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from loralpha import adapters
 from loralpha.adapters import AdapterSpec
-from loralpha.signal_drift import (SignalDriftTracker, aggregate, decompose, gradient_view, layer_metrics,
+from loralpha.diagnostics.signal_drift import (SignalDriftTracker, aggregate, decompose, gradient_view, layer_metrics,
                                    lora_layers, stable_rank)
 from conftest import Toy
 

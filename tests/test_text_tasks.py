@@ -112,7 +112,7 @@ def test_hessian_vector_products_work_through_minilm_attention(tmp_path):
     """Double backprop through MiniLM (its attention too), in both spaces: H is symmetric."""
     from loralpha import adapters, tasks
     from loralpha.adapters import AdapterSpec
-    from loralpha.hessian import HVP, adapter_parameters, differentiable, full_parameters
+    from loralpha.diagnostics.hessian import HVP, adapter_parameters, differentiable, full_parameters
 
     rows = [("I love this", "pos"), ("awful service", "neg")] * 4
     data = tmp_path / "mine.csv"

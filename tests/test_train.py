@@ -4,7 +4,7 @@ import pytest
 import torch
 from peft import PeftModel
 
-from loralpha import AdapterSpec, TrainConfig, fit, runs, train
+from loralpha import AdapterSpec, FitOptions, TrainConfig, fit, runs, tasks, train
 from loralpha.errors import UsageError
 from loralpha.tasks import teacher_student
 from conftest import Toy
@@ -23,7 +23,7 @@ def test_run_directory_is_complete(tmp_path):
     d = tmp_path / "run"
     config = runs.read_json(d / "config.json")
     assert config["config"]["rule"] == "lora-alpha" and config["lora_alpha"] == pytest.approx(512.0)
-    assert config["gamma"] == pytest.approx(128.0) and config["lr"] == teacher_student.FULL_FT_LR
+    assert config["gamma"] == pytest.approx(128.0) and config["lr"] == tasks.TASKS["teacher-student"].full_ft_lr
     assert {"torch", "peft", "transformers"} <= set(config["versions"])
     rows = runs.read_metrics(d)
     assert [r["step"] for r in rows] == list(range(31))
@@ -73,7 +73,7 @@ def test_divergence_is_a_status_not_an_exception(tmp_path):
 
 def test_existing_run_directory_is_kept_unless_overwrite(tmp_path):
     train(small_config(steps=2), out=tmp_path / "run")
-    with pytest.raises(UsageError, match="already exists.*--overwrite"):
+    with pytest.raises(UsageError, match="already exists.*overwrite=True"):
         train(small_config(steps=2), out=tmp_path / "run")
     assert train(small_config(steps=3), out=tmp_path / "run", overwrite=True).steps == 3
 
@@ -91,14 +91,14 @@ def test_fit_trains_any_module_and_stops_when_a_finite_iterator_ends():
     batches = iter([(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)])  # 4 batches, once
     loss = lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1])
     result = fit(Toy(), batches, loss, AdapterSpec(rule="rank", rank=2, targets=["q", "v"], heads=["head"]),
-                 lr=1e-2, steps=100, evaluate=lambda m: {"eval_loss": loss(m, (x, y)).item()})
+                 FitOptions(lr=1e-2, steps=100), evaluate=lambda m: {"eval_loss": loss(m, (x, y)).item()})
     assert result.status == "done" and result.steps == 4
 
 
 def test_fit_restarts_a_reiterable_source_each_epoch():
     data = [(torch.randn(8, 12), torch.randint(0, 3, (8,)))] * 3
     loss = lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1])
-    result = fit(Toy(), data, loss, AdapterSpec(rule="rank", rank=2, targets=["q"]), lr=1e-3, steps=10)
+    result = fit(Toy(), data, loss, AdapterSpec(rule="rank", rank=2, targets=["q"]), FitOptions(lr=1e-3, steps=10))
     assert result.steps == 10 and result.status == "done"
 
 

@@ -10,7 +10,6 @@ directly and is the reference the LoRA rules are compared against.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,45 +19,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 from . import scaling
+from .checks import positive
+from .config import INITS, AdapterSpec
 from .errors import UsageError
 
-INITS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
 _CONVERTED_INITS = {"pissa", "olora"}  # inits that move W0 and must be converted when saved
-
-
-@dataclass
-class AdapterSpec:
-    """What to adapt and how: everything between a rule name and a trainable model."""
-
-    rule: str = "lora-alpha"  # one of scaling.RULES
-    rank: int = 8  # r of every adapted layer, unless rank_pattern says otherwise
-    targets: list[str] = field(default_factory=list)  # module names (suffixes) to adapt
-    coef: float = scaling.PAPER_COEF  # c of lora-alpha
-    alpha: float = scaling.DEFAULT_ALPHA  # α of fixed, rslora, loraplus
-    rank_pattern: dict[str, int] = field(default_factory=dict)  # name regex -> rank
-    init: str = "default"  # default (PEFT: Kaiming A, zero B), gaussian, pissa, olora
-    dora: bool = False  # weight-decomposed LoRA (DoRA)
-    dropout: float = 0.0  # LoRA dropout
-    loraplus_ratio: float = scaling.LORAPLUS_RATIO  # η_B / η_A for the loraplus rule
-    heads: list[str] = field(default_factory=list)  # modules trained fully under every rule
-    task_type: str | None = None  # PEFT task type, e.g. "SEQ_CLS", for loaders of the adapter
-
-    def check(self) -> "AdapterSpec":
-        scaling.check_rule(self.rule)
-        self.rank = scaling.check_rank(self.rank)
-        self.coef = scaling.check_positive(self.coef, "coef c")
-        self.alpha = scaling.check_positive(self.alpha, "alpha")
-        self.loraplus_ratio = scaling.check_positive(self.loraplus_ratio, "loraplus ratio")
-        self.rank_pattern = {k: scaling.check_rank(v, f"rank for pattern {k!r}")
-                             for k, v in self.rank_pattern.items()}
-        if self.init not in INITS:
-            raise UsageError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
-        if not self.targets:
-            raise UsageError("no target modules given; name the linear layers to adapt, e.g. --targets query,value")
-        return self
-
-    def lora_alpha(self, r: int) -> float:
-        return scaling.lora_alpha(self.rule, r, self.coef, self.alpha)
 
 
 def linear_names(model: nn.Module) -> list[str]:
@@ -92,7 +57,7 @@ def lora_config(spec: AdapterSpec, model: nn.Module | None = None) -> LoraConfig
     With a model, targets and rank patterns are checked against its modules first.
     """
     spec.check()
-    if scaling.RULES[spec.rule].lora_alpha is None:
+    if spec.full:
         raise UsageError(f"rule {spec.rule!r} trains the full weights; it has no LoraConfig")
     if model is not None:
         chosen = targeted_names(model, spec.targets)
@@ -118,7 +83,7 @@ def adapt(model: nn.Module, spec: AdapterSpec) -> nn.Module:
     """Make `model` trainable under `spec`: a PEFT model, or (rule `full`) the model
     with only the targeted modules and heads unfrozen."""
     spec.check()
-    if spec.rule != "full":
+    if not spec.full:
         return get_peft_model(model, lora_config(spec, model))
     chosen = set(targeted_names(model, spec.targets))
     for p in model.parameters():
@@ -147,8 +112,8 @@ def optimizer(model: nn.Module, spec: AdapterSpec, lr: float, weight_decay: floa
     With `head_lr`, the head modules (a new classifier, say) learn at that rate under every
     rule, so rules differ only in how they train the adapted layers.
     """
-    lr = scaling.check_positive(lr, "learning rate")
-    if spec.rule == "loraplus":
+    lr = positive(lr, "learning rate")
+    if scaling.check_rule(spec.rule).lora_plus:
         opt = create_loraplus_optimizer(model, optimizer_cls=torch.optim.AdamW, lr=lr,
                                         loraplus_lr_ratio=spec.loraplus_ratio, weight_decay=weight_decay)
     else:
@@ -158,7 +123,7 @@ def optimizer(model: nn.Module, spec: AdapterSpec, lr: float, weight_decay: floa
         ids = {id(p) for p in heads}
         for group in opt.param_groups:
             group["params"] = [p for p in group["params"] if id(p) not in ids]
-        opt.add_param_group({"params": heads, "lr": scaling.check_positive(head_lr, "head learning rate"),
+        opt.add_param_group({"params": heads, "lr": positive(head_lr, "head learning rate"),
                              "weight_decay": weight_decay})
     return opt
 
@@ -166,7 +131,7 @@ def optimizer(model: nn.Module, spec: AdapterSpec, lr: float, weight_decay: floa
 def save_initial(model: nn.Module, spec: AdapterSpec, directory: Path) -> None:
     """PiSSA / OLoRA move W0 at initialisation; keep the initial adapter so the final
     one can be converted into a plain LoRA that loads on the untouched base model."""
-    if spec.rule != "full" and spec.init in _CONVERTED_INITS:
+    if not spec.full and spec.init in _CONVERTED_INITS:
         config = model.peft_config["default"]
         init, config.init_lora_weights = config.init_lora_weights, True
         model.save_pretrained(str(directory))
@@ -176,7 +141,7 @@ def save_initial(model: nn.Module, spec: AdapterSpec, directory: Path) -> None:
 def save(model: nn.Module, spec: AdapterSpec, directory: Path, initial: Path | None = None) -> None:
     """Write the trained adapter (PEFT format) or, for `full`, the trained weights."""
     directory.mkdir(parents=True, exist_ok=True)
-    if spec.rule == "full":
+    if spec.full:
         tensors = {n: p.detach().contiguous() for n, p in trainable_parameters(model)}
         save_file(tensors, str(directory / "full_weights.safetensors"))
     elif isinstance(model, PeftModel):

@@ -33,7 +33,7 @@ def save(path: Path, step: int, named: list[tuple[str, nn.Parameter]], opt: torc
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write the checkpoint {path}: {e.strerror or e}; free some space and rerun "
-                         "with --resume") from None
+                         "with resume=True") from None
 
 
 def load(path: Path, named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer,

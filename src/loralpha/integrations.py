@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .signal_drift import SignalDriftTracker
+from .diagnostics.signal_drift import SignalDriftTracker
 
 
 class SignalDriftCallback(TrainerCallback):

@@ -12,13 +12,15 @@
 from __future__ import annotations
 
 import json
-import math
+import os
 import platform
 import shutil
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from .checks import finite_float
 from .errors import UsageError
 
 
@@ -26,11 +28,11 @@ def prepare(path: str | Path, overwrite: bool = False) -> Path:
     """Create an empty run directory; an existing non-empty one is kept unless `overwrite`."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"output {path} is a file; give a directory for --out")
+        raise UsageError(f"output {path} is a file; give a directory for out=")
     if path.exists() and any(path.iterdir()):
         if not overwrite:
-            raise UsageError(f"output directory {path} already exists and is not empty; pass --overwrite to "
-                             "replace it, --resume to continue its run, or choose another --out")
+            raise UsageError(f"output directory {path} already exists and is not empty; pass overwrite=True "
+                             "to replace it, resume=True to continue its run, or choose another out=")
         shutil.rmtree(path)
     ensure_writable(path)
     return path
@@ -52,7 +54,7 @@ def check_space(path: Path, needed: int, what: str) -> None:
     free = shutil.disk_usage(path).free
     if free < needed:
         raise UsageError(f"only {free / 2**20:.1f} MiB free in {path}, and this run writes about "
-                         f"{needed / 2**20:.1f} MiB ({what}); free some space or choose another --out")
+                         f"{needed / 2**20:.1f} MiB ({what}); free some space or choose another out=")
 
 
 def resumable(path: Path, expected: dict[str, Any]) -> bool:
@@ -61,28 +63,28 @@ def resumable(path: Path, expected: dict[str, Any]) -> bool:
     A run whose config.json differs from `expected` on any key of `expected`, or that already
     finished (done or diverged), is a UsageError."""
     if path.exists() and not path.is_dir():
-        raise UsageError(f"output {path} is a file; give a directory for --out")
+        raise UsageError(f"output {path} is a file; give a directory for out=")
     try:
         recorded = read_json(path / "config.json")
     except FileNotFoundError:
         if path.exists() and any(path.iterdir()):
             raise UsageError(f"cannot resume {path}: it has no config.json, so it is not a loralpha run; "
-                             "choose another --out") from None
+                             "choose another out=") from None
         return False
     except (OSError, json.JSONDecodeError) as e:
         raise UsageError(f"cannot resume {path}: its config.json is unreadable ({e}); "
-                         "pass --overwrite to start again") from None
+                         "pass overwrite=True to start again") from None
     difference = _difference(recorded, clean(json.loads(json.dumps(clean(expected)))))
     if difference:
         raise UsageError(f"cannot resume {path}: it was trained with {difference}; rerun with its options "
-                         "or choose another --out")
+                         "or choose another out=")
     try:
         status = read_json(path / "summary.json").get("status")
     except (OSError, json.JSONDecodeError):
         status = None
     if status in ("done", "diverged"):
         raise UsageError(f"run {path} already finished ({status}); nothing to resume "
-                         "(pass --overwrite to train it again)")
+                         "(pass overwrite=True to train it again)")
     return True
 
 
@@ -99,6 +101,12 @@ def _difference(recorded: Any, expected: Any, key: str = "") -> str | None:
     return None if recorded == expected else f"{key}={recorded!r}, not {expected!r}"
 
 
+def machine() -> dict[str, Any]:
+    """When and where a result was measured: date, cores, processor, system and package versions."""
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(), "system": platform.system(), **versions()}
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("loralpha", "torch", "transformers", "peft"):
@@ -111,8 +119,8 @@ def versions() -> dict[str, str]:
 
 def clean(value: Any) -> Any:
     """JSON-safe copy: a non-finite float becomes None, so no NaN is ever written as a number."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        return finite_float(value)
     if isinstance(value, dict):
         return {str(k): clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

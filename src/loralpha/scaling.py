@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from .checks import positive, positive_int
 from .errors import UsageError
 
 PAPER_COEF = 256.0  # c of the paper's α = c·√r, calibrated on LLM SFT
@@ -37,6 +38,12 @@ class RuleSpec:
     parameter: str | None  # "coef", "alpha" or None: which user value the rule reads
     full_ft_lr: bool  # True: default η is the task's full-fine-tuning rate; False: LORA_LR
     note: str
+    lora_plus: bool = False  # B trains at loraplus_ratio × η (LoRA+ optimizer groups)
+
+    @property
+    def trains_full_weights(self) -> bool:
+        """The rule fine-tunes weights directly: no adapter, no lora_alpha."""
+        return self.lora_alpha is None
 
 
 RULES: dict[str, RuleSpec] = {
@@ -48,7 +55,7 @@ RULES: dict[str, RuleSpec] = {
     "rslora": RuleSpec("α·√r", lambda r, a: a * math.sqrt(r), "alpha", False,
                        "rank-stabilised: γ = α/√r, written as a literal lora_alpha"),
     "loraplus": RuleSpec("α", lambda r, a: a, "alpha", False,
-                         "fixed α with LoRA+ (B learns ratio× faster than A)"),
+                         "fixed α with LoRA+ (B learns ratio× faster than A)", lora_plus=True),
     "full": RuleSpec("—", None, None, True, "full fine-tuning of the targeted modules"),
 }
 
@@ -59,20 +66,13 @@ def check_rule(name: str) -> RuleSpec:
     return RULES[name]
 
 
+def trains_full_weights(rule: str) -> bool:
+    """Whether `rule` fine-tunes weights directly (no adapter)."""
+    return check_rule(rule).trains_full_weights
+
+
 def check_rank(r: object, what: str = "rank") -> int:
-    if isinstance(r, bool) or not isinstance(r, (int, float)) or r != int(r) or r < 1:
-        raise UsageError(f"{what} must be a positive integer (1, 2, 8, ...), got {r!r}")
-    return int(r)
-
-
-def check_positive(x: object, what: str) -> float:
-    try:
-        v = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise UsageError(f"{what} must be a positive finite number, got {x!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise UsageError(f"{what} must be a positive finite number, got {x!r}")
-    return v
+    return positive_int(r, what, "1, 2, 8, ...")
 
 
 def lora_alpha(rule: str, r: int, coef: float = PAPER_COEF, alpha: float = DEFAULT_ALPHA) -> float:
@@ -81,8 +81,8 @@ def lora_alpha(rule: str, r: int, coef: float = PAPER_COEF, alpha: float = DEFAU
     r = check_rank(r)
     if spec.lora_alpha is None:
         raise UsageError(f"rule {rule!r} trains the full weights and has no lora_alpha")
-    value = {"coef": lambda: check_positive(coef, "coef c"),
-             "alpha": lambda: check_positive(alpha, "alpha"),
+    value = {"coef": lambda: positive(coef, "coef c"),
+             "alpha": lambda: positive(alpha, "alpha"),
              None: lambda: 0.0}[spec.parameter]()
     return spec.lora_alpha(r, value)
 
@@ -108,5 +108,5 @@ def adam_plane(rule: str, r: int, lr: float, coef: float = PAPER_COEF, alpha: fl
     (large η_B) and plain LoRA are points of one plane.
     """
     g = gamma(rule, r, coef, alpha)
-    eta_b = lr * (loraplus_ratio if rule == "loraplus" else 1.0)
+    eta_b = lr * (loraplus_ratio if check_rule(rule).lora_plus else 1.0)
     return lr, g * eta_b

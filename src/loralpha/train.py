@@ -20,6 +20,7 @@ numbers, bit for bit on one machine, as one that was never interrupted.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -30,77 +31,18 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from . import adapters, checkpoints, runs, scaling
+from . import adapters, checkpoints, runs, tasks
 from .adapters import AdapterSpec
 from .checkpoints import CHECKPOINT
+from .checks import positive_int
+from .config import FitOptions, TrainConfig
+from .diagnostics.signal_drift import SignalDriftTracker
 from .errors import UsageError
 from .faults import StopRequest, finite_grads, locate_fault
 
+__all__ = ["FitOptions", "RunResult", "TrainConfig", "fit", "train"]
+
 FINAL_WINDOW = 10  # final_loss = mean train loss over the last this-many steps
-
-
-@dataclass
-class TrainConfig:
-    """A run of a named task: everything `loralpha train` takes."""
-
-    task: str = "teacher-student"  # teacher-student, tweets, bbc-news, classify or sft (your --data), sft-gemma
-    rule: str = "lora-alpha"  # an α rule of loralpha.scaling
-    rank: int = 8  # LoRA rank r
-    coef: float = scaling.PAPER_COEF  # c of lora-alpha (α = c·√r)
-    alpha: float = scaling.DEFAULT_ALPHA  # α of fixed, rslora, loraplus
-    lr: float | None = None  # None: the rule's default (task full-FT rate, or 2e-4)
-    head_lr: float | None = None  # rate of a new head (classifier) under every rule; None: the task's
-    steps: int = 200  # optimizer steps
-    batch_size: int | None = None  # None: the task's default
-    seed: int = 0  # adapter init, head init and batch order
-    targets: list[str] | None = None  # None: the task's default modules
-    rank_pattern: dict[str, int] = field(default_factory=dict)  # module regex -> rank
-    init: str = "default"  # default, gaussian, pissa, olora
-    dora: bool = False  # DoRA
-    loraplus_ratio: float = scaling.LORAPLUS_RATIO  # η_B / η_A under loraplus
-    weight_decay: float = 0.0  # AdamW weight decay
-    schedule: str = "cosine"  # cosine (decays to 0) or constant, after the warm-up
-    warmup: float = 0.0  # warm-up length as a fraction of the steps
-    grad_clip: float | None = None  # clip the gradient norm to this, if set
-    eval_every: int = 50  # steps between held-out evaluations (plus one at 0 and at the end)
-    diverge_ratio: float = 10.0  # a loss above this × the first loss counts as divergence
-    track_every: int | None = None  # Signal-Drift metrics every this many steps (None: off)
-    task_options: dict[str, Any] = field(default_factory=dict)  # model, data, width, ... of the task
-
-
-    def check(self) -> "TrainConfig":
-        """Reject bad values before any model or data is loaded."""
-        from .tasks import TASKS
-
-        if self.task not in TASKS:
-            raise UsageError(f"unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
-        scaling.check_rule(self.rule)
-        AdapterSpec(rule=self.rule, rank=self.rank, targets=["-"], coef=self.coef, alpha=self.alpha,
-                    rank_pattern=dict(self.rank_pattern), init=self.init, loraplus_ratio=self.loraplus_ratio).check()
-        if self.lr is not None:
-            scaling.check_positive(self.lr, "learning rate")
-        if self.head_lr is not None:
-            scaling.check_positive(self.head_lr, "head learning rate")
-        for name in ("steps", "eval_every", "track_every"):
-            value = getattr(self, name)
-            if name == "track_every" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"{name} must be a positive integer, got {value!r}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UsageError(f"batch size must be a positive integer, got {self.batch_size}")
-        if self.targets is not None and not self.targets:
-            raise UsageError("targets is empty; name the modules to adapt or leave it unset for the task's default")
-        if self.weight_decay < 0 or not math.isfinite(self.weight_decay):
-            raise UsageError(f"weight decay must be a finite number ≥ 0, got {self.weight_decay}")
-        if self.grad_clip is not None:
-            scaling.check_positive(self.grad_clip, "gradient clipping norm")
-        scaling.check_positive(self.diverge_ratio, "divergence ratio")
-        if self.schedule not in ("cosine", "constant"):
-            raise UsageError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
-        if not 0 <= self.warmup < 1:
-            raise UsageError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
-        return self
 
 
 @dataclass
@@ -125,14 +67,10 @@ class RunResult:
 def _schedule(opt: torch.optim.Optimizer, kind: str, warmup: float, steps: int):
     from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
-    if not 0 <= warmup < 1:
-        raise UsageError(f"warmup is a fraction of the steps in [0, 1), got {warmup}")
-    n_warm = int(warmup * steps)
+    n_warm = int(warmup * steps)  # warmup and kind are checked by FitOptions.check_fit
     if kind == "cosine":
         return get_cosine_schedule_with_warmup(opt, n_warm, steps)
-    if kind == "constant":
-        return get_constant_schedule_with_warmup(opt, n_warm)
-    raise UsageError(f"unknown schedule {kind!r}; choose cosine or constant")
+    return get_constant_schedule_with_warmup(opt, n_warm)
 
 
 def _batches(source: Iterable[Any]):
@@ -147,68 +85,48 @@ def _batches(source: Iterable[Any]):
 
 
 def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any], torch.Tensor],
-        spec: AdapterSpec, *, lr: float, steps: int, head_lr: float | None = None, evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
-        seed: int = 0, weight_decay: float = 0.0, schedule: str = "cosine", warmup: float = 0.0,
-        grad_clip: float | None = None, eval_every: int = 50, diverge_ratio: float = 10.0,
-        track_every: int | None = None, out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
-        config: dict[str, Any] | None = None, checkpoint_every: int | None = None, resume: bool = False) -> RunResult:
-    """Adapt `model` under `spec` and train it for `steps` AdamW steps on `loss(model, batch)`.
+        spec: AdapterSpec, options: FitOptions, *, evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+        out: str | Path | None = None, overwrite: bool = False, resume: bool = False,
+        checkpoint_every: int | None = None, progress: bool = False, record: dict[str, Any] | None = None) -> RunResult:
+    """Adapt `model` under `spec` and train it for `options.steps` AdamW steps on `loss(model, batch)`.
 
-    With `out`, writes the run directory (see `loralpha.runs`). `evaluate(model)` returns
-    held-out metrics; it runs at step 0, every `eval_every` steps and at the end. With
-    `track_every`, Signal-Drift metrics are taken every that many steps (`signal_drift.jsonl`).
+    `options.lr` must be set here (`train` resolves an unset one to the rule's default η for the
+    task). `evaluate(model)` returns held-out metrics; it runs at step 0, every `eval_every` steps
+    and at the end. With `track_every`, Signal-Drift metrics are taken every that many steps.
+    With `out`, writes the run directory (see `loralpha.runs`): `record` adds to its config.json.
     With `checkpoint_every`, `out/checkpoint.pt` is rewritten every that many steps; `resume`
     continues the run in `out` from it (or starts it, when `out` holds no run yet).
     """
-    lr = scaling.check_positive(lr, "learning rate")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise UsageError(f"steps must be a positive integer, got {steps!r}")
-    if eval_every < 1:
-        raise UsageError(f"eval_every must be a positive integer, got {eval_every}")
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
-                                         or checkpoint_every < 1):
-        raise UsageError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
-    if (checkpoint_every is not None or resume) and out is None:
-        raise UsageError("checkpoints and resuming need a run directory; give one with --out")
-    if resume and overwrite:
-        raise UsageError("--resume continues a run and --overwrite replaces it; choose one")
+    options = copy.copy(options)
+    options.check_fit()
+    if options.lr is None:
+        raise UsageError("fit needs a learning rate: pass lr= in its options (train() takes the rule's default)")
+    if checkpoint_every is not None:
+        checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     run_dir = Path(out) if out is not None else None
+    check_run_directory(run_dir, overwrite, resume, checkpoint_every)
     if run_dir is not None and not (resume and runs.resumable(run_dir, {})):
         runs.prepare(run_dir, overwrite)
-    torch.manual_seed(seed)
+    steps = options.steps
+    torch.manual_seed(options.seed)
     model = adapters.adapt(model, spec)
-    opt = adapters.optimizer(model, spec, lr, weight_decay, head_lr)
-    sched = _schedule(opt, schedule, warmup, steps)
+    opt = adapters.optimizer(model, spec, options.lr, options.weight_decay, options.head_lr)
+    sched = _schedule(opt, options.schedule, options.warmup, steps)
     named = adapters.trainable_parameters(model)
     trainable = [p for _, p in named]
     state = None
     if run_dir is not None:
-        record = dict(config or {})
-        record.update(spec=asdict(spec), lr=lr, head_lr=head_lr, steps=steps, seed=seed, weight_decay=weight_decay,
-                      schedule=schedule, warmup=warmup, grad_clip=grad_clip, eval_every=eval_every,
-                      diverge_ratio=diverge_ratio, track_every=track_every, trainable_params=sum(p.numel() for p in trainable))
-        if spec.rule != "full":
-            record.update(lora_alpha=spec.lora_alpha(spec.rank), gamma=spec.lora_alpha(spec.rank) / spec.rank)
-        if resume and runs.resumable(run_dir, record):
-            state = checkpoints.load(run_dir / CHECKPOINT, named, opt, sched)
-            if state is None:  # an unfinished run without a checkpoint starts again from step 0
-                runs.prepare(run_dir, overwrite=True)
-        weights = sum(p.numel() * p.element_size() for p in trainable)
-        # the adapter, and a checkpoint (weights + Adam's two moments) twice while it is replaced
-        runs.check_space(run_dir, weights * (7 if checkpoint_every else 1) + 200 * steps + 2**20,
-                         "adapter, metrics and checkpoints" if checkpoint_every else "adapter and metrics")
-        adapters.save_initial(model, spec, run_dir / "adapter-init")
-        runs.write_json(run_dir / "config.json", {**record, "versions": runs.versions()})
+        state = _open_run(run_dir, model, spec, options, named, opt, sched, record, overwrite, resume, checkpoint_every)
     start_step = state["step"] if state else 0
     if state:  # the rows after the checkpoint are about to be trained again
         for name in ("metrics.jsonl", "signal_drift.jsonl"):
             checkpoints.truncate_rows(run_dir / name, start_step)
     tracker = None
-    if track_every is not None:
-        if spec.rule == "full":
-            raise UsageError("Signal-Drift tracking needs LoRA layers; rule 'full' has none")
-        from .signal_drift import SignalDriftTracker
-        tracker = SignalDriftTracker(model, every=track_every, path=run_dir / "signal_drift.jsonl" if run_dir else None)
+    if options.track_every is not None:
+        if spec.full:
+            raise UsageError(f"Signal-Drift tracking (track_every=) needs LoRA layers; rule {spec.rule!r} has none")
+        tracker = SignalDriftTracker(model, every=options.track_every,
+                                     path=run_dir / "signal_drift.jsonl" if run_dir else None)
     # line-buffered: a killed run keeps its rows
     log = open(run_dir / "metrics.jsonl", "a" if state else "w", buffering=1) if run_dir is not None else None
 
@@ -254,9 +172,9 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                     status, diverged_at = "diverged", step
                     reason = f"loss is {current} at step {step}; first non-finite value: {where}"
                     break
-                if losses and current > diverge_ratio * losses[0]:
+                if losses and current > options.diverge_ratio * losses[0]:
                     status, diverged_at = "diverged", step
-                    reason = (f"loss {current:.4g} at step {step} exceeds {diverge_ratio:g}× the first loss "
+                    reason = (f"loss {current:.4g} at step {step} exceeds {options.diverge_ratio:g}× the first loss "
                               f"{losses[0]:.4g}")
                     break
                 opt.zero_grad(set_to_none=True)
@@ -267,15 +185,15 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                     reason = f"gradient is not finite at step {step} (loss {current:.4g}); first non-finite value: {where}"
                     break
                 losses.append(current)
-                if grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
+                if options.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(trainable, options.grad_clip)
                 row: dict[str, Any] = {"step": step, "loss": current, "lr": sched.get_last_lr()[0]}
                 opt.step()
                 sched.step()
                 completed = step
                 if tracker:
                     tracker.end(step)
-                if step % eval_every == 0 or step == steps:
+                if step % options.eval_every == 0 or step == steps:
                     metrics = evaluation()
                     row.update(metrics)
                     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
@@ -315,7 +233,7 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
             runs.write_json(run_dir / "summary.json", result.summary())
         except OSError as e:
             raise UsageError(f"cannot save the run into {run_dir}: {e.strerror or e}"
-                             + ("; free some space and rerun with --resume" if checkpoint_every else "")) from None
+                             + ("; free some space and rerun with resume=True" if checkpoint_every else "")) from None
         if status != "interrupted":
             (run_dir / CHECKPOINT).unlink(missing_ok=True)  # finished: nothing is left to resume
     return result
@@ -328,38 +246,58 @@ def _write(log, text: str) -> None:
         raise UsageError(f"cannot write {log.name}: {e.strerror or e}; free some space and rerun") from None
 
 
+def check_run_directory(out: Path | None, overwrite: bool, resume: bool, checkpoint_every: int | None) -> None:
+    """The run-directory arguments that cannot go together."""
+    if (checkpoint_every is not None or resume) and out is None:
+        raise UsageError("checkpoints and resuming need a run directory; give one with out=")
+    if resume and overwrite:
+        raise UsageError("resume=True continues a run and overwrite=True replaces it; choose one")
+
+
+def _open_run(run_dir: Path, model: nn.Module, spec: AdapterSpec, options: FitOptions, named, opt, sched,
+              record: dict[str, Any] | None, overwrite: bool, resume: bool,
+              checkpoint_every: int | None) -> dict[str, Any] | None:
+    """Write config.json (and the initial adapter PiSSA/OLoRA need) into the run directory; with
+    `resume`, the checkpoint's state to continue from (None: start at step 0)."""
+    trainable = [p for _, p in named]
+    record = {**(record or {}), "spec": asdict(spec), **asdict(options),
+              "trainable_params": sum(p.numel() for p in trainable)}
+    if not spec.full:
+        record.update(lora_alpha=spec.lora_alpha(spec.rank), gamma=spec.lora_alpha(spec.rank) / spec.rank)
+    state = None
+    if resume and runs.resumable(run_dir, record):
+        state = checkpoints.load(run_dir / CHECKPOINT, named, opt, sched)
+        if state is None:  # an unfinished run without a checkpoint starts again from step 0
+            runs.prepare(run_dir, overwrite=True)
+    weights = sum(p.numel() * p.element_size() for p in trainable)
+    # the adapter, and a checkpoint (weights + Adam's two moments) twice while it is replaced
+    runs.check_space(run_dir, weights * (7 if checkpoint_every else 1) + 200 * options.steps + 2**20,
+                     "adapter, metrics and checkpoints" if checkpoint_every else "adapter and metrics")
+    adapters.save_initial(model, spec, run_dir / "adapter-init")
+    runs.write_json(run_dir / "config.json", {**record, "versions": runs.versions()})
+    return state
+
+
 def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = False,
           progress: bool = False, checkpoint_every: int | None = None, resume: bool = False,
           evaluate: bool = True) -> RunResult:
     """Train `config.task` under `config.rule`; see `fit` for the loop, the run directory,
     checkpoints and resuming. `evaluate=False` skips the held-out evaluations (for probes
     scored by their train loss, as in `calibrate`)."""
-    from . import tasks
-
     config.check()
+    check_run_directory(Path(out) if out is not None else None, overwrite, resume, checkpoint_every)
     if out is not None and resume:  # refuse another run's directory, or a finished one, before building the task
-        if overwrite:
-            raise UsageError("--resume continues a run and --overwrite replaces it; choose one")
         runs.resumable(Path(out), {"config": asdict(config)})
     elif out is not None:  # refuse a taken directory before spending time on the task
         runs.prepare(out, overwrite)
         overwrite = True
     torch.manual_seed(config.seed)
     task = tasks.build(config.task, seed=config.seed, batch_size=config.batch_size, **config.task_options)
-    spec = AdapterSpec(rule=config.rule, rank=config.rank, targets=list(config.targets or task.targets),
-                       coef=config.coef, alpha=config.alpha, rank_pattern=dict(config.rank_pattern),
-                       init=config.init, dora=config.dora, loraplus_ratio=config.loraplus_ratio,
-                       heads=task.heads, task_type=task.task_type)
-    lr = config.lr if config.lr is not None else scaling.default_lr(config.rule, task.full_ft_lr)
     record = {"config": asdict(config), "task_info": task.info, "metric": task.metric,
               "higher_is_better": task.higher_is_better}
-    head_lr = config.head_lr if config.head_lr is not None else task.head_lr
-    return fit(task.model, task.batches, task.loss, spec, lr=lr, head_lr=head_lr, steps=config.steps,
-               evaluate=task.evaluate if evaluate else None, seed=config.seed, weight_decay=config.weight_decay,
-               schedule=config.schedule, warmup=config.warmup, grad_clip=config.grad_clip,
-               eval_every=config.eval_every, diverge_ratio=config.diverge_ratio, track_every=config.track_every,
-               out=out, overwrite=overwrite, progress=progress, config=record,
-               checkpoint_every=checkpoint_every, resume=resume)
+    return fit(task.model, task.batches, task.loss, config.adapter_spec(task), config.fit_options(task),
+               evaluate=task.evaluate if evaluate else None, out=out, overwrite=overwrite, resume=resume,
+               checkpoint_every=checkpoint_every, progress=progress, record=record)
 
 
 class _Bar:

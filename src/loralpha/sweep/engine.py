@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import runs
+from ..checks import positive_int
 from ..errors import UsageError
 from .spec import Spec, Trial, load
 from .store import Store, worker_name
@@ -316,14 +317,14 @@ def run_sweep(spec_or_trials: Spec | str | Path | Iterable[Trial], store_path: s
                            "call it under if __name__ == '__main__':")
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; choose local or ray")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise UsageError(f"workers must be a positive integer, got {workers!r}")
+    if workers is not None:
+        workers = positive_int(workers, "workers")
     if not cpus_per_trial > 0 or not gpus_per_trial >= 0:
         raise UsageError(f"cpus per trial must be > 0 and gpus per trial ≥ 0, got {cpus_per_trial}, {gpus_per_trial}")
     if engine == "local" and (cpus_per_trial != 1.0 or gpus_per_trial != 0.0):
         raise UsageError("cpus and gpus per trial apply to engine ray; the local engine runs one trial per worker")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise UsageError(f"threads must be a positive integer, got {threads!r}")
+    if threads is not None:
+        threads = positive_int(threads, "threads")
     if engine == "local" and address:
         raise UsageError("an address applies to engine ray")
     if engine == "ray":

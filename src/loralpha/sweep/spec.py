@@ -10,11 +10,16 @@
       seed: [0, 1]
 
 Expansion is the Cartesian product of the grid (the last key varies fastest) on
-top of `fixed`. A trial's id is the first 16 hex digits of
-sha256(json.dumps(asdict(config), sort_keys=True)) after normalising values to
-their field's type (so `lr: 1e-4`, which YAML reads as a string, and
-`lr: 0.0001` give one id) and floats to 12 significant digits. Nothing in a spec
-is a path to write to: run directories are named by trial id.
+top of `fixed`. The keys a spec may set are the fields of `TrainConfig` (or of the
+config class given to `parse`), so a new field is a new key with no other edit.
+
+A trial's id is the first 16 hex digits of sha256 of the config's canonical JSON
+(sorted keys; values normalised to their field's type, so `lr: 1e-4`, which YAML
+reads as a string, and `lr: 0.0001` give one id; floats to 12 significant
+digits). The JSON holds every field of id version 1 (`ID_V1_FIELDS`, the 23 fields
+of the first release) and, of any field added since, only those that differ from
+their default: adding a field with a default keeps every stored id. Nothing in a
+spec is a path to write to: run directories are named by trial id.
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ import json
 import math
 import re
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import UsageError
+from ..options import default_of
 from ..train import TrainConfig
 
 TOP_KEYS = ("study", "task", "metric", "fixed", "grid")
@@ -56,6 +62,7 @@ class Spec:
     study: str | None = None
     metric: str = DEFAULT_METRIC
     source: Path | None = field(default=None, compare=False)
+    config_cls: type = field(default=TrainConfig, compare=False, repr=False)  # what a trial is
 
     @property
     def name(self) -> str:
@@ -78,23 +85,38 @@ def _canon(value: Any) -> Any:
     return value
 
 
-def trial_id(config: TrainConfig) -> str:
-    """First 16 hex digits of sha256 of the canonical JSON of `asdict(config)`."""
-    values = asdict(config)
-    for key, hint in _hints().items():  # an int in a float field (coef=256) hashes as the float it means
-        kinds = set(typing.get_args(hint)) - {type(None)} or {hint}
-        if kinds == {float} and isinstance(values.get(key), int) and not isinstance(values[key], bool):
-            values[key] = float(values[key])
-    text = json.dumps(_canon(values), sort_keys=True, separators=(",", ":"))
+# The fields of TrainConfig when trial ids were first issued: always part of an id. A field added
+# later joins the id only when its value differs from its default, so stored ids survive the addition.
+ID_V1_FIELDS = frozenset({
+    "task", "rule", "rank", "coef", "alpha", "lr", "head_lr", "steps", "batch_size", "seed", "targets",
+    "rank_pattern", "init", "dora", "loraplus_ratio", "weight_decay", "schedule", "warmup", "grad_clip",
+    "eval_every", "diverge_ratio", "track_every", "task_options"})
+
+
+def identity(config: Any) -> dict[str, Any]:
+    """What a trial's id hashes: the id-v1 fields, and the later fields that differ from their default."""
+    values = {}
+    hints = _hints(type(config))
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name not in ID_V1_FIELDS and value == default_of(f):
+            continue
+        kinds = set(typing.get_args(hints[f.name])) - {type(None)} or {hints[f.name]}
+        if kinds == {float} and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # an int in a float field (coef=256) hashes as the float it means
+        values[f.name] = value
+    return _canon(values)
+
+
+def trial_id(config: Any) -> str:
+    """First 16 hex digits of sha256 of the canonical JSON of `identity(config)`."""
+    text = json.dumps(identity(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-_FIELDS = {f.name for f in fields(TrainConfig)}
-
-
-@functools.lru_cache(maxsize=1)
-def _hints() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
@@ -178,8 +200,9 @@ def _log_grid(key: str, value: dict[str, Any], hint: Any, where: str) -> list[An
     return [float(f"{p:.12g}") for p in points]
 
 
-def parse(data: Any, source: str | Path | None = None) -> Spec:
-    """Check a spec given as plain data (what yaml.safe_load returns) and normalise its values."""
+def parse(data: Any, source: str | Path | None = None, config_cls: type = TrainConfig) -> Spec:
+    """Check a spec given as plain data (what yaml.safe_load returns) and normalise its values; its keys
+    are the fields of `config_cls`."""
     src = Path(source) if source is not None else None
     where = f"spec {src}: " if src else "spec: "
     if not isinstance(data, dict):
@@ -201,7 +224,8 @@ def parse(data: Any, source: str | Path | None = None) -> Spec:
     metric = data.get("metric", DEFAULT_METRIC)
     if not isinstance(metric, str) or not metric:
         raise UsageError(f"{where}metric must be final_loss or the name of an eval metric, got {metric!r}")
-    hints = _hints()
+    hints = _hints(config_cls)
+    names = {f.name for f in fields(config_cls)}
     sections: dict[str, dict[str, Any]] = {}
     for section in ("fixed", "grid"):
         value = data.get(section)
@@ -212,9 +236,9 @@ def parse(data: Any, source: str | Path | None = None) -> Spec:
         for key in value:
             if key == "task":
                 raise UsageError(f"{where}{section}.task: give the task at the top level (task: ...)")
-            if key not in _FIELDS:
-                raise UsageError(f"{where}unknown key {section}.{key}: not a TrainConfig field; "
-                                 f"fields: {', '.join(sorted(_FIELDS - {'task'}))}")
+            if key not in names:
+                raise UsageError(f"{where}unknown key {section}.{key}: not a {config_cls.__name__} field; "
+                                 f"fields: {', '.join(sorted(names - {'task'}))}")
         sections[section] = value
     fixed = {k: _coerce(k, v, hints[k], f"{where}fixed.") for k, v in sections["fixed"].items()}
     if not sections["grid"]:
@@ -243,11 +267,11 @@ def parse(data: Any, source: str | Path | None = None) -> Spec:
     total = math.prod(len(v) for v in grid.values())
     if total > MAX_TRIALS:
         raise UsageError(f"{where}the grid has {total} points; at most {MAX_TRIALS} in one spec")
-    return Spec(task=task, fixed=fixed, grid=grid, study=study, metric=metric, source=src)
+    return Spec(task=task, fixed=fixed, grid=grid, study=study, metric=metric, source=src, config_cls=config_cls)
 
 
-def load(path: str | Path) -> Spec:
-    """Read and check a YAML spec file."""
+def load(path: str | Path, config_cls: type = TrainConfig) -> Spec:
+    """Read and check a YAML spec file (its keys: the fields of `config_cls`)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -269,7 +293,7 @@ def load(path: str | Path) -> Spec:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         raise UsageError(f"malformed YAML in {path}{at}: {problem}") from None
-    return parse(data, source=path)
+    return parse(data, source=path, config_cls=config_cls)
 
 
 def expand(spec: Spec) -> list[Trial]:
@@ -281,7 +305,7 @@ def expand(spec: Spec) -> list[Trial]:
     for point in itertools.product(*(spec.grid[k] for k in keys)):
         values = dict(zip(keys, point))
         label = ", ".join(f"{k}={v!r}" for k, v in values.items())
-        config = TrainConfig(task=spec.task, **_canon({**spec.fixed, **values}))
+        config = spec.config_cls(task=spec.task, **_canon({**spec.fixed, **values}))
         try:
             config.check()
         except UsageError as e:

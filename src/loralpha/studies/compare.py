@@ -13,8 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import runs
-from .train import TrainConfig, train
+from .. import runs
+from ..train import TrainConfig, train
 
 
 def _finished(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:

@@ -8,9 +8,14 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from . import scaling
-from .cli import _csv, app, console, err
-from .errors import UsageError
+from .. import runs, scaling
+from ..errors import UsageError
+from ..config import TrainConfig
+from ..studies import laws
+from ..studies.calibrate import calibrate as run_probes
+from ..sweep import Store, load, run_sweep
+from .app import app, console, err, numbers
+from .options import config_options
 
 
 @app.command()
@@ -30,8 +35,6 @@ def sweep(
 ) -> None:
     """Run every trial of a grid spec, each in its own process, into a SQLite store. Rerunning resumes:
     finished trials are kept, trials of a killed sweep run again; sweeps sharing a store share the work."""
-    from .sweep import Store, load, run_sweep
-
     loaded = load(spec)
     path = store or Path("studies") / loaded.name / "study.db"
     try:
@@ -74,8 +77,6 @@ def fit_law(
 ) -> None:
     """The optimal α (or η) per rank from a sweep, and the power law α* = c·r^p through them, with 95%
     bootstrap intervals, fixed exponents 0, ½, 1 against a free p, and the paper's 256·√r."""
-    from . import laws, runs
-
     study = laws.fit(laws.load_records(store), x=x, metric=metric, higher_is_better=higher_is_better, at=at,
                      resamples=resamples, seed=seed, source=str(store))
     name = "α" if x == "alpha" else "η"
@@ -136,32 +137,20 @@ def fit_law(
 
 
 @app.command("calibrate")
+@config_options("config", TrainConfig, only=("task", "rank", "lr", "batch_size", "task_options"), defaults={"rank": 4},
+                helps={"rank": "the small rank R0 every probe trains at",
+                       "lr": "η of the probes (default: the task's full-FT rate)"})
 def calibrate_coef(
-    task: str = typer.Option("teacher-student", help="teacher-student | tweets | bbc-news | classify (your data=...)"),
-    rank: int = typer.Option(4, help="the small rank R0 every probe trains at"),
-    budget: int = typer.Option(2000, help="total optimizer steps over all probes (never exceeded)"),
+    config: dict,
+    budget_steps: int = typer.Option(2000, "--budget", help="total optimizer steps over all probes (never exceeded)"),
     ranks: str = typer.Option("1,4,16,64", help="ranks to show α = c·√r at, comma-separated"),
     coefs: Optional[str] = typer.Option(None, help="grid of c, comma-separated (default: 1, 2, 4, …, 4096)"),
     seeds: str = typer.Option("0", help="seeds of every probe, comma-separated (a c scores their mean loss)"),
-    lr: Optional[float] = typer.Option(None, help="η of the probes (default: the task's full-FT rate)"),
-    batch_size: Optional[int] = typer.Option(None, help="batch size (default: the task's)"),
-    task_options: Optional[str] = typer.Option(None, help="task settings KEY=VALUE,... "
-                                                          "(e.g. width=32,depth=2 or data=my.csv,model=...)"),
     out: Path = typer.Option(Path("runs/calibrate"), help="directory for calibrate.json"),
 ) -> None:
     """Pick c of LoRA-α (α = c·√r) for a task: successive halving of short probes at rank R0 over a
     log grid of c, ranked by train loss, then a parabola in log c. Prints α = c·√r at --ranks."""
-    from . import runs
-    from .calibrate import calibrate as run_probes
-    from .calibrate import parse_options
-
-    def numbers(text, kind, what):
-        try:
-            return [kind(v) for v in _csv(text) or []]
-        except ValueError:
-            raise UsageError(f"{what} takes {'integers' if kind is int else 'numbers'} separated by commas, "
-                             f"got {text!r}") from None
-
+    task = config.pop("task")
     show = [scaling.check_rank(r) for r in numbers(ranks, int, "--ranks")]
     grid = numbers(coefs, float, "--coefs") if coefs is not None else None
     seed_list = numbers(seeds, int, "--seeds")
@@ -173,8 +162,8 @@ def calibrate_coef(
                       f"best c = {rnd['best']:g} (loss {best['loss']:.4g}); keep {kept}")
 
     try:
-        cal = run_probes(task, rank=rank, budget_steps=budget, coefs=grid, seeds=seed_list, on_round=report, lr=lr,
-                         batch_size=batch_size, task_options=parse_options(task_options))
+        cal = run_probes(task, rank=config.pop("rank"), budget_steps=budget_steps, coefs=grid, seeds=seed_list,
+                         on_round=report, **config)
     except KeyboardInterrupt:
         err.print("calibration interrupted; nothing written")
         raise typer.Exit(130)

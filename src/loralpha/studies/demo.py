@@ -24,9 +24,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import runs
-from .errors import UsageError
-from .train import TrainConfig
+from .. import runs, scaling
+from ..diagnostics import spectrum as sp
+from ..errors import UsageError
+from ..sweep import Trial, run_sweep, trial_id
+from ..tasks import TASKS
+from ..train import TrainConfig
+from .calibrate import calibrate
+from .records import effective_alpha, effective_lr
 
 MANIFEST = "demo.json"
 STORE = "demo.db"
@@ -96,24 +101,22 @@ def head_to_head(plan: Plan, calibrated_coef: float) -> dict[str, TrainConfig]:
 
 def alpha_vs_eta(plan: Plan) -> dict[str, TrainConfig]:
     """Part 2: rule fixed with α = r (γ = 1) at η = 5e-5, then α × k, then η × k."""
-    from .tasks.teacher_student import FULL_FT_LR
-
+    full_ft_lr = TASKS["teacher-student"].full_ft_lr
     r = plan.ae_rank
-    base = dict(task="teacher-student", rule="fixed", rank=r, alpha=float(r), lr=FULL_FT_LR, steps=plan.ae_steps,
+    base = dict(task="teacher-student", rule="fixed", rank=r, alpha=float(r), lr=full_ft_lr, steps=plan.ae_steps,
                 schedule="constant", eval_every=plan.ae_steps, track_every=10, task_options=dict(plan.ae_options))
     configs = {"base": TrainConfig(**base)}
     for k in plan.ae_factors:
         configs[f"α × {k}"] = TrainConfig(**{**base, "alpha": float(k * r)})
     for k in plan.ae_factors:
-        configs[f"η × {k}"] = TrainConfig(**{**base, "lr": k * FULL_FT_LR})
+        configs[f"η × {k}"] = TrainConfig(**{**base, "lr": k * full_ft_lr})
     return configs
 
 
 def law(plan: Plan) -> list[TrainConfig]:
     """Part 4: rule fixed (lora_alpha = α itself) over ranks × α × seeds at the full-FT η."""
-    from .tasks.teacher_student import FULL_FT_LR
-
-    return [TrainConfig(task="teacher-student", rule="fixed", rank=r, alpha=float(a), lr=FULL_FT_LR,
+    return [TrainConfig(task="teacher-student", rule="fixed", rank=r, alpha=float(a),
+                        lr=TASKS["teacher-student"].full_ft_lr,
                         steps=plan.law_steps, eval_every=plan.law_steps, seed=s, task_options=dict(plan.law_options))
             for r in plan.law_ranks for a in plan.law_alphas for s in plan.law_seeds]
 
@@ -129,24 +132,22 @@ def _keyed(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
 
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a directory for the demo")
+        raise UsageError(f"output {out} is a file; give a directory for the demo's out=")
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists() and not (out / STORE).exists():
-        raise UsageError(f"{out} exists and holds something other than a demo; choose another --out")
+        raise UsageError(f"{out} exists and holds something other than a demo; choose another out=")
     runs.ensure_writable(out)
 
 
 def run(out: str | Path, quick: bool = False, workers: int | None = None, progress: bool = True,
         say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the demo into `out` and return its manifest; the report is `loralpha.report`."""
-    from .sweep import Trial, run_sweep, trial_id
-
     out = Path(out)
     _check_out(out)
     plan = Plan.quick_plan() if quick else Plan.full()
     workers = workers or min(2, os.cpu_count() or 1)
     started = time.perf_counter()
     manifest: dict[str, Any] = {"plan": asdict(plan), "command": f"loralpha demo --out {out}" + (" --quick" if quick else ""),
-                                "machine": machine(), "timings": {}}
+                                "machine": runs.machine(), "timings": {}}
 
     # 1a. calibrate c for MiniLM on tweets at the head-to-head rank (in-process, keyed file)
     say("1/4 calibrating c of lora-alpha on tweets")
@@ -155,8 +156,6 @@ def run(out: str | Path, quick: bool = False, workers: int | None = None, progre
                  "batch_size": plan.calib_batch, "n_eval": plan.n_eval}
     calib = _keyed(out / "calibrate.json", calib_key)
     if calib is None:
-        from .calibrate import calibrate
-
         found = calibrate(task="tweets", rank=plan.rank, budget_steps=plan.calib_budget, coefs=plan.calib_coefs,
                           batch_size=plan.calib_batch, task_options={"n_eval": plan.n_eval},
                           on_probe=lambda p: say(f"    round {p['round']}, c = {p['coef']:g}: train loss "
@@ -178,12 +177,12 @@ def run(out: str | Path, quick: bool = False, workers: int | None = None, progre
         labels[part] = {}
         for label, config in configs.items():
             tid = trial_id(config)
-            trials[tid] = Trial(tid, config, metric="accuracy" if config.task == "tweets" else "rel_mse")
+            trials[tid] = Trial(tid, config, metric=TASKS[config.task].metric)
             labels[part][label] = tid
     law_ids = []
     for config in law(plan):
         tid = trial_id(config)
-        trials[tid] = Trial(tid, config, metric="rel_mse")
+        trials[tid] = Trial(tid, config, metric=TASKS[config.task].metric)
         law_ids.append(tid)
     manifest["trials"] = {**labels, "law": law_ids}
     runs.write_json(out / MANIFEST, manifest)  # the report can read a part-finished demo
@@ -201,8 +200,6 @@ def run(out: str | Path, quick: bool = False, workers: int | None = None, progre
     sp_key = {"rules": plan.sp_rules, "ranks": plan.sp_ranks, "options": plan.sp_options}
     spectrum = _keyed(out / "spectrum.json", sp_key)
     if spectrum is None:
-        from . import spectrum as sp
-
         base = TrainConfig(task="teacher-student", steps=0, task_options=dict(plan.sp_options))
         results = sp.sweep(base, list(plan.sp_rules), list(plan.sp_ranks), out / "spectrum-work",
                            on_result=lambda r: say(f"    {r['rule']}, r = {r['rank']}: λ_max adapter "
@@ -219,13 +216,6 @@ def run(out: str | Path, quick: bool = False, workers: int | None = None, progre
     return manifest
 
 
-def machine() -> dict[str, Any]:
-    import platform
-
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
-            "cpu": platform.processor() or platform.machine(), "system": platform.system(), **runs.versions()}
-
-
 def steps_to_reach(losses: list[tuple[int, float]], target: float, window: int = 10) -> int | None:
     """First step at which the mean of the last `window` train losses is ≤ target (final_loss's
     own definition), or None if the run never gets there."""
@@ -239,8 +229,6 @@ def steps_to_reach(losses: list[tuple[int, float]], target: float, window: int =
 
 def effective(config: dict[str, Any]) -> dict[str, Any]:
     """α, γ and η of a trial config as the rules define them (η None → the rule's default)."""
-    from .records import effective_alpha, effective_lr
-
     rule = config["rule"]
-    a = effective_alpha(config) if rule != "full" else None
+    a = None if scaling.trains_full_weights(rule) else effective_alpha(config)
     return {"alpha": a, "gamma": None if a is None else a / config["rank"], "lr": effective_lr(config), "rule": rule}

@@ -28,11 +28,12 @@ from typing import Any
 
 import torch
 
-from . import adapters, runs, scaling, tasks
-from .adapters import AdapterSpec
+from .. import adapters, runs, scaling, tasks
+from ..adapters import AdapterSpec
+from ..errors import UsageError
+from ..train import TrainConfig, fit
 from .hessian import adapter_parameters, step_gap, top_eigenvalues
 from .signal_drift import lora_layers
-from .train import TrainConfig, fit
 
 
 def measure(config: TrainConfig, k: int = 3, method: str = "lanczos",
@@ -46,14 +47,12 @@ def measure(config: TrainConfig, k: int = 3, method: str = "lanczos",
     replace(config, steps=max(config.steps, 1)).check()  # 0 steps is allowed here: measure at init
     torch.manual_seed(config.seed)
     task = tasks.build(config.task, seed=config.seed, batch_size=config.batch_size, **config.task_options)
-    spec = AdapterSpec(rule=config.rule, rank=config.rank, targets=list(config.targets or task.targets),
-                       coef=config.coef, alpha=config.alpha, heads=task.heads, task_type=task.task_type)
+    spec = config.adapter_spec(task)
+    options = replace(config, steps=max(config.steps, 1)).fit_options(task)
     batches = iter(task.batches)
     probe = next(batches)  # the fixed batch the curvature is measured on
     if config.steps > 0:
-        lr = config.lr if config.lr is not None else scaling.default_lr(config.rule, task.full_ft_lr)
-        model = fit(task.model, batches, task.loss, spec, lr=lr, steps=config.steps, seed=config.seed,
-                    head_lr=config.head_lr if config.head_lr is not None else task.head_lr).model
+        model = fit(task.model, batches, task.loss, spec, options).model
     else:
         torch.manual_seed(config.seed)
         model = adapters.adapt(task.model, spec)
@@ -61,7 +60,7 @@ def measure(config: TrainConfig, k: int = 3, method: str = "lanczos",
     out: dict[str, Any] = {"task": config.task, "rule": config.rule, "rank": config.rank, "steps": config.steps,
                            "lora_alpha": spec.lora_alpha(spec.rank), "gamma": spec.lora_alpha(spec.rank) / spec.rank}
     if full_top is not None and config.steps > 0:
-        raise ValueError("full_top can be reused only at initialisation (steps = 0)")
+        raise UsageError("full_top= can be reused only at initialisation (steps = 0)")
     tops = {}
     for space in ("adapter", "full"):
         start = time.perf_counter()
@@ -71,10 +70,8 @@ def measure(config: TrainConfig, k: int = 3, method: str = "lanczos",
         out[space] = {"eigenvalues": top["eigenvalues"], "params": top["size"], "reused": reused,
                       "hvp_calls": 0 if reused else top["hvp_calls"], "seconds": time.perf_counter() - start}
     out["full_top"] = tops["full"]
-    lr = config.lr if config.lr is not None else scaling.default_lr(config.rule, task.full_ft_lr)
-    steps = one_step(model, lambda: task.loss(model, probe), spec, lr,
-                     config.head_lr if config.head_lr is not None else task.head_lr)
-    out["lr"] = lr
+    steps = one_step(model, lambda: task.loss(model, probe), spec, options.lr, options.head_lr)
+    out["lr"] = options.lr
     for space in ("adapter", "full"):
         out[space]["step_gap"] = step_gap(tops[space], steps[space])
     full_max = out["full"]["eigenvalues"][0]
@@ -115,7 +112,7 @@ def sweep(base: TrainConfig, rules: list[str], ranks: list[int], out: str | Path
     results = []
     full_top = None  # at init the full-weight spectrum is one for every rule and rank
     for rule in rules:
-        if rule == "full":
+        if scaling.trains_full_weights(rule):
             continue  # no adapter space to compare
         for r in ranks:
             result = measure(replace(base, rule=rule, rank=r), k=k, method=method, full_top=full_top)

@@ -32,10 +32,10 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from . import scaling
-from .errors import UsageError
-from .records import (config_value, effective_alpha, effective_lr, full_ft_lr, is_higher_better,  # noqa: F401
-                      load_records, metric_value)
+from .. import scaling
+from ..checks import positive_int
+from ..errors import UsageError
+from .records import config_value, effective_alpha, is_higher_better, load_records, metric_value  # noqa: F401
 
 XS = ("alpha", "lr")
 FIXED_EXPONENTS = (0.0, 0.5, 1.0)  # constant α, α ∝ √r, α ∝ r
@@ -181,7 +181,7 @@ def _collect(records: Sequence[dict[str, Any]], x: str, group: str, metric: str,
         if len(distinct) > 1:
             shown = ", ".join(f"{v:g}" for v in distinct[:6])
             raise UsageError(f"{group} {gv} has trials at {len(distinct)} values of {other_name} ({shown}); "
-                             f"pick one with at= (--at) to fit {x} at that {other_name}")
+                             f"pick one with at= to fit {x} at that {other_name}")
     return cells, {g: next(iter(v)) for g, v in others.items()}, counts
 
 
@@ -395,8 +395,7 @@ def fit(records: Sequence[dict[str, Any]], x: str = "alpha", group: str = "rank"
         higher_is_better: bool | None = None, at: float | None = None, resamples: int = 1000, seed: int = 0,
         source: str | None = None) -> Study:
     """`optimum` per rank, then `power_law` through the interior ones (if there are 2 or more)."""
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
-        raise UsageError(f"resamples must be a positive integer, got {resamples!r}")
+    positive_int(resamples, "resamples")
     higher = is_higher_better(metric, higher_is_better)
     cells, others, counts = _collect(records, x, group, metric, higher, at)
     optima = [_optimum(gv, cells[gv], higher, others[gv]) for gv in sorted(cells, key=_sort_key)]

@@ -1,0 +1,190 @@
+"""The sections of a single run's and a sweep store's report, and the α*(r) law section they share
+with the demo's report."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from .. import runs, scaling
+from ..errors import UsageError
+from ..options import command_line, show_options
+from ..studies.laws import fit
+from ..studies.records import is_higher_better, load_records, metric_value
+from ..tasks import TaskFlags
+from ..train import TrainConfig
+from .document import Figure, Report, Section, Table, fmt
+from .plots import curves, plot_curves, pyplot
+
+PAPER = "the paper"
+
+
+def train_command(config: dict[str, Any]) -> str:
+    """The `loralpha train` command line of a TrainConfig dict (only what differs from the defaults)."""
+    parts = command_line("loralpha train", TrainConfig, {k: v for k, v in config.items() if k != "task_options"},
+                         first=("task", "rule", "rank"), always=("task",))
+    options = {k: v for k, v in (config.get("task_options") or {}).items() if v is not None}
+    flags = {f.name: f for f in fields(TaskFlags)}
+    parts += command_line("", TaskFlags, {k: options.pop(k) for k in list(options) if k in flags})[1:]
+    if options:
+        parts.append(f"--task-options {show_options(options)}")
+    return " ".join(p for p in parts if p)
+
+
+def run_report(run_dir: Path, out: Path) -> Report:
+    try:
+        config = runs.read_json(run_dir / "config.json")
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{run_dir / 'config.json'} is missing or not JSON ({e}); is {run_dir} a run directory?") from None
+    summary = runs.read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else None
+    train_config = config.get("config", {})
+    task = train_config.get("task", "?")
+    metric = config.get("metric") or "loss"
+    c = curves(run_dir)
+    figure = plot_curves({train_config.get("rule", "run"): c}, metric, out / "curves.png",
+                         f"{task}: {train_config.get('rule', '?')} at rank {train_config.get('rank', '?')}")
+    status = summary["status"] if summary else "unfinished (no summary.json)"
+    rows = [["status", status], ["steps", fmt(summary["steps"] if summary else (c["loss"][-1][0] if c["loss"] else 0))],
+            ["lora_alpha (α)", fmt(config.get("lora_alpha"))], ["γ = α/r", fmt(config.get("gamma"), ".3g")],
+            ["η", fmt(config.get("lr"), ".3g")], ["batch size", fmt(train_config.get("batch_size") or
+                                                                    config.get("task_info", {}).get("batch_size"))],
+            ["seed", fmt(config.get("seed"))], ["trainable parameters", fmt(config.get("trainable_params"), ",")]]
+    if summary:
+        rows.append(["final train loss (mean of last 10 steps)", fmt(summary.get("final_loss"))])
+        rows += [[f"held-out {k}", fmt(v)] for k, v in summary.get("eval", {}).items()]
+        rows.append(["wall time", f"{fmt(summary.get('wall_time_s'), '.1f')} s"])
+        if summary.get("reason"):
+            rows.append(["note", summary["reason"]])
+    text = [f"One run of `{task}` under rule `{train_config.get('rule', '?')}`: "
+            f"{'it finished' if status == 'done' else 'status ' + status}."]
+    return Report(title=f"loralpha run: {run_dir.name}", subtitle=f"run directory {run_dir}",
+                  sections=[Section("Run", text, [Table(["", "value"], rows, "what was run and what it reached")],
+                                    [Figure(figure, f"Train loss and held-out {metric} per step")],
+                                    [train_command(train_config)] if train_config else [])])
+
+
+def store_report(store_path: Path, out: Path) -> Report:
+    records = load_records(store_path)
+    if not records:
+        raise UsageError(f"{store_path} holds no trials")
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    metric = next((r.get("metric") for r in records if r.get("metric")), "final_loss")
+    varying = [k for k in records[0]["config"] if len({repr(r["config"].get(k)) for r in records}) > 1]
+    sections = []
+    done = [r for r in records if r["status"] == "done"]
+    higher = is_higher_better(metric, None)
+
+    def score(r):
+        v = metric_value(r, metric)
+        return math.inf if v is None else (-v if higher else v)
+
+    best = sorted(done, key=score)[:20]
+    header = ["trial", *varying, "status", "final train loss", f"held-out {metric}", "wall time"]
+    rows = [[r["id"][:8], *[fmt(r["config"].get(k)) for k in varying], r["status"], fmt(r.get("final_loss")),
+             fmt(metric_value(r, metric)), f"{fmt(r.get('wall_time_s'), '.0f')} s"] for r in best]
+    task = records[0]["config"].get("task", "?")
+    text = [f"{len(records)} trials of `{task}`: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "."
+            + (f" Varied: {', '.join(varying)}." if varying else "")]
+    sections.append(Section("Trials", text, [Table(header, rows, f"the best {len(best)} finished trials by {metric}")],
+                            commands=[f"loralpha report {store_path}", f"loralpha fit {store_path} --metric {metric}"]))
+    if "rank" in varying and ("alpha" in varying or "coef" in varying):
+        sections.append(law_section(records, metric, out, f"loralpha fit {store_path} --metric {metric}"))
+    return Report(title=f"loralpha sweep: {store_path.parent.name}", subtitle=f"sweep store {store_path}",
+                  sections=sections)
+
+
+def law_section(records: list[dict[str, Any]], metric: str, out: Path, command: str,
+                title: str = "The α*(r) law") -> Section:
+    study = fit(records, x="alpha", group="rank", metric=metric)
+    rows = []
+    for o in study.optima:
+        r = float(o.group)
+        rows.append([str(o.group), o.describe(), fmt(o.best), fmt(r, "g"), fmt(2 * r, "g"),
+                     fmt(scaling.DEFAULT_ALPHA * math.sqrt(r), ".4g"), fmt(scaling.PAPER_COEF * math.sqrt(r), ".4g"),
+                     fmt(o.x_star / (scaling.PAPER_COEF * math.sqrt(r)) if o.x_star else None, ".3g")])
+    first = records[0]["config"]
+    seeds = sorted({r["config"].get("seed", 0) for r in records})
+    table = Table(["rank", "α*", f"best {metric}", "α = r", "α = 2r", "rsLoRA 16·√r", "paper 256·√r",
+                   "α* / 256·√r"], rows,
+                  f"{first['task']}, rule {', '.join(sorted({r['config'].get('rule', '?') for r in records}))}, "
+                  f"η = {first.get('lr') or 'default'}, "
+                  f"{first['steps']} steps, seeds {', '.join(map(str, seeds))}; α* is the parabola vertex in log α "
+                  f"around the best grid point ((grid): no refinement; ≤/≥: at the grid's edge, a bound)")
+    path = _plot_law(study, records, metric, out / "law.png")
+    law = study.law
+    if law is None:
+        text = f"No power law could be fitted: {study.reason}."
+    else:
+        ci = (lambda iv, f: f" [{iv[0]:{f}}, {iv[1]:{f}}]" if iv else "")
+        text = (f"Fitted α* = c·r^p over ranks {', '.join(f'{r:g}' for r in law.ranks)}: "
+                f"c = {law.c:.4g}{ci(law.c_ci, '.4g')}, p = {law.p:.2f}{ci(law.p_ci, '.2f')} (95% bootstrap"
+                + (f"; {law.bootstrap['note']}" if law.bootstrap.get("note") else "") + "). "
+                f"{PAPER.capitalize()} claims p = ½ with c ≈ 256: p = ½ is "
+                + ("inside" if law.p_ci and law.p_ci[0] <= 0.5 <= law.p_ci[1] else "outside")
+                + " the interval here, and α* is "
+                + _ratio_range([float(row[-1]) for row in rows if row[-1] != "—"])
+                + " the paper's 256·√r. The rank-tied heuristics α = r and α = 2r sit "
+                + _ratio_range([float(o.x_star) / (2 * float(o.group)) for o in study.optima if o.x_star], word="below")
+                + " α* (for α = 2r)."
+                + (f" Best model of log α* by leave-one-rank-out error: {law.best_model}." if law.best_model else ""))
+    return Section(title, [text], [table], [Figure(path, f"Held-out {metric} against α per rank (left) and α* per rank "
+                                                         "with the fitted law and the usual choices (right)")],
+                   [command])
+
+
+def _ratio_range(values: list[float], word: str = "") -> str:
+    if not values:
+        return "not comparable to"
+    lo, hi = min(values), max(values)
+    if word:
+        return f"{lo:.3g}–{hi:.3g}× {word}"
+    return f"{lo:.3g}–{hi:.3g}× of"
+
+
+def _plot_law(study, records, metric: str, path: Path) -> Path:
+    import numpy as np
+
+    plt = pyplot()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=110)
+    for i, o in enumerate(study.optima):
+        pts = [(g["x"], g["mean"]) for g in o.grid if g.get("mean") is not None]
+        if pts:
+            ax.plot(*zip(*pts), "o-", ms=3, color=f"C{i % 10}", label=f"r = {o.group}")
+        if o.x_star is not None and o.best is not None:
+            ax.plot([o.x_star], [o.best], "*", ms=11, color=f"C{i % 10}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("α (lora_alpha)")
+    ax.set_ylabel(f"held-out {metric}")
+    ax.set_title("Metric against α per rank (★ = α*)", fontsize=10)
+    ranks = np.array([float(o.group) for o in study.optima])
+    r = np.geomspace(ranks.min(), ranks.max(), 50)
+    interior = [(float(o.group), o.x_star) for o in study.optima if o.x_star is not None and not o.edge]
+    edges = [(float(o.group), o.x_star) for o in study.optima if o.x_star is not None and o.edge]
+    if interior:
+        bx.plot(*zip(*interior), "ko", ms=7, label="α* measured")
+    if edges:
+        bx.plot(*zip(*edges), "k^", mfc="none", ms=8, label="α* bound (grid edge)")
+    if study.law is not None:
+        law = study.law
+        bx.plot(r, law.c * r ** law.p, "k-", lw=2, label=f"fit {law.c:.3g}·r^{law.p:.2f}")
+    bx.plot(r, scaling.PAPER_COEF * np.sqrt(r), "C3--", label="paper 256·√r")
+    bx.plot(r, scaling.DEFAULT_ALPHA * np.sqrt(r), "C2:", label="rsLoRA 16·√r")
+    bx.plot(r, 2 * r, "C1-.", label="α = 2r")
+    bx.plot(r, r, "C0-.", label="α = r")
+    bx.set_xscale("log", base=2)
+    bx.set_yscale("log")
+    bx.set_xlabel("LoRA rank r")
+    bx.set_ylabel("α (lora_alpha)")
+    bx.set_title("Optimal α per rank and the usual choices", fontsize=10)
+    for a in (ax, bx):
+        a.grid(alpha=0.3, which="both")
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

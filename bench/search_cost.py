@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import calibrated, fmt, mean_std, metric, quick_arg, save, sweep  # noqa: E402
 
 from loralpha import TrainConfig  # noqa: E402
+from loralpha.scaling import trains_full_weights  # noqa: E402
 
 TASK, RANK, METRIC, TOL = "teacher-student", 8, "rel_mse", 0.01
 LR_RANGE, ALPHA_RANGE = (5e-6, 5e-2), (1.0, 4096.0)
@@ -83,7 +84,7 @@ def run(quick: bool) -> dict:
     values = [metric(r, METRIC) for r in search]
     best_i = min((i for i, v in enumerate(values) if v is not None), key=lambda i: values[i])
     best = values[best_i]
-    lora = [i for i, (r, _, _) in enumerate(plan) if r != "full" and values[i] is not None]
+    lora = [i for i, (rule, _, _) in enumerate(plan) if not trains_full_weights(rule) and values[i] is not None]
     best_lora = min(values[i] for i in lora) if lora else None
     targets = {"any_1pct": best * (1 + TOL), "lora_1pct": best_lora * (1 + TOL) if best_lora else None,
                "any_10pct": best * 1.10}

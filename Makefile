@@ -1,4 +1,5 @@
-# make demo: set up (once) and run `loralpha demo` (report: demo-out/report.html); make test: set up (once) and run the tests;
+# make demo: set up (once) and run `loralpha demo` (report: demo-out/report.html); make test: set up (once), lint
+# (ruff, the rules in pyproject.toml) and run the tests;
 # make bench: every benchmark in full (42 min on 2 cores from scratch, measured) and BENCHMARKS.md.
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,6 +17,7 @@ demo: $(VENV)/.ready
 	HF_HUB_OFFLINE=1 $(BIN)/loralpha demo --out $(DEMO_OUT)
 
 test: $(VENV)/.ready
+	$(BIN)/ruff check src tests bench
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-slow: $(VENV)/.ready

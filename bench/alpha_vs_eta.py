@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import fmt, median, quick_arg, save  # noqa: E402
+from common import median, quick_arg, save  # noqa: E402
 
 from loralpha import TrainConfig, train  # noqa: E402
+from loralpha.reporting import fmt  # noqa: E402
 
 
 def run(quick: bool) -> dict[str, object]:
@@ -52,7 +53,8 @@ def _line(r: dict[str, object]) -> str:
 
 def main() -> None:
     quick = quick_arg(__doc__)
-    print("| variant | α | η | status | final loss | held-out rel. MSE | drift ratio (median) | bilinear ratio (median) |")
+    print("| variant | α | η | status | final loss | held-out rel. MSE | drift ratio (median) "
+          "| bilinear ratio (median) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     payload = run(quick)
     path = save("alpha_vs_eta", payload, quick)
@@ -71,7 +73,8 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
     ks = sorted({r["k"] for r in rows})
     for ax, key, label in zip(axes, ("drift_ratio", "bilinear_ratio"),
-                              ("drift ratio ‖drift‖ / |signal| (norm-weighted)", "bilinear ratio ‖γΔBΔA‖ / ‖first order‖")):
+                              ("drift ratio ‖drift‖ / |signal| (norm-weighted)",
+                               "bilinear ratio ‖γΔBΔA‖ / ‖first order‖")):
         for r in rows:
             points = [(s, v) for s, v in r["series"][key] if v is not None and (key == "drift_ratio" or s > 1)]
             if not points:

@@ -6,12 +6,11 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 WORK = Path(__file__).parent / "work"  # sweep stores and run directories (gitignored)
@@ -19,13 +18,13 @@ ROOT = Path(__file__).parent.parent
 
 
 def machine() -> dict[str, object]:
+    """loralpha's machine facts, and what a timing needs besides: torch's threads and the load."""
     import torch
 
-    from loralpha.runs import versions
+    from loralpha.runs import machine as facts
 
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": platform.processor() or
-            platform.machine(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_average": [round(v, 2) for v in os.getloadavg()], **versions()}
+    return {**facts(), "torch_threads": torch.get_num_threads(),
+            "load_average": [round(v, 2) for v in os.getloadavg()]}
 
 
 def save(name: str, payload: dict[str, object], quick: bool) -> Path:
@@ -160,13 +159,6 @@ def _alive(pid: str) -> bool:
 
 
 # formatting of result values for tables (None and non-finite values show as —)
-
-
-def fmt(v, spec=".4g"):
-    """A number for a table or a log line: — for None and non-finite values."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "—"
-    return format(v, spec)
 
 
 def pm(d: dict | None, spec=".4g"):

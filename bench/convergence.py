@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import by_task, losses, save, task_args  # noqa: E402
-
 import quality  # noqa: E402
+from common import by_task, losses, save, task_args  # noqa: E402
 
 WINDOW = 10
 
@@ -50,7 +49,7 @@ def run_task(task: str, quick: bool) -> dict:
             curve = losses(rec) if rec["status"] == "done" else []
             reached[rule] = {"status": rec["status"], "steps": steps_to(curve, target) if curve else None}
         full = reached.get("full", {}).get("steps")
-        for rule, r in reached.items():
+        for _rule, r in reached.items():
             r["ratio_to_full"] = r["steps"] / full if (r["steps"] and full) else None
             r["ratio_to_2rank"] = r["steps"] / reached["2rank"]["steps"] if r["steps"] else None
         out.append({"lr": lr, "target": target, "start": start, "rules": reached})

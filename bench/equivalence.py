@@ -30,8 +30,8 @@ def trajectory(k_gamma: float, k_b: float, eps: float, weight_decay: float, step
     model = adapters.adapt(task.model, AdapterSpec(rule="fixed", alpha=4.0 * k_gamma, rank=4, targets=task.targets))
     model = model.double()
     layers = list(lora_layers(model).values())
-    opt = torch.optim.AdamW([{"params": [l.lora_A["default"].weight for l in layers], "lr": 1e-3},
-                             {"params": [l.lora_B["default"].weight for l in layers], "lr": 1e-3 * k_b}],
+    opt = torch.optim.AdamW([{"params": [layer.lora_A["default"].weight for layer in layers], "lr": 1e-3},
+                             {"params": [layer.lora_B["default"].weight for layer in layers], "lr": 1e-3 * k_b}],
                             eps=eps, weight_decay=weight_decay)
     batches = iter(task.batches)
     out = []
@@ -40,7 +40,7 @@ def trajectory(k_gamma: float, k_b: float, eps: float, weight_decay: float, step
         opt.zero_grad()
         task.loss(model, (x.double(), y.double())).backward()
         opt.step()
-        out.append(torch.cat([l.get_delta_weight("default").detach().reshape(-1) for l in layers]))
+        out.append(torch.cat([layer.get_delta_weight("default").detach().reshape(-1) for layer in layers]))
     return torch.stack(out)
 
 

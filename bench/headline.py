@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import fmt  # noqa: E402
 
-
-def _higher(metric: str) -> bool:
-    return metric in ("accuracy", "macro_f1")
+from loralpha.reporting import fmt  # noqa: E402
+from loralpha.studies.records import is_higher_better  # noqa: E402
 
 
 def headline(R: dict) -> list[str]:
@@ -30,8 +28,8 @@ def headline(R: dict) -> list[str]:
             if not r["tuned"] or not r.get(rep) or r[rep].get("mean") is None:
                 continue
             parts.append(f"{name} {r[rep]['mean']:.3g} ± {r[rep]['std']:.2g}")
-        out.append(f"- **Quality, {task}** ({rep}, {'higher' if _higher(rep) else 'lower'} is better, 3 seeds): "
-                   f"untuned `lora-alpha` {u['mean']:.3g} ± {u['std']:.2g}; each rule at its best η: "
+        out.append(f"- **Quality, {task}** ({rep}, {'higher' if is_higher_better(rep) else 'lower'} is better, "
+                   f"3 seeds): untuned `lora-alpha` {u['mean']:.3g} ± {u['std']:.2g}; each rule at its best η: "
                    + "; ".join(parts) + ".")
     C = R.get("convergence")
     for task, T in (C or {}).get("tasks", {}).items():

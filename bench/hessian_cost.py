@@ -86,8 +86,8 @@ def run(quick: bool) -> dict:
         for r in rows[-1 - len(methods):]:
             print(f"{space} ({size}): {r['method']}: λ = {r['lambda']:.6g}, {r['hvps']} HVPs, {r['seconds']:.3f} s, "
                   f"rel. error {r['rel_error']:.1e}", flush=True)
-    return {"width": width, "depth": depth, "rank": 4, "rule": "lora-alpha", "batch": 256, "dtype": "float64", "threads": 1,
-            "rows": rows}
+    return {"width": width, "depth": depth, "rank": 4, "rule": "lora-alpha", "batch": 256, "dtype": "float64",
+            "threads": 1, "rows": rows}
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ schedule, divergence check, logging); "plain PEFT" is a hand loop: `peft.get_pef
 alternate (loralpha, plain, loralpha, …) `repeats` times; a step's time is the time between the
 starts of two consecutive steps (stamped in the loss function both loops call), and the ratio is
 the median step time of loralpha over that of plain PEFT, over all steps of all runs (model set-up
-excluded; medians resist the load spikes of a shared machine). The losses of the two loops are compared as a check that they compute
-the same thing.
+excluded; medians resist the load spikes of a shared machine). The losses of the two loops are
+compared as a check that they compute the same thing.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+import peft  # noqa: E402
 from common import quick_arg, save  # noqa: E402
 
-import peft  # noqa: E402
 from loralpha import adapters, tasks  # noqa: E402
 from loralpha.adapters import AdapterSpec  # noqa: E402
 from loralpha.train import FitOptions, fit  # noqa: E402

@@ -5,8 +5,8 @@
     python bench/quality.py --quick              # a tiny teacher-student MLP: a smoke run
 
 Per task: every rule at rank 8 on one log grid of η (≥ 5 values, half a decade apart, containing
-the task's full-fine-tuning rate), seed 0 (where a rule's best η is at an end of the grid, its grid is extended half a decade that
-way, at most twice); the best η of each rule is the grid point with the best
+the task's full-fine-tuning rate), seed 0 (where a rule's best η is at an end of the grid, its grid is
+extended half a decade that way, at most twice); the best η of each rule is the grid point with the best
 held-out loss (rel. MSE on teacher-student, eval cross-entropy on the text tasks) on seed 0; then
 seeds 1 and 2 run at that η, and the table gives mean ± std over the 3 seeds. `lora-alpha` also
 runs at its default η (the task's full-FT rate, c = 256: no tuning) on the same 3 seeds.
@@ -23,10 +23,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import by_task, fmt, mean_std, metric, save, sweep, task_args  # noqa: E402
+from common import by_task, mean_std, metric, save, sweep, task_args  # noqa: E402
 
 from loralpha import TrainConfig  # noqa: E402
-from loralpha.studies.records import effective_lr  # noqa: E402
+from loralpha.reporting import fmt  # noqa: E402
+from loralpha.studies.records import effective_lr, is_higher_better  # noqa: E402
 
 RULES = ["lora-alpha", "rank", "2rank", "rslora", "loraplus", "full"]
 SEEDS = [0, 1, 2]
@@ -72,7 +73,7 @@ def _cost(rec: dict, name: str) -> float:
     v = metric(rec, name)
     if v is None:
         return math.inf
-    return -v if name in ("accuracy", "macro_f1") else v
+    return -v if is_higher_better(name) else v
 
 
 def grid_records(task: str, quick: bool) -> dict[str, dict[float, dict]]:
@@ -120,9 +121,9 @@ def run_task(task: str, quick: bool) -> dict:
     rows = []
     for i, (rule, lr) in enumerate(wanted):
         trio = recs[i * len(SEEDS):(i + 1) * len(SEEDS)]
-        row = {"rule": rule, "lr": lr, "tuned": rule in grid, "seeds": SEEDS, "lrs_tried": best.get(rule, {}).get("lrs"),
-               "statuses": [r["status"] for r in trio], "edge": best.get(rule, {}).get("edge"),
-               "wall_time_s": [r["wall_time_s"] for r in trio]}
+        row = {"rule": rule, "lr": lr, "tuned": rule in grid, "seeds": SEEDS,
+               "lrs_tried": best.get(rule, {}).get("lrs"), "statuses": [r["status"] for r in trio],
+               "edge": best.get(rule, {}).get("edge"), "wall_time_s": [r["wall_time_s"] for r in trio]}
         for name in dict.fromkeys(["final_loss", s["select"], s["report"], "accuracy", "macro_f1", "rel_mse"]):
             values = [metric(r, name) for r in trio]
             if any(v is not None for v in values):

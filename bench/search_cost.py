@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import calibrated, fmt, mean_std, metric, quick_arg, save, sweep  # noqa: E402
+from common import calibrated, mean_std, metric, quick_arg, save, sweep  # noqa: E402
 
 from loralpha import TrainConfig  # noqa: E402
+from loralpha.reporting import fmt  # noqa: E402
 from loralpha.scaling import trains_full_weights  # noqa: E402
 
 TASK, RANK, METRIC, TOL = "teacher-student", 8, "rel_mse", 0.01
@@ -97,11 +98,12 @@ def run(quick: bool) -> dict:
         finite = [v for v in vals if v is not None]
         rows.append({"rule": rule, "searched": "η, α" if rule in HAS_ALPHA else "η", "trials": len(idx), "hits": hits,
                      "expected_trials": (1 / p) if p else None, "p_within_8": 1 - (1 - p) ** 8,
-                     "best": min(finite) if finite else None, "regret_of_rule_best": (min(finite) / best - 1) if finite else None,
+                     "best": min(finite) if finite else None,
+                     "regret_of_rule_best": (min(finite) / best - 1) if finite else None,
                      "diverged": sum(search[i]["status"] == "diverged" for i in idx),
                      "targets": {name: _hits(vals, t) for name, t in targets.items() if t is not None},
-                     "trials_detail": [{"lr": plan[i][1], **plan[i][2], "status": search[i]["status"], METRIC: values[i]}
-                                       for i in idx]})
+                     "trials_detail": [{"lr": plan[i][1], **plan[i][2], "status": search[i]["status"],
+                                        METRIC: values[i]} for i in idx]})
         print(f"{rule}: {hits}/{len(idx)} within 1% → expected trials {fmt(rows[-1]['expected_trials'], '.3g')}, "
               f"best {fmt(rows[-1]['best'])}", flush=True)
     zero_vals = [metric(r, METRIC) for r in rest[:3]]
@@ -122,9 +124,9 @@ def run(quick: bool) -> dict:
             "lr_range": LR_RANGE, "alpha_range": ALPHA_RANGE, "trials_per_rule": s["n"],
             "best": {"value": best, "rule": plan[best_i][0], "lr": plan[best_i][1], **plan[best_i][2]},
             "best_lora": best_lora, "targets": targets,
-            "rows": rows, "zero_tuning": zero_tuning, "calibration": {k: cal[k] for k in
-                                                                       ("coef", "grid_coef", "edge", "rank", "cost_steps",
-                                                                        "budget_steps", "wall_time_s", "stopped")}}
+            "rows": rows, "zero_tuning": zero_tuning,
+            "calibration": {k: cal[k] for k in ("coef", "grid_coef", "edge", "rank", "cost_steps", "budget_steps",
+                                                "wall_time_s", "stopped")}}
 
 
 def main() -> None:

@@ -4,8 +4,9 @@
     python bench/sweep_engines.py --quick   # local engine only, tiny trials: a smoke run
 
 Speed-up: the same 4 teacher-student trials (the paper's MLP, rank 8, 100 steps, different
-seeds) run into a fresh store (after one untimed trial that starts the engine's fork server) with `run_sweep(engine="local")` at 1 worker (torch's own threads)
-and at 2 workers (1 thread each), alternating, 2 repeats; speed-up = median wall(1) / median wall(2).
+seeds) run into a fresh store (after one untimed trial that starts the engine's fork server) with
+`run_sweep(engine="local")` at 1 worker (torch's own threads) and at 2 workers (1 thread each),
+alternating, 2 repeats; speed-up = median wall(1) / median wall(2).
 
 Ray overhead: near-empty trials (an MLP of width 16, 3 steps) through engine "local" and
 engine "ray" (1 worker each) at K = 1 and K = 4 trials, fresh stores, alternating. Per engine the
@@ -64,8 +65,8 @@ def run(quick: bool) -> dict:
     w1, w2 = statistics.median(walls[1]), statistics.median(walls[2])
     print(f"local engine, {len(work)} trials: 1 worker {w1:.1f} s, 2 workers {w2:.1f} s, speed-up {w1 / w2:.2f}×",
           flush=True)
-    result = {"warm_up_s": warm, "speedup": {"trials": len(work), "steps": work[0].config.steps, "repeats": repeats, "wall_1": walls[1],
-                          "wall_2": walls[2], "speedup": w1 / w2}}
+    result = {"warm_up_s": warm, "speedup": {"trials": len(work), "steps": work[0].config.steps, "repeats": repeats,
+                                             "wall_1": walls[1], "wall_2": walls[2], "speedup": w1 / w2}}
     if quick:
         result["ray"] = {"skipped": "--quick runs the local engine only"}
         return result
@@ -81,11 +82,12 @@ def run(quick: bool) -> dict:
     for engine in ("local", "ray"):
         a, b = (statistics.median(ray_walls[(engine, k)]) for k in ks)
         slope = (b - a) / (ks[1] - ks[0])
-        fits[engine] = {"per_trial_s": slope, "fixed_s": a - slope * ks[0], "walls": {k: ray_walls[(engine, k)] for k in ks}}
+        fits[engine] = {"per_trial_s": slope, "fixed_s": a - slope * ks[0],
+                        "walls": {k: ray_walls[(engine, k)] for k in ks}}
     overhead = fits["ray"]["per_trial_s"] - fits["local"]["per_trial_s"]
     print(f"ray: {fits['ray']['per_trial_s']:.2f} s/trial vs local {fits['local']['per_trial_s']:.2f} s/trial "
-          f"→ overhead {overhead:.2f} s/trial; fixed {fits['ray']['fixed_s']:.1f} s vs {fits['local']['fixed_s']:.1f} s",
-          flush=True)
+          f"→ overhead {overhead:.2f} s/trial; fixed {fits['ray']['fixed_s']:.1f} s vs "
+          f"{fits['local']['fixed_s']:.1f} s", flush=True)
     result["ray"] = {"ks": ks, "fits": fits, "per_trial_overhead_s": overhead,
                      "fixed_overhead_s": fits["ray"]["fixed_s"] - fits["local"]["fixed_s"]}
     return result

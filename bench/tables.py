@@ -13,8 +13,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, ROOT, fmt, pm  # noqa: E402
+from common import RESULTS, ROOT, pm  # noqa: E402
 from headline import summary  # noqa: E402
+
+from loralpha.reporting import fmt  # noqa: E402
+from loralpha.studies.records import is_higher_better  # noqa: E402
 
 FILES = ["quality", "convergence", "search_cost", "law", "tracker_overhead", "hessian_cost", "peft_step",
          "sweep_engines", "memory", "run_all"]
@@ -85,7 +88,7 @@ def quality(R: dict, folder: Path) -> list[str]:
                        + f" | {status} |")
         out.append("")
         if untuned and untuned.get(rep):
-            higher = rep in ("accuracy", "macro_f1")
+            higher = is_higher_better(rep)
             u = untuned[rep]["mean"]
             better = [r["rule"] for r in T["rows"] if r["tuned"] and r.get(rep) and r[rep]["mean"] is not None
                       and ((r[rep]["mean"] > u) if higher else (r[rep]["mean"] < u))]
@@ -169,7 +172,8 @@ def search(R: dict, folder: Path) -> list[str]:
             f"calibrate's optimizer steps counted as steps / {S['steps']}):", "",
             f"| variant | c | η | {S['metric']} (mean ± std) | regret | cost (trial-equivalents) |",
             "| --- | --- | --- | --- | --- | --- |",
-            f"| paper's c | {p['coef']:g} | {p['lr']:g} | {pm(p)} | {fmt(p['regret'], '+.1%')} | {p['cost_trials']:g} |",
+            f"| paper's c | {p['coef']:g} | {p['lr']:g} | {pm(p)} | {fmt(p['regret'], '+.1%')} | "
+            f"{p['cost_trials']:g} |",
             f"| c from `calibrate` (r = {c['calibrate_rank']}, {c['calibrate_steps']} steps"
             f"{', at the grid edge' if c.get('edge') else ''}) | {c['coef']:.4g} | {c['lr']:g} | {pm(c)} | "
             f"{fmt(c['regret'], '+.1%')} | {c['cost_trials']:.3g} |", "", stamp(S, folder, "search_cost"), ""]
@@ -177,8 +181,9 @@ def search(R: dict, folder: Path) -> list[str]:
 
 
 def law(R: dict, folder: Path) -> list[str]:
-    out = ["## 4. The law α* = c·r^p", "", *command("law", folder, R, " (the example sweeps into studies/, then "
-                                                            "loralpha.studies.laws.fit and loralpha.studies.calibrate)")]
+    out = ["## 4. The law α* = c·r^p", "",
+           *command("law", folder, R, " (the example sweeps into studies/, then "
+                                      "loralpha.studies.laws.fit and loralpha.studies.calibrate)")]
     if "law" not in R:
         return out + missing("law")
     L = R["law"]
@@ -206,7 +211,8 @@ def law(R: dict, folder: Path) -> list[str]:
             for o in d["optima"]:
                 star = o["x_star"]
                 bound = {"upper": "≤ ", "lower": "≥ "}.get(o.get("bound") or "", "") if o.get("edge") else ""
-                out.append(f"| {task} | {metric} | {o['rank']:g} | {bound}{fmt(star, '.4g')} | {fmt(o.get('paper'), '.4g')} | "
+                out.append(f"| {task} | {metric} | {o['rank']:g} | {bound}{fmt(star, '.4g')} | "
+                           f"{fmt(o.get('paper'), '.4g')} | "
                            f"{fmt(o.get('ratio_to_paper'), '.2f')} | {fmt(o['calibrated'], '.4g')} | "
                            f"{fmt(o['ratio_to_calibrated'], '.2f')} |")
     cal_lines = [f"{task}: c = {T['calibration']['coef']:.4g} at r = {T['calibration']['rank']} from "
@@ -226,7 +232,8 @@ def overheads(R: dict, folder: Path) -> list[str]:
         T = R["tracker_overhead"]
         out += [f"{T['task']}, LoRA r = 8, {T['steps']} steps tracking every other step; medians of tracked and "
                 f"untracked step times in the same run: plain step {T['plain_step_s']:.3f} s, tracked "
-                f"{T['tracked_step_s']:.3f} s.", "", "| tracking interval | overhead (% of step time) |", "| --- | --- |"]
+                f"{T['tracked_step_s']:.3f} s.", "", "| tracking interval | overhead (% of step time) |",
+                "| --- | --- |"]
         out += [f"| {k} | {100 * v:.1f}% |" for k, v in T["overhead"].items()]
         out += ["", stamp(T, folder, "tracker_overhead"), ""]
     else:
@@ -239,8 +246,8 @@ def overheads(R: dict, folder: Path) -> list[str]:
                 f"steps, batch {H['batch']}, {H['dtype']}; times are medians of 3.", "",
                 "| space | parameters | method | λ_max | HVPs | seconds | rel. error vs dense |",
                 "| --- | --- | --- | --- | --- | --- | --- |"]
-        out += [f"| {r['space']} | {r['size']} | {r['method']} | {r['lambda']:.6g} | {r['hvps']} | {r['seconds']:.3f} | "
-                f"{r['rel_error']:.1e} |" for r in H["rows"]]
+        out += [f"| {r['space']} | {r['size']} | {r['method']} | {r['lambda']:.6g} | {r['hvps']} | "
+                f"{r['seconds']:.3f} | {r['rel_error']:.1e} |" for r in H["rows"]]
         out += ["", stamp(H, folder, "hessian_cost"), ""]
     else:
         out += missing("hessian_cost")
@@ -251,10 +258,12 @@ def overheads(R: dict, folder: Path) -> list[str]:
                "median over runs of each run's mean step time")
         out += ["`loralpha.fit` against a hand loop (`peft.get_peft_model` + `torch.optim.AdamW`) on the same model, "
                 f"α (lora-alpha, r = 8) and batches, alternating runs; time per step: {how}.", "",
-                "| task | steps × repeats | loralpha (ms/step) | plain PEFT (ms/step) | ratio | first-step loss difference |",
+                "| task | steps × repeats | loralpha (ms/step) | plain PEFT (ms/step) | ratio | "
+                "first-step loss difference |",
                 "| --- | --- | --- | --- | --- | --- |"]
         out += [f"| {r['task']} | {r['steps']} × {r['repeats']} | {1e3 * r['loralpha_step_s']:.1f} | "
-                f"{1e3 * r['plain_step_s']:.1f} | {r['ratio']:.3f} | {r['first_loss_abs_diff']:.1e} |" for r in P["rows"]]
+                f"{1e3 * r['plain_step_s']:.1f} | {r['ratio']:.3f} | {r['first_loss_abs_diff']:.1e} |"
+                for r in P["rows"]]
         out += ["", stamp(P, folder, "peft_step"), ""]
     else:
         out += missing("peft_step")
@@ -313,9 +322,11 @@ def header(R: dict, folder: Path, summary: list[str]) -> list[str]:
                 "own date and load average. No complete `make bench` run has been timed end to end. "
                 + ra.get("note", ""), ""]
     elif ra:
+        codes = ra.get("exit_codes", {})
+        failed = "; failed: " + ", ".join(k for k, v in codes.items() if v) if any(codes.values()) else ""
         out += [f"Last full run: {ra.get('started')} → {ra.get('finished')}, **{ra['total_s'] / 60:.0f} min** wall "
                 f"({'; '.join(f'{s} {t / 60:.1f} min' for s, t in ra['scripts'].items())}"
-                f"{'; failed: ' + ', '.join(k for k, v in ra.get('exit_codes', {}).items() if v) if any(ra.get('exit_codes', {}).values()) else ''}). "
+                f"{failed}). "
                 + ra.get("note", ""), ""]
     loads = [d["machine"]["load_average"][0] for d in R.values() if d.get("machine", {}).get("load_average")]
     cores = any_m.get("cores") or 0

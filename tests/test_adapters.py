@@ -2,13 +2,13 @@ import math
 
 import pytest
 import torch
+from conftest import Toy
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 
 from loralpha import adapters, scaling
 from loralpha.adapters import AdapterSpec
 from loralpha.errors import UsageError
-from conftest import Toy
 
 
 def lora_layers(model):
@@ -37,7 +37,8 @@ def test_per_layer_ranks_get_per_layer_alpha(toy):
         assert layer.r["default"] == r, name
         assert layer.scaling["default"] == pytest.approx(256 / math.sqrt(r)), name
     config = model.peft_config["default"]
-    assert config.alpha_pattern == {"v": pytest.approx(256 * math.sqrt(2)), r"blocks\.1\.q": pytest.approx(256 * math.sqrt(32))}
+    assert config.alpha_pattern == {"v": pytest.approx(256 * math.sqrt(2)),
+                                    r"blocks\.1\.q": pytest.approx(256 * math.sqrt(32))}
 
 
 def test_target_that_matches_nothing_lists_the_modules(toy):
@@ -102,4 +103,5 @@ def test_lora_config_needs_targets_and_a_lora_rule():
         adapters.lora_config(AdapterSpec(targets=[]))
     with pytest.raises(UsageError, match="has no LoraConfig"):
         adapters.lora_config(AdapterSpec(rule="full", targets=["q"]))
-    assert adapters.lora_config(AdapterSpec(rank=4, targets=["q"])).lora_alpha == pytest.approx(scaling.lora_alpha("lora-alpha", 4))
+    assert adapters.lora_config(AdapterSpec(rank=4, targets=["q"])).lora_alpha == pytest.approx(
+        scaling.lora_alpha("lora-alpha", 4))

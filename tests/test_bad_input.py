@@ -15,13 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import Toy
+from test_cli import run
 
 from loralpha import AdapterSpec, FitOptions, TrainConfig, fit, runs, scaling
 from loralpha.errors import UsageError
 from loralpha.sweep import Store, Trial, run_sweep, trial_id
 from loralpha.sweep import store as store_module
-from conftest import Toy
-from test_cli import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = {"width": 32, "depth": 2, "n_eval": 64}

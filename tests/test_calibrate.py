@@ -7,9 +7,9 @@ import pytest
 from rich.console import Console
 
 from loralpha import cli
+from loralpha.errors import UsageError
 from loralpha.options import parse_options
 from loralpha.studies.calibrate import DEFAULT_COEFS, calibrate, first_steps, schedule
-from loralpha.errors import UsageError
 from loralpha.train import RunResult
 
 train_module = importlib.import_module("loralpha.studies.calibrate")  # where calibrate looks train up

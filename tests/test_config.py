@@ -129,14 +129,16 @@ def test_a_python_caller_is_told_arguments_and_the_cli_its_flags(tmp_path, capsy
     monkeypatch.setattr(sys, "argv", ["loralpha", "train", "--steps", "2", "--out", str(taken)])
     with pytest.raises(SystemExit):
         cli.main()
-    assert "pass --overwrite to replace it, --resume to continue its run, or choose another --out" in capsys.readouterr().err
+    assert ("pass --overwrite to replace it, --resume to continue its run, or choose another --out"
+            in capsys.readouterr().err)
 
 
 def test_messages_are_said_in_the_command_lines_terms():
     flags = flags_of(typer.main.get_command(cli.app))
     assert flags["track_every"] == ("--track", None) and flags["higher_is_better"][1] == "--lower-is-better"
-    said = in_cli_terms("use task='sft' with data=, not dora=False; pass higher_is_better=True or higher_is_better=False; "
-                        "trial (rank=4, alpha=16.0); KEY=VALUE; budget_steps= and colour=", flags)
+    said = in_cli_terms("use task='sft' with data=, not dora=False; pass higher_is_better=True or "
+                        "higher_is_better=False; trial (rank=4, alpha=16.0); KEY=VALUE; budget_steps= and colour=",
+                        flags)
     assert said == ("use --task sft with --data, not --no-dora; pass --higher-is-better or --lower-is-better; "
                     "trial (rank=4, alpha=16.0); KEY=VALUE; --budget and colour=")
 

@@ -19,8 +19,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from loralpha.cli import app, main
-from loralpha.studies.demo import STORE, steps_to_reach
 from loralpha.reporting import build, train_command
+from loralpha.studies.demo import STORE, steps_to_reach
 
 LORALPHA = [sys.executable, "-m", "loralpha"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -130,7 +130,8 @@ def test_report_of_a_run_directory(tmp_path):
     assert written["kind"] == "run" and [p.name for p in written["figures"]] == ["curves.png"]
     md = written["markdown"].read_text()
     assert "| status | done |" in md and "rel_mse" in md
-    assert "loralpha train --task teacher-student --rank 2 --eval-every 4 --steps 12 --task-options depth=2,width=32" in md
+    assert ("loralpha train --task teacher-student --rank 2 --eval-every 4 --steps 12 "
+            "--task-options depth=2,width=32") in md
 
 
 def test_report_of_a_sweep_store_fits_the_law(tmp_path):

@@ -2,13 +2,21 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import Toy
 from torch.func import functional_call
 
 from loralpha import adapters
 from loralpha.adapters import AdapterSpec
-from loralpha.diagnostics.hessian import HVP, adapter_parameters, full_parameters, lanczos, power_iteration, step_gap, top_eigenvalues
+from loralpha.diagnostics.hessian import (
+    HVP,
+    adapter_parameters,
+    full_parameters,
+    lanczos,
+    power_iteration,
+    step_gap,
+    top_eigenvalues,
+)
 from loralpha.diagnostics.signal_drift import lora_layers
-from conftest import Toy
 
 
 def small_model():
@@ -88,7 +96,8 @@ def test_spectrum_sweep_writes_json_and_plot(tmp_path):
     base = TrainConfig(task="teacher-student", steps=0, task_options={"width": 8, "depth": 2, "n_eval": 16},
                        batch_size=16)
     results = sweep(base, ["lora-alpha", "2rank", "full"], [1, 2], tmp_path, k=2)
-    assert [(r["rule"], r["rank"]) for r in results] == [("lora-alpha", 1), ("lora-alpha", 2), ("2rank", 1), ("2rank", 2)]
+    assert [(r["rule"], r["rank"]) for r in results] == [("lora-alpha", 1), ("lora-alpha", 2),
+                                                         ("2rank", 1), ("2rank", 2)]
     stored = runs.read_json(tmp_path / "spectrum.json")["results"]
     assert len(stored) == 4 and (tmp_path / "spectrum.png").stat().st_size > 1000
     assert [r["full"]["reused"] for r in results] == [False, True, True, True]  # taken once, at init

@@ -13,10 +13,10 @@ import time
 
 import pytest
 import torch
+from test_cli import run as run_cli
 
 from loralpha import TrainConfig, runs, tasks, train
 from loralpha.errors import UsageError
-from test_cli import run as run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = {"width": 32, "depth": 2, "n_eval": 64}

@@ -9,9 +9,9 @@ import pytest
 from rich.console import Console
 
 from loralpha import cli, scaling
+from loralpha.errors import UsageError
 from loralpha.studies import laws
 from loralpha.studies.records import effective_lr
-from loralpha.errors import UsageError
 
 GRID = tuple(2.0 ** k for k in range(15))  # α = 1 … 16384
 
@@ -237,7 +237,8 @@ def test_load_records_reads_a_sweep_store(tmp_path):
 
 def run(args, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["loralpha", *args])
-    monkeypatch.setattr(importlib.import_module("loralpha.cli.study"), "console", Console(width=200))  # no wrapping of the wide tables
+    # no wrapping of the wide tables
+    monkeypatch.setattr(importlib.import_module("loralpha.cli.study"), "console", Console(width=200))
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     captured = capsys.readouterr()

@@ -7,10 +7,10 @@ import json
 
 import pytest
 import torch
+from conftest import Toy
 from torch import nn
 
 from loralpha import AdapterSpec, FitOptions, TrainConfig, fit, runs, train
-from conftest import Toy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SPEC = AdapterSpec(rule="rank", rank=2, targets=["q", "v"], heads=["head"])

@@ -59,7 +59,8 @@ def test_signal_drift_parts_recompose_the_update(d_out, d_in, r, gamma, seed, ze
     torch.testing.assert_close(view["signal_part"] + view["drift_part"], parts.delta, rtol=1e-12, atol=0)
     scale = parts.delta.norm().item() * grad.double().norm().item()
     assert abs(float((view["drift_part"] * grad.double()).sum())) <= 1e-9 * (1 + scale)  # drift ⟂ G
-    assert view["drift"] ** 2 + view["signal"] ** 2 == pytest.approx(parts.delta.norm().item() ** 2, rel=1e-9, abs=1e-12)
+    assert view["drift"] ** 2 + view["signal"] ** 2 == pytest.approx(parts.delta.norm().item() ** 2,
+                                                                      rel=1e-9, abs=1e-12)
 
 
 # --- store
@@ -129,4 +130,5 @@ def test_a_trial_in_a_sweep_worker_gives_the_bits_of_train_in_process(tmp_path):
     assert (there / "metrics.jsonl").read_text() == (tmp_path / "here" / "metrics.jsonl").read_text()
     weights = "adapter/adapter_model.safetensors"
     assert (there / weights).read_bytes() == (tmp_path / "here" / weights).read_bytes()
-    assert runs.read_json(there / "config.json")["config"] == runs.read_json(tmp_path / "here" / "config.json")["config"]
+    assert (runs.read_json(there / "config.json")["config"]
+            == runs.read_json(tmp_path / "here" / "config.json")["config"])

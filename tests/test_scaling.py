@@ -59,17 +59,18 @@ def test_bad_alpha_and_rule():
 def _trajectory(gamma_mult, b_lr_mult, eps, weight_decay, steps=25):
     """W of every LoRA layer after each of `steps` AdamW steps on a fixed toy problem (float64)."""
     import torch
+    from conftest import Toy
 
     from loralpha import adapters
     from loralpha.adapters import AdapterSpec
     from loralpha.diagnostics.signal_drift import lora_layers
-    from conftest import Toy
 
     torch.manual_seed(0)
-    model = adapters.adapt(Toy(), AdapterSpec(rule="fixed", alpha=8.0 * gamma_mult, rank=4, targets=["q", "v"])).double()
+    spec = AdapterSpec(rule="fixed", alpha=8.0 * gamma_mult, rank=4, targets=["q", "v"])
+    model = adapters.adapt(Toy(), spec).double()
     layers = lora_layers(model)
-    a_params = [l.lora_A["default"].weight for l in layers.values()]
-    b_params = [l.lora_B["default"].weight for l in layers.values()]
+    a_params = [layer.lora_A["default"].weight for layer in layers.values()]
+    b_params = [layer.lora_B["default"].weight for layer in layers.values()]
     opt = torch.optim.AdamW([{"params": a_params, "lr": 1e-2}, {"params": b_params, "lr": 1e-2 * b_lr_mult}],
                             eps=eps, weight_decay=weight_decay)
     g = torch.Generator().manual_seed(1)
@@ -79,7 +80,7 @@ def _trajectory(gamma_mult, b_lr_mult, eps, weight_decay, steps=25):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
-        out.append(torch.cat([l.get_delta_weight("default").detach().reshape(-1) for l in layers.values()]))
+        out.append(torch.cat([layer.get_delta_weight("default").detach().reshape(-1) for layer in layers.values()]))
     return torch.stack(out)
 
 

@@ -2,14 +2,21 @@ import math
 
 import pytest
 import torch
+from conftest import Toy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loralpha import adapters
 from loralpha.adapters import AdapterSpec
-from loralpha.diagnostics.signal_drift import (SignalDriftTracker, aggregate, decompose, gradient_view, layer_metrics,
-                                   lora_layers, stable_rank)
-from conftest import Toy
+from loralpha.diagnostics.signal_drift import (
+    SignalDriftTracker,
+    aggregate,
+    decompose,
+    gradient_view,
+    layer_metrics,
+    lora_layers,
+    stable_rank,
+)
 
 
 def rel(a, b):
@@ -38,7 +45,10 @@ def test_bilinear_ratio_grows_with_step_size_not_with_gamma():
     g = torch.Generator().manual_seed(0)
     A, B = torch.randn(4, 16, generator=g), torch.randn(16, 4, generator=g)
     dA, dB = torch.randn(4, 16, generator=g), torch.randn(16, 4, generator=g)
-    ratio = lambda eta, gamma: layer_metrics(A, B, A + eta * dA, B + eta * dB, gamma, None)["bilinear_ratio"]
+
+    def ratio(eta, gamma):
+        return layer_metrics(A, B, A + eta * dA, B + eta * dB, gamma, None)["bilinear_ratio"]
+
     assert ratio(1e-3, 1.0) == pytest.approx(ratio(1e-3, 256.0))  # γ cancels
     assert ratio(1e-2, 1.0) == pytest.approx(10 * ratio(1e-3, 1.0), rel=0.05)  # ∝ η for small η
 
@@ -52,7 +62,8 @@ def test_stable_rank_from_the_small_core_matches_the_dense_value():
 
 
 def test_aggregate_weights_ratios_by_norms():
-    layers = {"a": {"bilinear_norm": 1.0, "first_order_norm": 10.0}, "b": {"bilinear_norm": 3.0, "first_order_norm": 10.0}}
+    layers = {"a": {"bilinear_norm": 1.0, "first_order_norm": 10.0},
+              "b": {"bilinear_norm": 3.0, "first_order_norm": 10.0}}
     agg = aggregate(layers)
     assert agg["weighted"]["bilinear_ratio"] == pytest.approx(0.2)
     assert agg["mean"]["bilinear_norm"] == pytest.approx(2.0)
@@ -87,7 +98,7 @@ def test_tracker_records_a_real_adam_step_exactly():
     x, y = torch.randn(16, 12), torch.randint(0, 3, (16,))
     records = []
     for step in range(1, 5):
-        before = {n: (l.get_delta_weight("default").detach().clone()) for n, l in layers.items()}
+        before = {n: (layer.get_delta_weight("default").detach().clone()) for n, layer in layers.items()}
         tracker.begin(step)
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
@@ -96,11 +107,12 @@ def test_tracker_records_a_real_adam_step_exactly():
         if record is None:
             continue
         records.append(record["step"])
-        for n, l in layers.items():
-            true_update = (l.get_delta_weight("default").detach() - before[n]).double()
+        for n, layer in layers.items():
+            true_update = (layer.get_delta_weight("default").detach() - before[n]).double()
             m = record["layers"][n]
             assert m["update_norm"] == pytest.approx(float(true_update.norm()), rel=1e-5)
-            assert m["accumulated_norm"] == pytest.approx(float(l.get_delta_weight("default").detach().norm()), rel=1e-5)
+            accumulated = float(layer.get_delta_weight("default").detach().norm())
+            assert m["accumulated_norm"] == pytest.approx(accumulated, rel=1e-5)
             assert 0 <= m["drift_ratio"] < math.inf and -1 <= m["cos"] <= 1
     assert records == [1, 2, 4]
     assert model.training  # hooks are gone, nothing else changed

@@ -14,8 +14,7 @@ import pytest
 
 from loralpha import cli
 from loralpha.errors import UsageError
-from loralpha.sweep import Store, Trial, load, run_sweep, trial_id
-from loralpha.sweep import engine
+from loralpha.sweep import Store, Trial, engine, load, run_sweep, trial_id
 from loralpha.train import TrainConfig
 
 TINY = {"steps": 20, "batch_size": 32, "task_options": {"width": 32, "depth": 2, "n_eval": 64}}

@@ -1,13 +1,12 @@
-import json
 
 import pytest
 import torch
+from conftest import Toy
 from peft import PeftModel
 
 from loralpha import AdapterSpec, FitOptions, TrainConfig, fit, runs, tasks, train
 from loralpha.errors import UsageError
 from loralpha.tasks import teacher_student
-from conftest import Toy
 
 SMALL = {"width": 32, "depth": 3, "n_eval": 256}
 
@@ -44,7 +43,7 @@ def test_training_lowers_the_held_out_error():
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     a = train(small_config(), out=tmp_path / "a")
     b = train(small_config(), out=tmp_path / "b")
-    c = train(small_config(seed=1), out=tmp_path / "c")
+    train(small_config(seed=1), out=tmp_path / "c")
     sa, sb, sc = (runs.read_json(tmp_path / x / "summary.json") for x in "abc")
     for s in (sa, sb, sc):
         del s["wall_time_s"], s["run_dir"]
@@ -79,7 +78,8 @@ def test_existing_run_directory_is_kept_unless_overwrite(tmp_path):
 
 
 def test_full_fine_tuning_and_variants_train():
-    for kw in ({"rule": "full"}, {"rule": "loraplus"}, {"rule": "rslora", "dora": True}, {"rule": "2rank", "init": "gaussian"}):
+    for kw in ({"rule": "full"}, {"rule": "loraplus"}, {"rule": "rslora", "dora": True},
+               {"rule": "2rank", "init": "gaussian"}):
         result = train(small_config(steps=10, **kw))
         assert result.status == "done", kw
         assert result.eval["rel_mse"] < 1.0, kw
@@ -89,7 +89,10 @@ def test_fit_trains_any_module_and_stops_when_a_finite_iterator_ends():
     torch.manual_seed(0)
     x, y = torch.randn(64, 12), torch.randint(0, 3, (64,))
     batches = iter([(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)])  # 4 batches, once
-    loss = lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1])
+
+    def loss(m, b):
+        return torch.nn.functional.cross_entropy(m(b[0]), b[1])
+
     result = fit(Toy(), batches, loss, AdapterSpec(rule="rank", rank=2, targets=["q", "v"], heads=["head"]),
                  FitOptions(lr=1e-2, steps=100), evaluate=lambda m: {"eval_loss": loss(m, (x, y)).item()})
     assert result.status == "done" and result.steps == 4
@@ -97,7 +100,10 @@ def test_fit_trains_any_module_and_stops_when_a_finite_iterator_ends():
 
 def test_fit_restarts_a_reiterable_source_each_epoch():
     data = [(torch.randn(8, 12), torch.randint(0, 3, (8,)))] * 3
-    loss = lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1])
+
+    def loss(m, b):
+        return torch.nn.functional.cross_entropy(m(b[0]), b[1])
+
     result = fit(Toy(), data, loss, AdapterSpec(rule="rank", rank=2, targets=["q"]), FitOptions(lr=1e-3, steps=10))
     assert result.steps == 10 and result.status == "done"
 

@@ -1,10 +1,9 @@
 """A run, declared once: the fields of `TrainConfig` (a named task trained under a rule), grouped as
-`AdapterOptions` (how a rule adapts a layer; the `AdapterSpec` that `fit` and PEFT take shares them) and `FitOptions` (how the
-loop trains; what `fit` takes). Each field carries its default and one line of help
-(`loralpha.options.option`); the `loralpha train` options, the run record (config.json), the sweep
-spec's keys and the report's rerun command all derive from these fields.
-
-This module imports neither torch nor transformers, so the command line can build its options fast.
+`TaskOptions` (what to train), `AdapterOptions` (how a rule adapts a layer; the `AdapterSpec` that
+`fit` and PEFT take shares them) and `FitOptions` (how the loop trains; what `fit` takes). Each field
+carries its default and one line of help (`loralpha.options.option`); the `loralpha train` options,
+the run record (config.json), the sweep spec's keys and the report's rerun command all derive from
+these fields. Configs are plain data: nothing here needs torch or PEFT.
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ from .tasks.base import TASKS, facts
 if TYPE_CHECKING:
     from .tasks.base import Task
 
-INITS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}  # name -> PEFT's init_lora_weights
+# adapter init -> PEFT's init_lora_weights
+INITS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
 SCHEDULES = ("cosine", "constant")
 
 
@@ -66,7 +66,7 @@ class AdapterSpec(AdapterOptions):
     heads: list[str] = field(default_factory=list)  # modules trained fully under every rule
     task_type: str | None = None  # PEFT task type, e.g. "SEQ_CLS", for loaders of the adapter
 
-    def check(self) -> "AdapterSpec":
+    def check(self) -> AdapterSpec:
         self.check_adapter()
         if not self.targets:
             raise UsageError("no target modules given; name the linear layers to adapt, e.g. targets=['query', "
@@ -136,7 +136,7 @@ class TrainConfig(FitOptions, AdapterOptions, TaskOptions):
     """A run of a named task: everything `loralpha train` takes. Each field is one option of the
     command, one key of the run record (config.json) and one key a sweep spec may set."""
 
-    def check(self) -> "TrainConfig":
+    def check(self) -> TrainConfig:
         """Reject bad values before any model or data is loaded."""
         facts(self.task)
         self.check_adapter()

@@ -19,8 +19,8 @@ an adapter trained here means the same thing to every loader.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .checks import positive, positive_int
 from .errors import UsageError

@@ -24,9 +24,10 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -165,24 +166,9 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                     break
                 if tracker:
                     tracker.begin(step)
-                value = loss(model, batch)
-                current = float(value.detach())
-                if not math.isfinite(current):
-                    diverged_layer, where = locate_fault(model, loss, batch, named)
-                    status, diverged_at = "diverged", step
-                    reason = f"loss is {current} at step {step}; first non-finite value: {where}"
-                    break
-                if losses and current > options.diverge_ratio * losses[0]:
-                    status, diverged_at = "diverged", step
-                    reason = (f"loss {current:.4g} at step {step} exceeds {options.diverge_ratio:g}× the first loss "
-                              f"{losses[0]:.4g}")
-                    break
-                opt.zero_grad(set_to_none=True)
-                value.backward()
-                if not finite_grads(trainable):  # checked before the step: the weights stay finite
-                    diverged_layer, where = locate_fault(model, loss, batch, named)
-                    status, diverged_at = "diverged", step
-                    reason = f"gradient is not finite at step {step} (loss {current:.4g}); first non-finite value: {where}"
+                current, fault = _forward_backward(model, loss, batch, step, opt, named, losses, options.diverge_ratio)
+                if fault:
+                    status, diverged_at, (reason, diverged_layer) = "diverged", step, fault
                     break
                 losses.append(current)
                 if options.grad_clip is not None:
@@ -228,15 +214,44 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                        signal_drift=tracker.records if tracker else [], diverged_layer=diverged_layer,
                        resumed_from=start_step if state else None)
     if run_dir is not None:
-        try:
-            adapters.save(model, spec, run_dir / "adapter", run_dir / "adapter-init")
-            runs.write_json(run_dir / "summary.json", result.summary())
-        except OSError as e:
-            raise UsageError(f"cannot save the run into {run_dir}: {e.strerror or e}"
-                             + ("; free some space and rerun with resume=True" if checkpoint_every else "")) from None
-        if status != "interrupted":
-            (run_dir / CHECKPOINT).unlink(missing_ok=True)  # finished: nothing is left to resume
+        _close_run(run_dir, model, spec, result, checkpoint_every)
     return result
+
+
+def _forward_backward(model: nn.Module, loss: Callable[[nn.Module, Any], torch.Tensor], batch: Any, step: int,
+                      opt: torch.optim.Optimizer, named: list[tuple[str, nn.Parameter]], losses: list[float],
+                      diverge_ratio: float) -> tuple[float, tuple[str, str | None] | None]:
+    """The loss and gradients of one step: (loss, None) when the step may be taken, else (loss, (reason,
+    first non-finite layer)). A NaN/inf loss or gradient, or a loss above diverge_ratio × the first one,
+    stops the run before the optimizer steps, so the weights stay finite."""
+    value = loss(model, batch)
+    current = float(value.detach())
+    if not math.isfinite(current):
+        layer, where = locate_fault(model, loss, batch, named)
+        return current, (f"loss is {current} at step {step}; first non-finite value: {where}", layer)
+    if losses and current > diverge_ratio * losses[0]:
+        return current, (f"loss {current:.4g} at step {step} exceeds {diverge_ratio:g}× the first loss "
+                         f"{losses[0]:.4g}", None)
+    opt.zero_grad(set_to_none=True)
+    value.backward()
+    if not finite_grads([p for _, p in named]):
+        layer, where = locate_fault(model, loss, batch, named)
+        return current, (f"gradient is not finite at step {step} (loss {current:.4g}); first non-finite value: "
+                         f"{where}", layer)
+    return current, None
+
+
+def _close_run(run_dir: Path, model: nn.Module, spec: AdapterSpec, result: RunResult,
+               checkpoint_every: int | None) -> None:
+    """Save the adapter (or weights) and summary.json; a finished run drops its checkpoint."""
+    try:
+        adapters.save(model, spec, run_dir / "adapter", run_dir / "adapter-init")
+        runs.write_json(run_dir / "summary.json", result.summary())
+    except OSError as e:
+        raise UsageError(f"cannot save the run into {run_dir}: {e.strerror or e}"
+                         + ("; free some space and rerun with resume=True" if checkpoint_every else "")) from None
+    if result.status != "interrupted":
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)  # finished: nothing is left to resume
 
 
 def _write(log, text: str) -> None:

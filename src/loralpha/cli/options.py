@@ -18,8 +18,9 @@ import functools
 import inspect
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 

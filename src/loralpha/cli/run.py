@@ -11,13 +11,13 @@ import typer
 from rich.table import Table
 
 from .. import scaling
-from ..errors import UsageError
 from ..checks import positive
+from ..config import TrainConfig
 from ..diagnostics import plane as adam_plane
 from ..diagnostics.spectrum import sweep as spectrum_sweep
+from ..errors import UsageError
 from ..studies.compare import compare as run_all
 from ..tasks import TASKS, TaskFlags
-from ..config import TrainConfig
 from ..train import train as run
 from .app import app, console, csv, err, numbers
 from .options import config_options
@@ -69,7 +69,8 @@ def train(
 @app.command()
 @config_options("config", TrainConfig, only=("task", "rank", "lr", "steps", "batch_size", "seed", "coef", "eval_every"),
                 defaults={"task": "tweets", "steps": 150},
-                helps={"lr": "one learning rate for every rule (default: each rule's own)", "seed": "seed of every run"})
+                helps={"lr": "one learning rate for every rule (default: each rule's own)",
+                       "seed": "seed of every run"})
 def compare(
     config: dict,
     rules: str = typer.Option("lora-alpha,2rank", help="rules to compare, comma-separated"),
@@ -145,7 +146,8 @@ def spectrum(
         console.print(f"  {r['rule']} r={r['rank']}: λ_adapter {r['adapter']['eigenvalues'][0]:.4g}, "
                       f"λ_full {r['full']['eigenvalues'][0]:.4g}")
         gap = [r[space]["step_gap"]["gap"] for space in ("adapter", "full")]
-        table.add_row(r["rule"], str(r["rank"]), f"{r['gamma']:.3g}", f"{r['lr']:.2g}", f"{r['adapter']['eigenvalues'][0]:.4g}",
+        table.add_row(r["rule"], str(r["rank"]), f"{r['gamma']:.3g}", f"{r['lr']:.2g}",
+                      f"{r['adapter']['eigenvalues'][0]:.4g}",
                       f"{r['full']['eigenvalues'][0]:.4g}",
                       "—" if r["suppression"] is None else f"{r['suppression']:.3g}",
                       *(f"{g:.3g}" if math.isfinite(g) else "∞" for g in gap),

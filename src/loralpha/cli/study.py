@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from .. import runs, scaling
-from ..errors import UsageError
 from ..config import TrainConfig
+from ..errors import UsageError
 from ..studies import laws
 from ..studies.calibrate import calibrate as run_probes
 from ..sweep import Store, load, run_sweep
@@ -166,7 +166,7 @@ def calibrate_coef(
                          on_round=report, **config)
     except KeyboardInterrupt:
         err.print("calibration interrupted; nothing written")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     probes = Table(title=f"probes: {task}, lora-alpha at r = {cal.rank}, η = {cal.lr:g}, train loss "
                          f"(mean of {len(cal.seeds)} seed(s)); ✓ = kept")
     probes.add_column("c", justify="right")

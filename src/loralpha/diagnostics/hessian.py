@@ -20,8 +20,9 @@ steps η_eff < 2/λ_max. A step Δθ actually taken has an effective step along 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,7 +114,8 @@ def lanczos(hvp: Callable[[Tensor], Tensor], size: int, k: int = 5, tol: float =
         dense = torch.stack([hvp(e) for e in torch.eye(size, dtype=torch.float64)])
         vals, vecs = torch.linalg.eigh((dense + dense.T) / 2)
         return vals.flip(0)[:k].tolist(), vecs.flip(1)[:, :k]
-    op = LinearOperator((size, size), matvec=lambda x: hvp(torch.from_numpy(np.asarray(x, dtype=np.float64).ravel())).numpy(),
+    op = LinearOperator((size, size),
+                        matvec=lambda x: hvp(torch.from_numpy(np.asarray(x, dtype=np.float64).ravel())).numpy(),
                         dtype=np.float64)
     v0 = np.random.default_rng(seed).standard_normal(size)
     vals, vecs = eigsh(op, k=k, which="LA", tol=tol, v0=v0)

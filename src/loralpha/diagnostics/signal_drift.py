@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import runs
+from ..checks import positive_int
 from ..errors import UsageError
 
 
@@ -138,8 +139,7 @@ class SignalDriftTracker:
 
     def __init__(self, model: nn.Module, every: int = 10, path: str | Path | None = None,
                  adapter: str = "default", tensorboard: str | Path | None = None):
-        if every < 1:
-            raise UsageError(f"every must be a positive integer, got {every}")
+        every = positive_int(every, "every")
         self.layers = lora_layers(model, adapter)
         if not self.layers:
             raise UsageError("the model has no LoRA layers to track; adapt it with a LoRA rule first")

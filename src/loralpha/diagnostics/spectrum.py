@@ -79,7 +79,8 @@ def measure(config: TrainConfig, k: int = 3, method: str = "lanczos",
     return out
 
 
-def one_step(model: torch.nn.Module, loss, spec: AdapterSpec, lr: float, head_lr: float | None) -> dict[str, torch.Tensor]:
+def one_step(model: torch.nn.Module, loss, spec: AdapterSpec, lr: float,
+             head_lr: float | None) -> dict[str, torch.Tensor]:
     """The change one fresh AdamW step of `spec`'s optimizer makes, flattened: of the adapter
     parameters (in `adapter_parameters` order) and of the merged update of every LoRA layer
     (in `full_parameters` order). The model is restored afterwards."""
@@ -140,7 +141,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     for i, rule in enumerate(rules):
         rows = sorted((r for r in results if r["rule"] == rule), key=lambda r: r["rank"])
         ranks = [r["rank"] for r in rows]
-        ax.plot(ranks, [r["adapter"]["eigenvalues"][0] for r in rows], "o-", color=f"C{i}", label=f"adapter space, {rule}")
+        ax.plot(ranks, [r["adapter"]["eigenvalues"][0] for r in rows], "o-", color=f"C{i}",
+                label=f"adapter space, {rule}")
         gaps = [(r["rank"], r["full"].get("step_gap", {}).get("gap")) for r in rows]
         gaps = [(x, g) for x, g in gaps if g is not None and g > 0 and math.isfinite(g)]
         if gaps:
@@ -168,19 +170,3 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def markdown(results: list[dict[str, Any]]) -> str:
-    """The sweep as a Markdown table (for reports and docs)."""
-    lines = ["| rule | r | γ | η | λ_max adapter | λ_max full | adapter / full | gap adapter | gap full |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-
-    def num(v, fmt=".3g"):
-        return "—" if v is None or not math.isfinite(v) else format(v, fmt)
-
-    for r in results:
-        lines.append(f"| {r['rule']} | {r['rank']} | {num(r['gamma'])} | {num(r.get('lr'), '.2g')} | "
-                     f"{num(r['adapter']['eigenvalues'][0], '.4g')} | {num(r['full']['eigenvalues'][0], '.4g')} | "
-                     f"{num(r['suppression'])} | {num(r['adapter'].get('step_gap', {}).get('gap'))} | "
-                     f"{num(r['full'].get('step_gap', {}).get('gap'))} |")
-    return "\n".join(lines)

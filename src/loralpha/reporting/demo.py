@@ -18,7 +18,6 @@ from .plots import curves, plot_curves, pyplot
 from .sections import PAPER, law_section, train_command
 
 
-
 def demo_report(demo_dir: Path, out: Path) -> Report:
     manifest = runs.read_json(demo_dir / MANIFEST)
     records: dict[str, dict[str, Any]] = {}
@@ -36,7 +35,8 @@ def demo_report(demo_dir: Path, out: Path) -> Report:
     factors = plan["ae_factors"]
     ae_order = ["base", *(f"α × {k}" for k in factors), *(f"η × {k}" for k in factors)]
 
-    sections = [head_to_head_section(chosen("head_to_head", list(HEAD_RULES)), _json(demo_dir / "calibrate.json"), plan, out, command),
+    sections = [head_to_head_section(chosen("head_to_head", list(HEAD_RULES)), _json(demo_dir / "calibrate.json"),
+                                     plan, out, command),
                 alpha_eta_section(chosen("alpha_vs_eta", ae_order), out, command),
                 spectrum_section(_json(demo_dir / "spectrum.json"), out, command)]
     law_records = [records[t] for t in trials.get("law", []) if t in records]
@@ -85,8 +85,10 @@ def head_to_head_section(recs: dict[str, dict[str, Any] | None], calib: dict[str
         wall = f"{fmt(r.get('wall_time_s'), '.0f')} s"
         if label == "lora-alpha-calibrated" and calib:
             wall += f" + {calib['wall_time_s']:.0f} s calibrating ({calib['cost_steps']} probe steps)"
-        name = f"lora-alpha (c = {_config(r)['coef']:.4g}" + (", calibrated)" if label.endswith("calibrated") else ", paper)") \
-            if scaling.check_rule(e["rule"]).parameter == "coef" else label
+        name = label
+        if scaling.check_rule(e["rule"]).parameter == "coef":
+            name = f"lora-alpha (c = {_config(r)['coef']:.4g}" + (", calibrated)" if label.endswith("calibrated")
+                                                                   else ", paper)")
         rows.append([name, fmt(e["alpha"], ".4g"), fmt(e["gamma"], ".3g"), f"{e['lr']:g} ({rate})", r["status"],
                      fmt(r.get("final_loss")), fmt(r["eval"].get("accuracy")), fmt(r["eval"].get("macro_f1")),
                      "never" if target is not None and reached[label] is None else fmt(reached[label]), wall])
@@ -102,7 +104,8 @@ def head_to_head_section(recs: dict[str, dict[str, Any] | None], calib: dict[str
                          loss_line=(target, "2rank's final loss") if target is not None else None,
                          metric_line=(majority, "majority class") if majority is not None else None)
     text = [_head_text(done, reached, target, calib, majority)]
-    commands = [command, "# one row, e.g.:", train_command(_config(done.get("lora-alpha") or next(iter(done.values()))))]
+    example = done.get("lora-alpha") or next(iter(done.values()))
+    commands = [command, "# one row, e.g.:", train_command(_config(example))]
     return Section(title, text, [table], [Figure(figure, "Train loss (left) and held-out accuracy (right) per step, "
                                                          "every rule at the same step budget")], commands)
 
@@ -126,7 +129,8 @@ def _head_text(done, reached, target, calib, majority) -> str:
         got = {k: v for k, v in reached.items() if v is not None}
         parts.append(f"Reaching 2rank's final train loss ({target:.4f}): "
                      + ", ".join(f"{k} in {v} steps" for k, v in sorted(got.items(), key=lambda kv: kv[1]))
-                     + (f"; never: {', '.join(k for k, v in reached.items() if v is None)}" if len(got) < len(reached) else "")
+                     + (f"; never: {', '.join(k for k, v in reached.items() if v is None)}"
+                        if len(got) < len(reached) else "")
                      + ".")
     if calib:
         bound = f" (at the grid's edge: the best c may lie {'above' if calib.get('bound') == 'lower' else 'below'})" \
@@ -170,7 +174,8 @@ def alpha_eta_section(recs: dict[str, dict[str, Any] | None], out: Path, command
             f" at step {_diverged_at(r)}" if r["status"] == "diverged" else ""), fmt(r.get("final_loss")),
             fmt(r["eval"].get("rel_mse")), fmt(statistics.median(d) if d else None, ".3g")])
     base = _config(done["base"])
-    table = Table(["variant", "α", "η", "status", "final train loss", "held-out rel. MSE", "drift ratio (median)"], rows,
+    table = Table(["variant", "α", "η", "status", "final train loss", "held-out rel. MSE", "drift ratio (median)"],
+                  rows,
                   f"teacher-student, rule fixed, rank {base['rank']}, {base['steps']} steps, constant η, seed 0; "
                   f"α × k raises α at η = {fmt_lr(base['lr'])}, η × k raises η at α = r")
     figure = _plot_alpha_eta(done, drift, out / "alpha_vs_eta.png")
@@ -207,8 +212,10 @@ def _alpha_eta_text(done, drift) -> str:
     med = {k: statistics.median([v for _, v in drift[k]]) for k in done if drift[k]}
     top_a = max((k for k in done if k.startswith("α") and k in med), key=_factor, default=None)
     if "base" in med and top_a:
-        trend = "rises" if med[top_a] > 1.1 * med["base"] else ("falls" if med[top_a] < med["base"] / 1.1 else "stays flat")
-        text += (f" The median drift ratio {trend} with α ({med['base']:.3g} at the base, {med[top_a]:.3g} at {top_a}); "
+        trend = ("rises" if med[top_a] > 1.1 * med["base"] else
+                 "falls" if med[top_a] < med["base"] / 1.1 else "stays flat")
+        text += (f" The median drift ratio {trend} with α ({med['base']:.3g} at the base, {med[top_a]:.3g} at "
+                 f"{top_a}); "
                  f"{PAPER} says raising α does not increase it"
                  + (" — this run disagrees." if trend == "rises" else " — consistent here."))
     return text
@@ -286,7 +293,8 @@ def spectrum_section(data: dict[str, Any] | None, out: Path, command: str) -> Se
         text += f" Suppressed (adapter λ_max below full): {', '.join(below)}."
     if above:
         text += (f" Not suppressed (adapter λ_max above full): {', '.join(above)} — with a large γ the adapter "
-                 "space is steeper than the full weights, so the suppression the paper describes holds only for small γ.")
+                 "space is steeper than the full weights, so the suppression the paper describes holds only for "
+                 "small γ.")
     ranks = ",".join(str(r) for r in sorted({r["rank"] for r in results}))
     rules = ",".join(dict.fromkeys(r["rule"] for r in results))
     return Section(title, [text], [table], [Figure(path, "λ_max per rank in both spaces (left) and the optimization "

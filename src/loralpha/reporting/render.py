@@ -39,7 +39,8 @@ def markdown(report: Report) -> str:
 
 
 _CSS = """
-body{font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1f2328}
+body{font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#1f2328}
 h1{font-size:1.7em;margin-bottom:.2em} h2{margin-top:2em;border-bottom:1px solid #d0d7de;padding-bottom:.2em}
 .sub{color:#57606a} table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
 th,td{border:1px solid #d0d7de;padding:.3em .6em;text-align:right} th{background:#f6f8fa}

@@ -37,7 +37,8 @@ def run_report(run_dir: Path, out: Path) -> Report:
     try:
         config = runs.read_json(run_dir / "config.json")
     except (OSError, ValueError) as e:
-        raise UsageError(f"{run_dir / 'config.json'} is missing or not JSON ({e}); is {run_dir} a run directory?") from None
+        raise UsageError(f"{run_dir / 'config.json'} is missing or not JSON ({e}); is {run_dir} a run "
+                         "directory?") from None
     summary = runs.read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else None
     train_config = config.get("config", {})
     task = train_config.get("task", "?")
@@ -119,7 +120,9 @@ def law_section(records: list[dict[str, Any]], metric: str, out: Path, command: 
     if law is None:
         text = f"No power law could be fitted: {study.reason}."
     else:
-        ci = (lambda iv, f: f" [{iv[0]:{f}}, {iv[1]:{f}}]" if iv else "")
+        def ci(iv, f):
+            return f" [{iv[0]:{f}}, {iv[1]:{f}}]" if iv else ""
+
         text = (f"Fitted α* = c·r^p over ranks {', '.join(f'{r:g}' for r in law.ranks)}: "
                 f"c = {law.c:.4g}{ci(law.c_ci, '.4g')}, p = {law.p:.2f}{ci(law.p_ci, '.2f')} (95% bootstrap"
                 + (f"; {law.bootstrap['note']}" if law.bootstrap.get("note") else "") + "). "

@@ -27,13 +27,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import warnings
 import threading
 import time
 import traceback
+import warnings
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .. import runs
 from ..checks import positive_int

@@ -18,10 +18,11 @@ import json
 import os
 import socket
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .. import runs
 from ..checks import finite_float
@@ -161,14 +162,14 @@ class Store:
             self.db.execute("COMMIT" if kind is None else "ROLLBACK")
             return False
 
-    def _write(self) -> "Store._Tx":
+    def _write(self) -> Store._Tx:
         """A write transaction that takes the lock up front (BEGIN IMMEDIATE)."""
         return Store._Tx(self.db, self.path)
 
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *_) -> None:

@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn

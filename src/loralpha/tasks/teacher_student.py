@@ -15,14 +15,14 @@ MSE divided by the MSE of the untouched base (1 at the start, 0 = teacher).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
+from ..checks import positive_int
 from ..errors import UsageError
 from .base import Task
-
 
 
 def mlp(width: int, depth: int, generator: torch.Generator) -> nn.Sequential:
@@ -58,8 +58,8 @@ def build(seed: int = 0, batch_size: int = 256, width: int = 400, depth: int = 5
         raise UsageError(f"teacher-student does not take {', '.join(sorted(unused))}")
     if teacher not in ("low-rank", "full-rank"):
         raise UsageError(f"teacher must be 'low-rank' or 'full-rank', got {teacher!r}")
-    if width < 1 or depth < 1 or teacher_rank < 1:
-        raise UsageError("width, depth and teacher rank must be positive integers")
+    width, depth = positive_int(width, "width"), positive_int(depth, "depth")
+    teacher_rank = positive_int(teacher_rank, "teacher_rank")
     g = torch.Generator().manual_seed(base_seed)
     student = mlp(width, depth, g)
     teacher_net = mlp(width, depth, g)

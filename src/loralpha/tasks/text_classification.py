@@ -10,8 +10,9 @@ Metrics on the held-out split: accuracy, macro-F1 and the mean cross-entropy.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from sklearn.metrics import f1_score

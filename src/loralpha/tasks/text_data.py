@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import UsageError
 

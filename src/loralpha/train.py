@@ -16,6 +16,9 @@ atomically every that many steps and when the run is interrupted. `resume=True`
 continues a run directory from its checkpoint: the batches before it are drawn
 again (batch order is seeded) and skipped, so a resumed run ends with the same
 numbers, bit for bit on one machine, as one that was never interrupted.
+
+`tensorboard=DIR` also writes TensorBoard event files into DIR: `train/loss` and `train/lr` every
+step, the held-out metrics as `eval/<name>`, and the Signal-Drift series (`signal_drift/...`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from .adapters import AdapterSpec
 from .checkpoints import CHECKPOINT
 from .checks import positive_int
 from .config import FitOptions, TrainConfig
-from .diagnostics.signal_drift import SignalDriftTracker
+from .diagnostics.signal_drift import SignalDriftTracker, tensorboard_scalars
 from .errors import UsageError
 from .faults import StopRequest, finite_grads, locate_fault
 
@@ -88,7 +91,8 @@ def _batches(source: Iterable[Any]):
 def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any], torch.Tensor],
         spec: AdapterSpec, options: FitOptions, *, evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
         out: str | Path | None = None, overwrite: bool = False, resume: bool = False,
-        checkpoint_every: int | None = None, progress: bool = False, record: dict[str, Any] | None = None) -> RunResult:
+        checkpoint_every: int | None = None, progress: bool = False, record: dict[str, Any] | None = None,
+        tensorboard: str | Path | None = None) -> RunResult:
     """Adapt `model` under `spec` and train it for `options.steps` AdamW steps on `loss(model, batch)`.
 
     `options.lr` must be set here (`train` resolves an unset one to the rule's default η for the
@@ -97,11 +101,16 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     With `out`, writes the run directory (see `loralpha.runs`): `record` adds to its config.json.
     With `checkpoint_every`, `out/checkpoint.pt` is rewritten every that many steps; `resume`
     continues the run in `out` from it (or starts it, when `out` holds no run yet).
+    With `tensorboard`, writes TensorBoard event files into that directory: every metrics.jsonl value
+    (`train/loss`, `train/lr`, `eval/<metric>`) and the tracker's `signal_drift/{mean,weighted}/<metric>`;
+    a resumed run appends to it and hides the steps after its checkpoint that the first try had logged.
     """
     options = copy.copy(options)
     options.check_fit()
     if options.lr is None:
         raise UsageError("fit needs a learning rate: pass lr= in its options (train() takes the rule's default)")
+    if tensorboard is not None:
+        _summary_writer()
     if checkpoint_every is not None:
         checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     run_dir = Path(out) if out is not None else None
@@ -128,6 +137,9 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
             raise UsageError(f"Signal-Drift tracking (track_every=) needs LoRA layers; rule {spec.rule!r} has none")
         tracker = SignalDriftTracker(model, every=options.track_every,
                                      path=run_dir / "signal_drift.jsonl" if run_dir else None)
+    board = None
+    if tensorboard is not None:  # on resuming, the steps about to be trained again are purged from the view
+        board = _open_board(tensorboard, purge_step=(start_step + 1 if state else 0) if resume else None)
     # line-buffered: a killed run keeps its rows
     log = open(run_dir / "metrics.jsonl", "a" if state else "w", buffering=1) if run_dir is not None else None
 
@@ -156,6 +168,8 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                 metrics = evaluation()
                 if log:
                     _write(log, json.dumps(runs.clean({"step": 0, **metrics})) + "\n")
+                if board:
+                    _to_board(board, {"step": 0, **metrics})
             bar = _progress(progress, steps)
             model.train()
             for step in range(start_step + 1, steps + 1):
@@ -177,8 +191,10 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                 opt.step()
                 sched.step()
                 completed = step
-                if tracker:
-                    tracker.end(step)
+                drift = tracker.end(step) if tracker else None
+                if board and drift:
+                    for tag, value in tensorboard_scalars(drift).items():
+                        board.add_scalar(tag, value, step)
                 if step % options.eval_every == 0 or step == steps:
                     metrics = evaluation()
                     row.update(metrics)
@@ -187,6 +203,8 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                         status, diverged_at, reason = "diverged", step, f"eval {bad[0]} is not finite at step {step}"
                 if log:
                     _write(log, json.dumps(runs.clean(row)) + "\n")
+                if board:
+                    _to_board(board, row)
                 if bar:
                     bar.update(step, current, metrics)
                 if status == "diverged":
@@ -206,6 +224,8 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
             bar.close()
         if log:
             log.close()
+        if board:
+            board.close()
     wall = time.perf_counter() - start
     final = sum(losses[-FINAL_WINDOW:]) / len(losses[-FINAL_WINDOW:]) if losses and status != "diverged" else None
     result = RunResult(status=status, steps=completed, final_loss=final,
@@ -254,6 +274,32 @@ def _close_run(run_dir: Path, model: nn.Module, spec: AdapterSpec, result: RunRe
         (run_dir / CHECKPOINT).unlink(missing_ok=True)  # finished: nothing is left to resume
 
 
+def _summary_writer() -> type:
+    """torch's SummaryWriter; tensorboard is an optional extra (loralpha[tensorboard])."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UsageError("tensorboard= needs the package tensorboard: pip install tensorboard") from None
+    return SummaryWriter
+
+
+def _open_board(directory: str | Path, purge_step: int | None):
+    """A SummaryWriter into `directory`; with `purge_step`, TensorBoard hides the events logged there
+    at that step and after (a resumed run logs them again)."""
+    try:
+        return _summary_writer()(str(directory), purge_step=purge_step)
+    except OSError as e:
+        raise UsageError(f"cannot write TensorBoard events into {directory}: {e.strerror or e}; "
+                         "give another tensorboard= directory") from None
+
+
+def _to_board(board, row: dict[str, Any]) -> None:
+    """One metrics.jsonl row as TensorBoard scalars: loss and lr as train/<key>, the held-out metrics as eval/<key>."""
+    for key, value in row.items():
+        if key != "step":
+            board.add_scalar(f"train/{key}" if key in ("loss", "lr") else f"eval/{key}", value, row["step"])
+
+
 def _write(log, text: str) -> None:
     try:
         log.write(text)
@@ -295,11 +341,13 @@ def _open_run(run_dir: Path, model: nn.Module, spec: AdapterSpec, options: FitOp
 
 def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = False,
           progress: bool = False, checkpoint_every: int | None = None, resume: bool = False,
-          evaluate: bool = True) -> RunResult:
+          evaluate: bool = True, tensorboard: str | Path | None = None) -> RunResult:
     """Train `config.task` under `config.rule`; see `fit` for the loop, the run directory,
-    checkpoints and resuming. `evaluate=False` skips the held-out evaluations (for probes
-    scored by their train loss, as in `calibrate`)."""
+    checkpoints, resuming and `tensorboard`. `evaluate=False` skips the held-out evaluations (for
+    probes scored by their train loss, as in `calibrate`)."""
     config.check()
+    if tensorboard is not None:  # refuse a missing package before making the run directory
+        _summary_writer()
     check_run_directory(Path(out) if out is not None else None, overwrite, resume, checkpoint_every)
     if out is not None and resume:  # refuse another run's directory, or a finished one, before building the task
         runs.resumable(Path(out), {"config": asdict(config)})
@@ -312,7 +360,7 @@ def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = 
               "higher_is_better": task.higher_is_better}
     return fit(task.model, task.batches, task.loss, config.adapter_spec(task), config.fit_options(task),
                evaluate=task.evaluate if evaluate else None, out=out, overwrite=overwrite, resume=resume,
-               checkpoint_every=checkpoint_every, progress=progress, record=record)
+               checkpoint_every=checkpoint_every, progress=progress, record=record, tensorboard=tensorboard)
 
 
 class _Bar:

@@ -35,6 +35,8 @@ def train(
                                                               "every N steps (and on Ctrl-C)"),
     resume: bool = typer.Option(False, help="continue the unfinished run in --out from its checkpoint (give the "
                                             "options it was started with)"),
+    tensorboard: Optional[Path] = typer.Option(None, metavar="DIR", help="write TensorBoard event files (loss, lr, "
+                                                                        "held-out metrics, Signal-Drift) into DIR"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train TASK with LoRA under RULE (or fully, rule `full`) and write a run directory.
@@ -43,7 +45,7 @@ def train(
     config["task_options"] = {**TaskFlags(**flags).options(task), **config["task_options"]}
     out = out or Path("runs") / f"{task}-{rule}-r{rank}-s{seed}"
     result = run(TrainConfig(**config), out=out, overwrite=overwrite, progress=not quiet,
-                 checkpoint_every=checkpoint_every, resume=resume)
+                 checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard)
     table = Table(title=f"{task} · {rule} · r={rank}", show_header=False)
     table.add_row("status", result.status)
     table.add_row("steps", str(result.steps))

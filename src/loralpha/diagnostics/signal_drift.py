@@ -134,7 +134,9 @@ class SignalDriftTracker:
     step. On a tracked step, `begin` snapshots A and B and hooks every LoRA layer so the
     forward pass keeps the layer input x and the backward pass gives the output gradient g;
     G = Σ gᵀx is accumulated over micro-batches (gradient accumulation sums them too).
-    No extra forward or backward pass is run.
+    No extra forward or backward pass is run. Each record is appended to `path` (JSON lines) and,
+    with `tensorboard` (a directory; skipped when tensorboard is not installed), written there as
+    the scalars of `tensorboard_scalars`.
     """
 
     def __init__(self, model: nn.Module, every: int = 10, path: str | Path | None = None,
@@ -198,10 +200,8 @@ class SignalDriftTracker:
             with open(self.path, "a") as f:
                 f.write(json.dumps(runs.clean(record)) + "\n")
         if self.writer is not None:
-            for group in ("mean", "weighted"):
-                for k, v in record[group].items():
-                    if math.isfinite(v):
-                        self.writer.add_scalar(f"signal_drift/{group}/{k}", v, step)
+            for tag, value in tensorboard_scalars(record).items():
+                self.writer.add_scalar(tag, value, step)
         return record
 
     def close(self) -> None:
@@ -212,6 +212,13 @@ class SignalDriftTracker:
         self._armed = False
         if self.writer is not None:
             self.writer.close()
+
+
+def tensorboard_scalars(record: dict[str, Any]) -> dict[str, float]:
+    """The TensorBoard scalars of one tracker record: `signal_drift/{mean,weighted}/<metric>`, the finite ones
+    (a ratio over a zero denominator is inf in the record and left out here)."""
+    return {f"signal_drift/{group}/{k}": v for group in ("mean", "weighted") for k, v in record[group].items()
+            if math.isfinite(v)}
 
 
 def _tensorboard(directory: str | Path | None):

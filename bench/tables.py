@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -274,8 +275,8 @@ def overheads(R: dict, folder: Path) -> list[str]:
         s = E["speedup"]
         out += ["| measurement | value |", "| --- | --- |",
                 f"| {s['trials']} trials × {s['steps']} steps, 1 worker (median of {s['repeats']}) | "
-                f"{sorted(s['wall_1'])[len(s['wall_1']) // 2]:.1f} s |",
-                f"| same, 2 workers | {sorted(s['wall_2'])[len(s['wall_2']) // 2]:.1f} s |",
+                f"{statistics.median(s['wall_1']):.1f} s |",
+                f"| same, 2 workers | {statistics.median(s['wall_2']):.1f} s |",
                 f"| speed-up | {s['speedup']:.2f}× |"]
         ray = E.get("ray", {})
         if "per_trial_overhead_s" in ray:

@@ -48,7 +48,8 @@ def demo_report(demo_dir: Path, out: Path) -> Report:
                 f"({m['cpu']}, {m['system']}), torch {m.get('torch', '?')}, peft {m.get('peft', '?')}"
                 + (f"; {total / 60:.1f} min of compute in the last invocation" if total else "")
                 + ". Every figure below was measured by that command on that machine; none is copied from the paper.")
-    return Report("LoRA-α, measured: the scaling factor against the usual settings", subtitle, sections)
+    return Report("LoRA-α, measured: the scaling factor against the usual settings", subtitle, sections,
+                  {"command": command, "quick": plan["quick"], "machine": m, "total_s": total})
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -106,8 +107,10 @@ def head_to_head_section(recs: dict[str, dict[str, Any] | None], calib: dict[str
     text = [_head_text(done, reached, target, calib, majority)]
     example = done.get("lora-alpha") or next(iter(done.values()))
     commands = [command, "# one row, e.g.:", train_command(_config(example))]
+    data = {"majority_accuracy": majority, "n_eval": plan["n_eval"], "rank": plan["rank"], "steps": steps,
+            "batch_size": batch, "target_loss": target}
     return Section(title, text, [table], [Figure(figure, "Train loss (left) and held-out accuracy (right) per step, "
-                                                         "every rule at the same step budget")], commands)
+                                                         "every rule at the same step budget")], commands, data)
 
 
 def _head_text(done, reached, target, calib, majority) -> str:

@@ -29,6 +29,7 @@ class Section:
     tables: list[Table] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)  # what reproduces the section
+    data: dict[str, Any] = field(default_factory=dict)  # the values its text quotes, for other documents
 
 
 @dataclass
@@ -36,6 +37,17 @@ class Report:
     title: str
     subtitle: str
     sections: list[Section]
+    data: dict[str, Any] = field(default_factory=dict)  # what was run, where, and how long it took
+
+
+def as_data(report: Report) -> dict[str, Any]:
+    """The report as plain data (report.json): every table's cells and each section's quoted values, so
+    README and docs can render their figures from a stored result instead of copying them."""
+    return {"title": report.title, "subtitle": report.subtitle, "data": report.data,
+            "sections": [{"title": s.title, "text": s.text, "commands": s.commands, "data": s.data,
+                          "tables": [{"header": t.header, "rows": t.rows, "caption": t.caption} for t in s.tables],
+                          "figures": [{"file": f.path.name, "caption": f.caption} for f in s.figures]}
+                         for s in report.sections]}
 
 
 def fmt(value: Any, spec: str = ".4g", none: str = "—") -> str:

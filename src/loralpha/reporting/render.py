@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import re
 from pathlib import Path
 from typing import Any
 
-from .document import Report
+from .. import runs
+from .document import Report, as_data
 
 
 def _inline_html(text: str) -> str:
@@ -79,11 +81,13 @@ def to_html(report: Report) -> str:
 
 
 def write(report: Report, out: Path) -> dict[str, Any]:
-    """report.md and report.html into `out` (the PNGs are already there); their paths."""
+    """report.md, report.html and report.json (the same as data) into `out` (the PNGs are already there);
+    their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    md, page = out / "report.md", out / "report.html"
-    for path, text in ((md, markdown(report)), (page, to_html(report))):
+    md, page, data = out / "report.md", out / "report.html", out / "report.json"
+    as_json = json.dumps(runs.clean(as_data(report)), indent=1, sort_keys=True) + "\n"
+    for path, text in ((md, markdown(report)), (page, to_html(report)), (data, as_json)):
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-    return {"html": page, "markdown": md, "figures": [f.path for s in report.sections for f in s.figures]}
+    return {"html": page, "markdown": md, "json": data, "figures": [f.path for s in report.sections for f in s.figures]}

@@ -134,9 +134,10 @@ def law_section(records: list[dict[str, Any]], metric: str, out: Path, command: 
                 + _ratio_range([float(o.x_star) / (2 * float(o.group)) for o in study.optima if o.x_star], word="below")
                 + " α* (for α = 2r)."
                 + (f" Best model of log α* by leave-one-rank-out error: {law.best_model}." if law.best_model else ""))
+    data = {} if law is None else {"c": law.c, "c_ci": law.c_ci, "p": law.p, "p_ci": law.p_ci, "ranks": law.ranks}
     return Section(title, [text], [table], [Figure(path, f"Held-out {metric} against α per rank (left) and α* per rank "
                                                          "with the fitted law and the usual choices (right)")],
-                   [command])
+                   [command], data)
 
 
 def _ratio_range(values: list[float], word: str = "") -> str:

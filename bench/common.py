@@ -18,13 +18,12 @@ ROOT = Path(__file__).parent.parent
 
 
 def machine() -> dict[str, object]:
-    """loralpha's machine facts, and what a timing needs besides: torch's threads and the load."""
+    """loralpha's machine facts (with the load average), and torch's threads."""
     import torch
 
     from loralpha.runs import machine as facts
 
-    return {**facts(), "torch_threads": torch.get_num_threads(),
-            "load_average": [round(v, 2) for v in os.getloadavg()]}
+    return {**facts(), "torch_threads": torch.get_num_threads()}
 
 
 def save(name: str, payload: dict[str, object], quick: bool) -> Path:

@@ -102,9 +102,11 @@ def _difference(recorded: Any, expected: Any, key: str = "") -> str | None:
 
 
 def machine() -> dict[str, Any]:
-    """When and where a result was measured: date, cores, processor, system and package versions."""
+    """When and where a result was measured: date, cores, processor, system, the 1-, 5- and 15-minute
+    load average (other jobs slow a timing down) and package versions."""
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
-            "cpu": platform.processor() or platform.machine(), "system": platform.system(), **versions()}
+            "cpu": platform.processor() or platform.machine(), "system": platform.system(),
+            "load_average": [round(v, 2) for v in os.getloadavg()], **versions()}
 
 
 def versions() -> dict[str, str]:

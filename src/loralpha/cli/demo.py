@@ -16,7 +16,7 @@ from .app import app, console
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-out"), help="directory of the demo's runs, store and report"),
-    quick: bool = typer.Option(False, help="a small demo (about two minutes): fewer steps, ranks and points"),
+    quick: bool = typer.Option(False, help="a small demo: fewer steps, ranks and points (the test suite runs it)"),
     workers: Optional[int] = typer.Option(None, help="training runs at a time (default: 2, or 1 on one core)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:

@@ -24,6 +24,9 @@ def demo_report(demo_dir: Path, out: Path) -> Report:
     if (demo_dir / STORE).exists():
         with Store(demo_dir / STORE) as store:
             records = {r["id"]: r for r in store.records()}
+    for r in records.values():  # the store's folder holds runs/<trial id>: read them there, wherever it now is
+        if r.get("run_dir"):
+            r["run_dir"] = str(demo_dir / "runs" / r["id"])
     plan, trials = manifest["plan"], manifest.get("trials", {})
     command = manifest["command"]
 
@@ -49,7 +52,8 @@ def demo_report(demo_dir: Path, out: Path) -> Report:
                 + (f"; {total / 60:.1f} min of compute in the last invocation" if total else "")
                 + ". Every figure below was measured by that command on that machine; none is copied from the paper.")
     return Report("LoRA-α, measured: the scaling factor against the usual settings", subtitle, sections,
-                  {"command": command, "quick": plan["quick"], "machine": m, "total_s": total})
+                  {"command": command, "quick": plan["quick"], "machine": m, "total_s": total,
+                   "finished": manifest.get("finished")})
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -90,7 +94,7 @@ def head_to_head_section(recs: dict[str, dict[str, Any] | None], calib: dict[str
         if scaling.check_rule(e["rule"]).parameter == "coef":
             name = f"lora-alpha (c = {_config(r)['coef']:.4g}" + (", calibrated)" if label.endswith("calibrated")
                                                                    else ", paper)")
-        rows.append([name, fmt(e["alpha"], ".4g"), fmt(e["gamma"], ".3g"), f"{e['lr']:g} ({rate})", r["status"],
+        rows.append([name, fmt(e["alpha"], ".4g"), fmt(e["gamma"], ".3g"), f"{fmt_lr(e['lr'])} ({rate})", r["status"],
                      fmt(r.get("final_loss")), fmt(r["eval"].get("accuracy")), fmt(r["eval"].get("macro_f1")),
                      "never" if target is not None and reached[label] is None else fmt(reached[label]), wall])
     steps, batch = plan["steps"], plan["batch_size"]

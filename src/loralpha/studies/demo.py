@@ -211,6 +211,7 @@ def run(out: str | Path, quick: bool = False, workers: int | None = None, progre
         say("    reused spectrum.json")
     manifest["timings"]["spectrum_s"] = time.perf_counter() - t0
     manifest["timings"]["total_s"] = time.perf_counter() - started
+    manifest["finished"] = runs.machine()  # its load average tells whether other jobs shared the machine
     runs.write_json(out / MANIFEST, manifest)
     say("4/4 writing the report")
     return manifest

@@ -1,0 +1,364 @@
+"""README.md and docs/findings.md: every table and headline figure rendered from a stored result.
+
+    python bench/docs.py           # rewrite the rendered blocks of README.md and docs/findings.md
+    python bench/docs.py --check   # exit 1, naming each block that differs from what its data renders
+
+A rendered block is the text between `<!-- rendered: NAME -->` and `<!-- /rendered -->`; NAME picks
+its renderer below, which reads the stored result files it names (bench/results/*.json, written by
+the bench scripts; docs/results/**, written by the commands shown beside each block). A figure in
+prose is a rendered value, `<!-- value: FILE / STEP / ... / FORMAT -->0.132<!-- /value -->`: FILE is
+relative to the repository, each STEP a key of a mapping, an index of a list, or KEY=VALUE (the first
+element of a list whose KEY is VALUE), and FORMAT a format spec (`.3g`, `.0f`, `.1%`). A figure that
+no stored result holds does not belong in these documents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loralpha import scaling
+from loralpha.reporting import fmt
+from loralpha.reporting.document import fmt_lr
+from loralpha.tasks import TASKS
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs" / "results"
+FILES = [ROOT / "README.md", ROOT / "docs" / "findings.md"]
+BLOCK = re.compile(r"(<!-- rendered: ([\w-]+) -->\n)(.*?)(<!-- /rendered -->)", re.S)
+VALUE = re.compile(r"(<!-- value: (.+?) -->)(.*?)(<!-- /value -->)", re.S)
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def span(values: list[float], spec: str = ".3g") -> str:
+    """min–max of `values` (one number when they agree to the shown digits)."""
+    lo, hi = format(min(values), spec), format(max(values), spec)
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+# ------------------------------------------------------------------ README
+
+
+def rules() -> str:
+    """The rule table, from the rule table itself (loralpha.scaling.RULES) and the task registry."""
+    described = {"coef": f"c = {scaling.PAPER_COEF:g}, `--coef`", "alpha": f"α = {scaling.DEFAULT_ALPHA:g}, `--alpha`"}
+    rows = []
+    for name, rule in scaling.RULES.items():
+        if rule.trains_full_weights:
+            formula, gamma = "full fine-tuning of the same modules", "—"
+        else:
+            formula = rule.formula + (f" ({described[rule.parameter]})" if rule.parameter else "")
+            if rule.lora_plus:
+                formula += f", B's η × {scaling.LORAPLUS_RATIO:g} (`--loraplus-ratio`)"
+            gamma = f"{scaling.gamma(name, 8):.3g}"
+        rate = "the task's full-FT rate" if rule.full_ft_lr else fmt_lr(scaling.LORA_LR)
+        rows.append([f"`{name}`", formula, gamma, rate])
+    by_rate: dict[float, list[str]] = {}
+    for name, facts in TASKS.items():
+        by_rate.setdefault(facts.full_ft_lr, []).append(f"`{name}`")
+    rates = "; ".join(f"{fmt_lr(rate)} for {', '.join(names)}" for rate, names in by_rate.items())
+    return table(["rule", "lora_alpha", "γ at r=8", "default η"], rows) + (
+        f"\n\nThe task's full-FT rate (`loralpha.tasks.TASKS`): {rates}.")
+
+
+def demo() -> str:
+    """The demo's head-to-head table and its other parts' headline figures, from docs/results/demo/report.json
+    (written by `loralpha demo --out docs/results/demo`)."""
+    report = load(DOCS / "demo" / "report.json")
+    head, ae, sp, law = report["sections"]
+    m, data = report["data"]["machine"], head["data"]
+    t = head["tables"][0]
+    keep = ["rule", "α", "γ = α/r", "η", "final train loss", "held-out accuracy", "steps to 2rank's final loss"]
+    cols = [t["header"].index(c) for c in keep]
+    rows = [[row[i] for i in cols] for row in t["rows"]]
+    minutes = report["data"]["total_s"] / 60
+    load_avg = (report["data"].get("finished") or {}).get("load_average")
+    out = [f"On this project's {m['cores']}-core build machine ({m['date']}, CPU only"
+           + (f"; 1-minute load {load_avg[0]:g} when it finished" if load_avg else "")
+           + f") `loralpha demo` (what `make demo` runs) took **{minutes:.1f} min** and measured, on tweets (rank "
+           f"{data['rank']}, {data['steps']} steps of batch {data['batch_size']} for every rule):", "",
+           table(keep, rows), "",
+           "![Train loss and held-out accuracy per step, each rule at its default η]"
+           "(docs/results/demo/head_to_head.png)", ""]
+    variants = {row[0]: row for row in ae["tables"][0]["rows"]}
+    header = ae["tables"][0]["header"]
+    status, drift = header.index("status"), header.index("drift ratio (median)")
+    alphas = sorted((int(k.split("×")[1]), row) for k, row in variants.items() if k.startswith("α"))
+    etas = dict((int(k.split("×")[1]), row) for k, row in variants.items() if k.startswith("η"))
+    top_k, top = alphas[-1]
+    sp_rows = sp["tables"][0]["rows"]
+    ratio = sp["tables"][0]["header"].index("adapter / full")
+    by_rule: dict[str, list[float]] = {}
+    for row in sp_rows:
+        if row[ratio] != "—":
+            by_rule.setdefault(row[0], []).append(float(row[ratio]))
+    law_rows = law["tables"][0]["rows"]
+    vs_paper = [float(row[-1]) for row in law_rows if row[-1] != "—"]
+    fit = law["data"]
+
+    def ci(iv, spec):
+        return f"[{iv[0]:{spec}}, {iv[1]:{spec}}]" if iv else "(no interval)"
+
+    out.append(
+        f"Held-out split of {data['n_eval']} tweets (the majority class scores {data['majority_accuracy']:.3f}), one "
+        "seed: a gap of a few points is within seed noise. The same run measured the other three parts (full report: "
+        "[docs/results/demo/report.md](docs/results/demo/report.md)): "
+        f"α × {top_k} ends `{top[status]}` where η × {top_k} ends `{etas[top_k][status]}`"
+        + (f", and η × 128 ends `{etas[128][status]}` (the paper says it diverges)" if 128 in etas else "")
+        + f"; the median drift ratio goes from {variants['base'][drift]} at the base to {top[drift]} at α × {top_k} "
+        "(the paper says raising α does not raise it); λ_max in adapter space, relative to the full-weight one, is "
+        + ", ".join(f"{span(v, '.2g')} × under `{rule}`" for rule, v in by_rule.items())
+        + f"; and the α*(r) law on teacher-student fits p = {fit['p']:.2f} {ci(fit['p_ci'], '.2f')} with "
+        f"c = {fit['c']:.4g} {ci(fit['c_ci'], '.4g')}, so α* is {span(vs_paper, '.2g')} × the paper's 256·√r.")
+    return "\n".join(out)
+
+
+def bench_headline() -> str:
+    """The benchmarks' two headline figures, from bench/results (quality.json, convergence.json)."""
+    R = {name: load(RESULTS / f"{name}.json") for name in ("quality", "convergence", "run_all")}
+    bbc = R["quality"]["tasks"]["bbc-news"]["rows"]
+    acc = {r["rule"]: r["accuracy"]["mean"] for r in bbc if r["tuned"]}
+    untuned = next(r["accuracy"]["mean"] for r in bbc if not r["tuned"])
+    T = R["convergence"]["tasks"]["teacher-student"]
+    conv = next(r for r in T["by_lr"] if math.isclose(r["lr"], T["full_ft_lr"], rel_tol=1e-3))["rules"]
+    minutes = R["run_all"]["total_s"] / 60
+    return (f"(`make bench`, {minutes:.0f} min on 2 cores from scratch): there, once every baseline gets its own "
+            f"learning rate from a log grid, bbc-news accuracy is {untuned:.2f} for untuned "
+            f"LoRA-α, {acc['2rank']:.2f} for `2rank` and {acc['full']:.2f} for full fine-tuning (3 seeds), while at "
+            "the small full-fine-tuning η LoRA-α reaches `2rank`'s final loss on teacher-student in "
+            f"{conv['lora-alpha']['steps']} steps where `2rank` needs {conv['2rank']['steps']} "
+            f"(η = {fmt_lr(T['full_ft_lr'])}, of {T['steps']}).")
+
+
+def spectrum_line() -> str:
+    """λ_max ratios and optimization gaps at init, from docs/results/spectrum-teacher-student/spectrum.json."""
+    results = load(DOCS / "spectrum-teacher-student" / "spectrum.json")["results"]
+    by = {rule: [r for r in results if r["rule"] == rule] for rule in ("2rank", "lora-alpha")}
+    ranks = sorted({r["rank"] for r in results})
+    gap = {rule: [r["full"]["step_gap"]["gap"] for r in rows] for rule, rows in by.items()}
+    lr = {rule: rows[0]["lr"] for rule, rows in by.items()}
+    ratio = {rule: span([r["suppression"] for r in rows], ".2g") for rule, rows in by.items()}
+    return (f"On teacher-student at init, λ_max in adapter space is {ratio['2rank']} × the full-weight one with "
+            f"α = 2r and {ratio['lora-alpha']} × with LoRA-α; the full-weight gap is {span(gap['2rank'], '.0f')} × "
+            f"for `2rank` at η = {fmt_lr(lr['2rank'])} and "
+            f"{span(gap['lora-alpha'], '.0f')} × for `lora-alpha` at η = {fmt_lr(lr['lora-alpha'])} (ranks "
+            f"{ranks[0]}–{ranks[-1]}; table and command in "
+            "[docs/findings.md](docs/findings.md#2-spectral-suppression-and-the-optimization-gap)).")
+
+
+def law_line() -> str:
+    """α* per rank and the fitted law, from docs/results/sweep-*/fit.json."""
+    ts = load(DOCS / "sweep-teacher-student-alpha" / "fit.json")
+    f = ts["fit"]
+    stars = [o for o in ts["optima"] if o["x_star"] is not None]
+    best_fixed = min((m for m in f["models"] if m["name"] != "free"), key=lambda m: m["loo_rmse"])
+    tweets = {metric: load(DOCS / f"sweep-tweets-alpha-{metric}" / "fit.json") for metric in ("eval_loss", "accuracy")}
+    t_stars = [o["x_star"] for d in tweets.values() for o in d["optima"] if o["x_star"] is not None]
+    found = ", ".join(f"{o['x_star']:.0f}" for o in stars)
+    at = ", ".join(str(o["rank"]) for o in stars)
+    return (f"`loralpha fit … --metric rel_mse` found α* = {found} at r = {at}, i.e. "
+            f"**α* = {f['c']:.0f}·r^{f['p']:.2f}** (c in "
+            f"[{f['c_ci'][0]:.0f}, {f['c_ci'][1]:.0f}], p in [{f['p_ci'][0]:.2f}, {f['p_ci'][1]:.2f}]); of the fixed "
+            f"exponents {best_fixed['note'].removeprefix('∝ ')} predicts held-out ranks best. The paper's 256·√r is "
+            f"{span([o['ratio_to_paper'] for o in stars], '.2g')}× below α* on this task. A small `tweets` sweep (one "
+            f"seed, 60 steps) puts α* at {min(t_stars) / 1e3:.1f}k–{max(t_stars) / 1e3:.1f}k, also far above α = r, "
+            f"with p = {tweets['eval_loss']['fit']['p']:.2f} by held-out loss and "
+            f"{tweets['accuracy']['fit']['p']:.2f} by accuracy.")
+
+
+def sft_gemma() -> str:
+    """README's LLM run, from bench/results/sft_gemma.json (python bench/sft_gemma.py)."""
+    r = load(RESULTS / "sft_gemma.json")
+    m = r["machine"]
+    evals = r["evals"]
+    out = [f"That command with `--eval-every 10` (`python bench/sft_gemma.py`; {m['date']}, {m['cores']} cores, "
+           f"1-minute load {m['load_average'][0]:g} at the end):", "",
+           table(["step", *[str(e["step"]) for e in evals]],
+                 [["held-out loss", *[f"{e['eval_loss']:.3f}" for e in evals]],
+                  ["perplexity", *[f"{e['perplexity']:.2f}" for e in evals]]]), ""]
+    out.append(f"Wall time {r['wall_time_s']:.0f} s for {r['steps']} steps of {TASKS['sft-gemma'].batch_size} × ≤ "
+               f"{r['task_info']['max_length']} tokens and "
+               f"{len(evals)} held-out evaluations ({r['task_info']['n_eval']} records each); loading the converted "
+               f"model took {r['load_s']:.1f} s"
+               + (f", the one-off conversion {r['convert_s']:.0f} s." if r.get("convert_s") else "."))
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ docs/findings.md
+
+
+def alpha_vs_eta() -> str:
+    rows = []
+    for r in load(RESULTS / "alpha_vs_eta.json")["rows"]:
+        status = r["status"] + (f" at step {r['diverged_at']}" if r["status"] == "diverged" else "")
+        rows.append([r["variant"], f"{r['alpha']:g}", f"{r['lr']:g}", status, fmt(r["final_loss"]),
+                     fmt(r["rel_mse"]), fmt(r["drift_ratio"]), fmt(r["bilinear_ratio"])])
+    return table(["variant", "α", "η", "status", "final loss", "held-out rel. MSE", "drift ratio (median)",
+                  "bilinear ratio (median)"], rows)
+
+
+def spectrum_table(name: str) -> Callable[[], str]:
+    def render() -> str:
+        rows = []
+        for r in load(DOCS / name / "spectrum.json")["results"]:
+            rows.append([r["rule"], str(r["rank"]), fmt(r["gamma"], ".3g"), fmt(r.get("lr"), ".2g"),
+                         fmt(r["adapter"]["eigenvalues"][0]), fmt(r["full"]["eigenvalues"][0]),
+                         fmt(r["suppression"], ".3g"), fmt(r["adapter"].get("step_gap", {}).get("gap"), ".3g"),
+                         fmt(r["full"].get("step_gap", {}).get("gap"), ".3g")])
+        return table(["rule", "r", "γ", "η", "λ_max adapter", "λ_max full", "adapter / full", "gap adapter",
+                      "gap full"], rows)
+    return render
+
+
+def equivalence() -> str:
+    E = load(RESULTS / "equivalence.json")
+    rows = [[f"{r['eps']:g}", f"{r['weight_decay']:g}", f"{r['relative_difference']:.2e}"] for r in E["rows"]]
+    return table(["Adam ε", "weight decay", "‖W_a − W_b‖ / ‖ΔW_b‖"], rows)
+
+
+def tracker() -> str:
+    T = load(RESULTS / "tracker_overhead.json")
+    m = T["machine"]
+    rows = [[k + (" (the default of `--track signal-drift`)" if k == "10" else ""), f"{100 * v:.1f}%"]
+            for k, v in T["overhead"].items()]
+    return (f"plain step {T['plain_step_s']:.3f} s, tracked step {T['tracked_step_s']:.3f} s ({m['date'][:10]}, "
+            f"within `make bench`, 1-minute load about {m['load_average'][0]:.0f}).\n"
+            "The cost of tracking every k steps:\n\n" + table(["interval k", "overhead"], rows))
+
+
+def _at(optimum: dict[str, Any], alpha: float) -> float | None:
+    """The metric at α exactly, when α is a grid point of this rank (None when it is not on the grid)."""
+    hit = [g["mean"] for g in optimum["grid"] if math.isclose(g["x"], alpha, rel_tol=1e-6)]
+    return hit[0] if hit else None
+
+
+def law_teacher_student() -> str:
+    ts = load(DOCS / "sweep-teacher-student-alpha" / "fit.json")
+    cal = load(DOCS / "calibrate-teacher-student" / "calibrate.json")
+    by_rank = {a["rank"]: a["alpha"] for a in cal["alphas"]}
+    c = cal["coef"]
+    rows = []
+    for o in ts["optima"]:
+        r, star = o["rank"], o["x_star"]
+        at_r = _at(o, float(r))
+        paper = scaling.lora_alpha("lora-alpha", r)
+        rows.append([str(r), f"{star:.0f}", f"{o['best_metric']:.3f}",
+                     f"{at_r:.3f}" if at_r is not None else "not on the grid", f"{paper:.0f}", f"{star / paper:.2f}",
+                     f"{by_rank[r]:.0f}", f"{star / by_rank[r]:.2f}"])
+    f = ts["fit"]
+    loo = {m["name"]: m["loo_rmse"] for m in f["models"]}
+    on_grid = [(o["rank"], _at(o, float(o["rank"]))) for o in ts["optima"]]
+    at_r = "; ".join(f"{v:.3f} at r = {r}" for r, v in on_grid if v is not None)
+    off = [str(r) for r, v in on_grid if v is None]
+    best = [o["best_metric"] for o in ts["optima"]]
+    return (table(["rank", "α*", "best rel. MSE", "at α = r", "256·√r", "α* / 256·√r", f"calibrated {c:g}·√r",
+                   "α* / calibrated"], rows)
+            + f"\n\nFit α* = c·r^p: **c = {f['c']:.0f} [{f['c_ci'][0]:.0f}, {f['c_ci'][1]:.0f}], p = {f['p']:.2f} "
+              f"[{f['p_ci'][0]:.2f}, {f['p_ci'][1]:.2f}]** (95% bootstrap over seeds). Leave-one-rank-out RMSE of "
+              f"log α*: p = 0: {loo['p=0']:.2f}, p = ½: {loo['p=0.5']:.2f}, p = 1: {loo['p=1']:.2f}, free p: "
+              f"{loo['free']:.2f}.\n\nAt α = r (γ = 1) the rel. MSE is {at_r}, against {span(best, '.2f')} at α*"
+            + (f" (α = r is no grid point at r = {', '.join(off)})." if off else "."))
+
+
+def law_tweets() -> str:
+    fits = {m: load(DOCS / f"sweep-tweets-alpha-{m}" / "fit.json") for m in ("eval_loss", "accuracy")}
+    cal = load(DOCS / "calibrate-tweets" / "calibrate.json")
+    calibrated = {a["rank"]: a["alpha"] for a in cal["alphas"]}
+    acc = {o["rank"]: o for o in fits["accuracy"]["optima"]}
+    rows = []
+    for o in fits["eval_loss"]["optima"]:
+        r, a = o["rank"], acc[o["rank"]]
+        at_r = _at(a, float(r))
+        rows.append([str(r), f"{o['x_star']:.0f}", f"{a['x_star']:.0f} ({a['best_metric']:.3f})",
+                     f"{at_r:.3f}" if at_r is not None else "not on the grid",
+                     f"{scaling.lora_alpha('lora-alpha', r):.0f}", f"{calibrated[r]:.0f}",
+                     f"{calibrated[r] / o['x_star']:.2f}, {calibrated[r] / a['x_star']:.2f}"])
+    return table(["rank", "α* by eval loss", "α* by accuracy (best acc.)", "accuracy at α = r", "256·√r",
+                  f"calibrated {cal['coef']:g}·√r", "calibrated / α* (by eval loss, by accuracy)"], rows)
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "rules": rules, "demo": demo, "bench-headline": bench_headline, "spectrum-line": spectrum_line,
+    "law-line": law_line, "sft-gemma": sft_gemma, "alpha-vs-eta": alpha_vs_eta,
+    "spectrum-teacher-student": spectrum_table("spectrum-teacher-student"),
+    "spectrum-tweets": spectrum_table("spectrum-tweets"), "equivalence": equivalence, "tracker": tracker,
+    "law-teacher-student": law_teacher_student, "law-tweets": law_tweets,
+}
+
+
+def value(path: str) -> str:
+    """A rendered value: FILE / STEP / ... / FORMAT (see the module's docstring). Besides keys, indices and
+    KEY=VALUE, a step may be KEY==VALUE (keep every element of a list whose KEY is VALUE), `*` (apply the
+    steps after it to each element) or `min` / `max` (reduce those elements to one)."""
+    file, *steps, spec = [part.strip() for part in path.split(" / ")]
+    node: Any = load(ROOT / file)
+    each = False
+
+    def step_into(item: Any, step: str) -> Any:
+        if isinstance(item, list) and "=" in step:
+            key, want = step.split("=", 1)
+            return next(x for x in item if str(x.get(key)) == want)
+        return item[int(step)] if isinstance(item, list) else item[step]
+
+    for step in steps:
+        if "==" in step:
+            key, want = step.split("==", 1)
+            node = [x for x in node if str(x.get(key)) == want]
+        elif step == "*":
+            each = True
+        elif step in ("min", "max"):
+            node, each = (min if step == "min" else max)(node), False
+        else:
+            node = [step_into(x, step) for x in node] if each else step_into(node, step)
+    return format(node, spec)
+
+
+def fill(text: str, blocks: dict[str, Callable[[], str]] = BLOCKS) -> str:
+    """`text` with every rendered block and value replaced by what its data gives now."""
+    def render(match: re.Match) -> str:
+        name = match.group(2)
+        if name not in blocks:
+            raise SystemExit(f"unknown rendered block {name!r}; known: {', '.join(blocks)}")
+        return f"{match.group(1)}{blocks[name]()}\n{match.group(4)}"
+
+    def render_value(match: re.Match) -> str:
+        return f"{match.group(1)}{value(match.group(2))}{match.group(4)}"
+    return VALUE.sub(render_value, BLOCK.sub(render, text))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block differs from its data")
+    args = p.parse_args()
+    stale = []
+    for path in FILES:
+        text = path.read_text()
+        new = fill(text)
+        if new != text:
+            pairs = zip(BLOCK.finditer(text), BLOCK.finditer(new))
+            stale += [f"{path.relative_to(ROOT)}: {m.group(2)}" for m, n in pairs if m.group(0) != n.group(0)]
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print("these blocks differ from their data (python bench/docs.py rewrites them):\n  " + "\n  ".join(stale))
+        sys.exit(1)
+    print("up to date" if not stale else "rewrote:\n  " + "\n  ".join(stale))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""README.md and docs/findings.md quote no figure by hand: each rendered block is what bench/docs.py renders
+from the stored result files, and an edited figure or a changed result makes the check fail."""
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import docs  # noqa: E402  (bench/docs.py)
+
+
+@pytest.mark.parametrize("path", docs.FILES, ids=lambda p: p.name)
+def test_every_rendered_block_is_what_its_data_renders(path):
+    text = path.read_text()
+    names = [m.group(2) for m in docs.BLOCK.finditer(text)]
+    assert names, f"{path.name} has no rendered blocks"
+    assert set(names) <= set(docs.BLOCKS)
+    assert docs.fill(text) == text  # run python bench/docs.py after a new result lands
+
+
+def test_every_renderer_is_used_once():
+    names = [m.group(2) for path in docs.FILES for m in docs.BLOCK.finditer(path.read_text())]
+    assert sorted(names) == sorted(docs.BLOCKS)
+
+
+def test_an_edited_figure_is_put_back():
+    text = (ROOT / "docs" / "findings.md").read_text()
+    edited = text.replace("| 1e-08 | 0 | 1.10e-05 |", "| 1e-08 | 0 | 1.00e-05 |")
+    assert edited != text
+    assert docs.fill(edited) == text
+
+
+def test_a_changed_result_changes_the_rendered_block(monkeypatch):
+    original = docs.load
+
+    def altered(path):
+        data = copy.deepcopy(original(path))
+        if path.name == "equivalence.json":
+            data["rows"][1]["relative_difference"] = 2e-3
+        return data
+
+    monkeypatch.setattr(docs, "load", altered)
+    text = (ROOT / "docs" / "findings.md").read_text()
+    assert "| 1e-08 | 0 | 2.00e-03 |" in docs.fill(text)
+
+
+def test_the_alpha_equals_r_column_reads_the_grid_at_alpha_equals_r():
+    fit = json.loads((ROOT / "docs" / "results" / "sweep-teacher-student-alpha" / "fit.json").read_text())
+    by_rank = {o["rank"]: o for o in fit["optima"]}
+    assert docs._at(by_rank[32], 32.0) == pytest.approx(0.602, abs=5e-4)  # α = r = 32 is a grid point
+    assert docs._at(by_rank[8], 8.0) is None  # α = 8 is not
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in docs.law_teacher_student().splitlines()
+            if line.startswith("| ") and line[2].isdigit()}
+    assert "| 0.602 |" in rows["32"] and "not on the grid" in rows["8"]

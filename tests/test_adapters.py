@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -6,9 +7,10 @@ from conftest import Toy
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 
-from loralpha import adapters, scaling
+from loralpha import TrainConfig, adapters, scaling
 from loralpha.adapters import AdapterSpec
 from loralpha.errors import UsageError
+from loralpha.tasks import TASKS, Task
 
 
 def lora_layers(model):
@@ -105,3 +107,36 @@ def test_lora_config_needs_targets_and_a_lora_rule():
         adapters.lora_config(AdapterSpec(rule="full", targets=["q"]))
     assert adapters.lora_config(AdapterSpec(rank=4, targets=["q"])).lora_alpha == pytest.approx(
         scaling.lora_alpha("lora-alpha", 4))
+
+
+@pytest.mark.parametrize("rule", list(scaling.RULES))
+def test_the_head_learns_at_the_tasks_head_rate_under_every_rule(rule):
+    """A text task (tweets: head rate 1e-3) on the Toy: the head's group has the head rate, every other trainable
+    parameter the rule's own η (B at ratio × η under loraplus), each parameter in exactly one group."""
+    torch.manual_seed(0)
+    task = Task(name="tweets", model=Toy(), batches=[], loss=None, evaluate=None, targets=["q", "v"], heads=["head"])
+    config = TrainConfig(task="tweets", rule=rule, rank=4, loraplus_ratio=8.0)
+    spec, options = config.adapter_spec(task), config.fit_options(task)
+    assert options.head_lr == TASKS["tweets"].head_lr == 1e-3 and spec.heads == ["head"]
+    eta = scaling.default_lr(rule, TASKS["tweets"].full_ft_lr)  # 2e-5 for lora-alpha and full, else 2e-4
+    assert options.lr == eta
+    model = adapters.adapt(task.model, spec)
+    opt = adapters.optimizer(model, spec, options.lr, options.weight_decay, options.head_lr)
+    rate = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            assert id(p) not in rate, "a parameter in two groups"
+            rate[id(p)] = group["lr"]
+    trainable = adapters.trainable_parameters(model)
+    assert set(rate) == {id(p) for _, p in trainable}  # every trainable parameter, and nothing else
+    heads = [n for n, _ in trainable if re.search(r"(^|\.)head\.", n)]
+    assert len(heads) == 2  # the head's weight and bias (under PEFT: their modules_to_save copy)
+    for name, p in trainable:
+        if name in heads:
+            want = 1e-3
+        elif "lora_B" in name and scaling.RULES[rule].lora_plus:
+            want = 8.0 * eta
+        else:
+            want = eta
+        assert rate[id(p)] == pytest.approx(want, rel=1e-12), name
+    assert any("lora_B" in n for n, _ in trainable) != scaling.trains_full_weights(rule)

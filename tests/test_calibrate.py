@@ -3,14 +3,15 @@ import json
 import math
 import sys
 
+import numpy as np
 import pytest
 from rich.console import Console
 
-from loralpha import cli
+from loralpha import cli, runs
 from loralpha.errors import UsageError
 from loralpha.options import parse_options
 from loralpha.studies.calibrate import DEFAULT_COEFS, calibrate, first_steps, schedule
-from loralpha.train import RunResult
+from loralpha.train import RunResult, TrainConfig, train
 
 train_module = importlib.import_module("loralpha.studies.calibrate")  # where calibrate looks train up
 TINY = {"batch_size": 32, "task_options": {"width": 32, "depth": 2, "n_eval": 64}}
@@ -92,12 +93,33 @@ def test_every_probe_diverging_is_an_error(monkeypatch):
         calibrate(budget_steps=130)
 
 
-def test_calibrate_on_a_tiny_teacher_student_stays_in_grid_and_budget():
+def test_calibrate_on_a_tiny_teacher_student_stays_in_grid_and_budget(tmp_path):
     cal = calibrate("teacher-student", rank=4, budget_steps=200, **TINY)  # the default grid 1 … 4096
     assert cal.coefs == list(DEFAULT_COEFS)
-    assert DEFAULT_COEFS[0] <= cal.coef <= DEFAULT_COEFS[-1]
-    assert cal.cost_steps <= cal.planned_steps <= 200 and cal.wall_time_s > 0
-    assert len(cal.rounds[0]["probes"]) == 13
+    # round 1: 13 c × 10 steps = 130; round 2 would need 6 × 20 = 120 more, over the budget of 200
+    assert [(r["round"], r["steps"], len(r["probes"])) for r in cal.rounds] == [(1, 10, 13)]
+    assert cal.stopped == "budget" and cal.planned_steps == 130 and cal.wall_time_s > 0
+    probes = {p["coef"]: p for p in cal.rounds[0]["probes"]}
+    assert list(probes) == list(DEFAULT_COEFS)
+    assert cal.cost_steps == sum(p["steps_taken"] for p in probes.values()) <= 200
+    scores = {c: math.inf if p["loss"] is None else p["loss"] for c, p in probes.items()}
+    ranked = sorted(scores, key=scores.get)
+    assert cal.grid_coef == ranked[0] and cal.rounds[0]["kept"] == sorted(ranked[:6])  # the best half survives
+    # a probe's score is the train loss of a lora-alpha run at that c: the mean of its 10 logged losses
+    for c in (ranked[0], ranked[6], ranked[-1]):  # the winner, the best one dropped, the worst
+        config = TrainConfig(task="teacher-student", rule="lora-alpha", rank=4, coef=c, steps=10, eval_every=10, **TINY)
+        train(config, out=tmp_path / f"c{c:g}")
+        losses = [row["loss"] for row in runs.read_metrics(tmp_path / f"c{c:g}")[1:]]
+        assert len(losses) == 10 and probes[c]["status"] == "done" and probes[c]["steps_taken"] == 10
+        assert probes[c]["loss"] == pytest.approx(sum(losses) / 10, rel=1e-12), c
+    # the winner is interior here, so c is the vertex of the parabola in log c through it and its neighbours
+    i = DEFAULT_COEFS.index(cal.grid_coef)
+    assert 0 < i < len(DEFAULT_COEFS) - 1 and not cal.edge and cal.bound is None and cal.refined
+    three = list(DEFAULT_COEFS[i - 1:i + 2])
+    assert cal.refined_from == {"round": 1, "steps": 10, "coefs": three}
+    a, b, _ = np.polyfit(np.log(three), [scores[c] for c in three], 2)
+    assert a > 0 and cal.coef == pytest.approx(math.exp(-b / (2 * a)), rel=1e-6)
+    assert three[0] < cal.coef < three[2]
 
 
 def test_calibrate_is_deterministic():

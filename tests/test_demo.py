@@ -3,6 +3,7 @@
 
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -112,12 +113,71 @@ def test_demo_report_states_every_part_and_no_nan(demo_dir):
         assert (demo_dir["out"] / png).stat().st_size > 10_000
 
 
+def _cells(md: str, section: str, first_cell: str) -> list[str]:
+    """The cells of the one markdown table row of section `section` whose first cell is `first_cell`."""
+    text = md.split(f"\n## {section}", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+    assert len(rows) == 1, (first_cell, rows)
+    return [cell.strip() for cell in rows[0].strip().strip("|").split(" | ")]
+
+
+def _num(value, spec=".4g"):
+    return "—" if value is None else format(value, spec)
+
+
+def test_demo_report_rows_carry_each_rules_own_values(demo_dir):
+    out = demo_dir["out"]
+    md = (out / "report.md").read_text()
+    manifest = json.loads((out / "demo.json").read_text())
+    plan, trials = manifest["plan"], manifest["trials"]
+
+    def summary(tid):  # the run's own record, in the sweep's layout OUT/runs/<trial id>
+        return json.loads((out / "runs" / tid / "summary.json").read_text())
+
+    r, c = plan["rank"], json.loads((out / "calibrate.json").read_text())["coef"]
+    full_ft, usual = (2e-5, "(full-FT rate)"), (2e-4, "(usual LoRA rate)")
+    expected = {  # label -> (first cell, α by the rule's formula at rank r, η)
+        "lora-alpha": ("lora-alpha (c = 256, paper)", 256 * math.sqrt(r), full_ft),
+        "lora-alpha-calibrated": (f"lora-alpha (c = {c:.4g}, calibrated)", c * math.sqrt(r), full_ft),
+        "fixed": ("fixed", 16, usual), "2rank": ("2rank", 2 * r, usual), "rslora": ("rslora", 16 * math.sqrt(r), usual),
+        "loraplus": ("loraplus", 16, usual), "full": ("full", None, full_ft)}
+    assert set(trials["head_to_head"]) == set(expected)
+    for label, tid in trials["head_to_head"].items():
+        name, alpha, (eta, rate) = expected[label]
+        cells, s = _cells(md, "1. Head-to-head", name), summary(tid)
+        assert cells[1:3] == ([f"{alpha:.4g}", f"{alpha / r:.3g}"] if alpha else ["—", "—"]), label
+        shown_eta, shown_rate = cells[3].split(" ", 1)
+        assert float(shown_eta) == pytest.approx(eta, rel=1e-12) and shown_rate == rate, label
+        assert cells[4:7] == [s["status"], _num(s["final_loss"]), _num(s["eval"].get("accuracy"))], label
+
+    ae_r, eta0 = plan["ae_rank"], 5e-5  # α vs η: rule fixed with α = r at the full-FT η, then α × k or η × k
+    variants = {"base": (ae_r, eta0), **{f"α × {k}": (k * ae_r, eta0) for k in plan["ae_factors"]},
+                **{f"η × {k}": (ae_r, k * eta0) for k in plan["ae_factors"]}}
+    assert set(trials["alpha_vs_eta"]) == set(variants)
+    for label, tid in trials["alpha_vs_eta"].items():
+        cells, s = _cells(md, "2. α vs η", label), summary(tid)
+        assert cells[1:3] == [f"{variants[label][0]:g}", f"{variants[label][1]:g}"], label
+        assert cells[3].split(" at step ")[0] == s["status"], label
+        assert cells[4:6] == [_num(s["final_loss"]), _num(s["eval"].get("rel_mse"))], label
+
+
 def test_report_rebuilds_from_the_demo_directory_alone(demo_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(demo_dir["out"], copy, ignore=shutil.ignore_patterns("report.*", "*.png"))
     result = CliRunner().invoke(app, ["report", str(copy)])
     assert result.exit_code == 0, result.output
     assert (copy / "report.html").exists() and (copy / "law.png").exists()
+
+
+def test_report_rebuilds_a_moved_demo_directory(demo_dir, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.move(demo_dir["out"], moved)
+    try:
+        result = CliRunner().invoke(app, ["report", str(moved)])
+        assert result.exit_code == 0, result.output
+        assert "| lora-alpha (c = 256, paper) |" in (moved / "report.md").read_text()
+    finally:
+        shutil.move(moved, demo_dir["out"])
 
 
 def test_report_of_a_run_directory(tmp_path):

@@ -109,6 +109,32 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     same_run(tmp_path / "cut", tmp_path / "whole")
 
 
+def tracked_steps(run_dir):
+    return [json.loads(line)["step"] for line in (run_dir / "signal_drift.jsonl").read_text().splitlines()]
+
+
+def test_a_tracked_run_resumes_with_the_signal_drift_rows_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    whole = train(tiny(track_every=3), out=tmp_path / "whole")
+    tracked = tracked_steps(tmp_path / "whole")
+    assert tracked == [1, 3, 6, 9, 12] and [r["step"] for r in whole.signal_drift] == tracked
+
+    def crash():
+        raise RuntimeError("the machine went away")
+
+    fault_at(monkeypatch, 8, crash)  # after the checkpoint at step 4 and the tracked step 6
+    with pytest.raises(RuntimeError):
+        train(tiny(track_every=3), out=tmp_path / "cut", checkpoint_every=4)
+    monkeypatch.undo()
+    assert tracked_steps(tmp_path / "cut") == [1, 3, 6]
+    resumed = train(tiny(track_every=3), out=tmp_path / "cut", checkpoint_every=4, resume=True)
+    assert resumed.resumed_from == 4 and resumed.status == "done"
+    assert [r["step"] for r in resumed.signal_drift] == [6, 9, 12]  # what this process tracked, 6 once more
+    # the rows after the checkpoint were dropped and written again: the file is the uninterrupted run's, bit for bit
+    drift = [(tmp_path / d / "signal_drift.jsonl").read_text() for d in ("cut", "whole")]
+    assert drift[0] == drift[1]
+    same_run(tmp_path / "cut", tmp_path / "whole")
+
+
 def test_resume_refuses_another_config_or_a_finished_run_and_restarts_without_a_checkpoint(tmp_path, monkeypatch):
     assert train(tiny(), out=tmp_path / "fresh", resume=True).resumed_from is None  # nothing there yet: a new run
     with pytest.raises(UsageError, match="already finished \\(done\\); nothing to resume"):

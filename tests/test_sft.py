@@ -231,9 +231,13 @@ def test_gemma_cache_is_found_without_converting(tmp_path, monkeypatch):
 def test_embedded_sft_data_is_bbc_headline_to_first_paragraph():
     pairs = gemma.bbc_pairs()
     assert len(pairs) == 2105 and len({(p["prompt"], p["response"]) for p in pairs}) == len(pairs)
+    # the first and last articles of the corpus (business/001.txt, tech/401.txt): headline, then the first paragraph
     assert pairs[0] == {"prompt": "Headline: Ad sales boost Time Warner profit\nOpening paragraph:\n",
-                        "response": pairs[0]["response"]}
-    assert pairs[0]["response"].startswith("Quarterly profits at US media giant TimeWarner jumped 76%")
+                        "response": "Quarterly profits at US media giant TimeWarner jumped 76% to $1.13bn (£600m) for "
+                                    "the three months to December, from $639m year-earlier."}
+    assert pairs[-1] == {"prompt": "Headline: Losing yourself in online gaming\nOpening paragraph:\n",
+                         "response": "Online role playing games are time-consuming, but enthralling flights from "
+                                     "reality. But are some people taking their fantasy lives too seriously?"}
 
 
 def peft_tiny(tiny_dir):
@@ -264,17 +268,33 @@ def assert_tracked(path, steps, n_layers=4):  # 2 blocks × q_proj, v_proj
 
 
 def test_hf_trainer_with_lora_config_and_signal_drift_callback(tmp_path, tiny_dir):
-    from transformers import AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
     tok = AutoTokenizer.from_pretrained(str(tiny_dir))
     model = peft_tiny(tiny_dir)
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=4, learning_rate=2e-5,
                              report_to=[], save_strategy="no", use_cpu=True, logging_steps=1, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=sft.tokenize(RECORDS, tok, max_length=64),
+    # one batch of 4 of different lengths (so the batch is padded): every step trains on all of them, in any order
+    records = [RECORDS[0], RECORDS[29], {"prompt": "Name a colour of the sky, in one word please.\n",
+                                         "response": "Blue."},
+               {"prompt": "Q\n", "response": "The quick brown fox jumps over the lazy dog."}]
+    trainer = Trainer(model=model, args=args, train_dataset=sft.tokenize(records, tok, max_length=64),
                       data_collator=sft.Collator(tok), callbacks=[SignalDriftCallback(every=2, tensorboard=False)])
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    assert len(losses) == 4 and all(0 < v < 20 for v in losses)
+    assert len(losses) == 4
+    # step 1 is the untouched model's (B = 0): the mean NLL of the response tokens and eos, by hand, record by record
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_dir)).eval()
+    terms = []
+    for r in records:
+        prompt = [tok.bos_token_id, *tok(r["prompt"], add_special_tokens=False)["input_ids"]]
+        response = [*tok(r["response"], add_special_tokens=False)["input_ids"], tok.eos_token_id]
+        ids = torch.tensor([prompt + response])
+        with torch.no_grad():
+            logp = F.log_softmax(base(input_ids=ids).logits[0].double(), -1)  # (T, vocab)
+        terms += [-logp[len(prompt) + j - 1, t] for j, t in enumerate(response)]
+    assert losses[0] == pytest.approx(float(torch.stack(terms).mean()), rel=1e-5)
+    assert losses[-1] < losses[0]  # the same batch, four steps later
     assert_tracked(tmp_path / "signal_drift.jsonl", [1, 2, 4])
     trainer.save_model(str(tmp_path / "adapter"))
     assert_reloads(tiny_dir, model, tmp_path / "adapter")

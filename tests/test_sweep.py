@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -349,3 +350,106 @@ def test_ray_engine_gives_the_local_results(tmp_path):
         assert ray[tid][1] == (None if local[tid][1] is None else pytest.approx(local[tid][1], rel=1e-6, abs=0))
         assert ray[tid][2] == pytest.approx(local[tid][2], rel=1e-6)
     assert (tmp_path / "ray" / "runs" / trials[0].id / "summary.json").exists()
+
+
+# --- Ctrl-C
+
+
+@pytest.fixture
+def terminal_sigint():
+    """Ctrl-C as in a terminal: a test run started as a background job begins with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def ctrl_c_sweep(trials, store_path, running, give_up_s, settle_s=1.5, **kwargs):
+    """Run the sweep and press Ctrl-C (SIGINT to this process) `settle_s` after `running` of its trials are running
+    (time for their processes to start: a Ctrl-C while one starts is the xfail test below), or after `give_up_s`
+    seconds whatever the store says. Returns whether the trials were seen running, and the seconds it took."""
+    seen, finished = threading.Event(), threading.Event()
+
+    def watch():
+        deadline = time.monotonic() + give_up_s
+        while time.monotonic() < deadline and not finished.is_set():
+            try:
+                with Store(store_path) as store:
+                    if store.counts()["running"] >= running:
+                        seen.set()
+                        break
+            except (UsageError, sqlite3.Error):  # the store is being created
+                pass
+            time.sleep(0.05)
+        finished.wait(settle_s if seen.is_set() else 0)
+        if not finished.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    start = time.monotonic()
+    watcher.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(trials, store_path, progress=False, **kwargs)
+    finally:
+        finished.set()
+        watcher.join()
+    return seen.is_set(), time.monotonic() - start
+
+
+def assert_handed_back(store_path, trials, claimed):
+    with Store(store_path) as store:
+        rows = {r["id"]: r for r in store.records()}
+    assert {tid: r["status"] for tid, r in rows.items()} == {t.id: "pending" for t in trials}
+    assert all(r["worker"] is None for r in rows.values())
+    assert sorted(r["attempts"] for r in rows.values()) == [0] * (len(trials) - claimed) + [1] * claimed
+
+
+@pytest.mark.usefixtures("terminal_sigint")
+def test_ctrl_c_of_a_local_sweep_hands_its_running_trials_back_to_pending(tmp_path, monkeypatch):
+    trials, store_path = tiny_trials(3), tmp_path / "study" / "study.db"
+    monkeypatch.setenv(engine.DELAY_ENV, "60")  # test hook: every trial sleeps first, so both are running at Ctrl-C
+    seen, seconds = ctrl_c_sweep(trials, store_path, running=2, give_up_s=60, workers=2)
+    assert seen and seconds < 30  # stopped at once: the trials' processes were killed, not waited for
+    assert_handed_back(store_path, trials, claimed=2)
+    assert not any((tmp_path / "study" / "runs" / t.id / "summary.json").exists() for t in trials)
+    monkeypatch.delenv(engine.DELAY_ENV)
+    assert run_sweep(trials, store_path, workers=2, progress=False)["done"] == 3  # the next sweep runs them all
+    with Store(store_path) as store:
+        assert sorted(r["attempts"] for r in store.records()) == [1, 2, 2]
+
+
+@pytest.mark.usefixtures("terminal_sigint")
+def test_ctrl_c_of_a_ray_sweep_hands_its_running_trials_back_to_pending(tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="Ray is optional: pip install 'loralpha[ray]'")
+    trials, store_path = tiny_trials(2), tmp_path / "study" / "study.db"
+    monkeypatch.setenv(engine.DELAY_ENV, "60")
+    seen, seconds = ctrl_c_sweep(trials, store_path, running=2, give_up_s=45, settle_s=3, workers=2, engine="ray")
+    if not seen:
+        pytest.skip(f"Ray started no trial within 45 s on this machine ({seconds:.0f} s in all)")
+    assert_handed_back(store_path, trials, claimed=2)
+
+
+def test_ctrl_c_while_a_trials_process_starts_hands_it_back(tmp_path, monkeypatch):
+    real_context = engine._context
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    class Starting:  # the sweep's multiprocessing context, with Ctrl-C arriving as a trial's process starts
+        def __init__(self):
+            self.ctx = real_context()
+
+        def Pipe(self, *args, **kwargs):
+            return self.ctx.Pipe(*args, **kwargs)
+
+        def Process(self, *args, **kwargs):
+            proc = self.ctx.Process(*args, **kwargs)
+            proc.start = ctrl_c
+            return proc
+
+    monkeypatch.setattr(engine, "_context", Starting)
+    trials, store_path = tiny_trials(1), tmp_path / "study" / "study.db"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(trials, store_path, workers=1, progress=False)
+    with Store(store_path) as store:
+        assert store.counts()["pending"] == 1 and store.counts()["running"] == 0

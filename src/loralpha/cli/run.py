@@ -16,6 +16,7 @@ from ..config import TrainConfig
 from ..diagnostics import plane as adam_plane
 from ..diagnostics.spectrum import sweep as spectrum_sweep
 from ..errors import UsageError
+from ..options import command_line
 from ..studies.compare import compare as run_all
 from ..tasks import TASKS, TaskFlags
 from ..train import train as run
@@ -81,7 +82,7 @@ def compare(
 ) -> None:
     """Train several rules on one task at the same budget and print them side by side.
     Finished runs with the same config are reused, so an interrupted comparison resumes."""
-    task, rank, lr, steps, seed = (config[k] for k in ("task", "rank", "lr", "steps", "seed"))
+    task, rank, steps, seed = (config[k] for k in ("task", "rank", "steps", "seed"))
     names = csv(rules) or []
     for name in names:
         scaling.check_rule(name)
@@ -104,8 +105,8 @@ def compare(
     majority = first["task_info"].get("eval_majority_accuracy")
     if majority is not None:
         console.print(f"majority-class accuracy on the held-out split: {majority:.4f}")
-    console.print(f"runs: {out}/<rule>   (rerun: loralpha compare --task {task} --rules {rules} --rank {rank} "
-                  f"--steps {steps}{f' --lr {lr:g}' if lr else ''} --seed {seed} --out {out})")
+    rerun = " ".join(command_line("loralpha compare", TrainConfig, config, first=("task",), always=tuple(config)))
+    console.print(f"runs: {out}/<rule>   (rerun: {rerun} --rules {rules} --out {out})")
 
 
 @app.command()

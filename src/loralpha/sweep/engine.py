@@ -192,7 +192,13 @@ def _run_local(store: Store, ids: list[str], study_dir: Path, workers: int, thre
                 r, w = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_local_child, name=f"trial-{trial.id}",
                                    args=(w, asdict(trial.config), str(run_dir), threads, _hooks(trial), os.getpid()))
-                proc.start()
+                try:
+                    proc.start()
+                except BaseException:  # Ctrl-C while the process starts: the claimed trial is handed back too
+                    w.close()
+                    r.close()
+                    store.release(trial.id)
+                    raise
                 w.close()
                 active[r] = (trial, proc)
                 display.update(force=True)
@@ -258,7 +264,12 @@ def _run_ray(store: Store, ids: list[str], study_dir: Path, workers: int | None,
                 trial, run_dir = _claim(store, me, ids, study_dir)
                 if trial is None:
                     break
-                active[task.remote(asdict(trial.config), str(run_dir), threads, _hooks(trial))] = trial
+                try:
+                    ref = task.remote(asdict(trial.config), str(run_dir), threads, _hooks(trial))
+                except BaseException:  # Ctrl-C while Ray submits it: the claimed trial is handed back too
+                    store.release(trial.id)
+                    raise
+                active[ref] = trial
                 display.update(force=True)
             if not active:
                 break

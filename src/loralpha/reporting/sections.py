@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import runs, scaling
+from ..config import TrainConfig
 from ..errors import UsageError
 from ..options import command_line, show_options
 from ..studies.laws import fit
 from ..studies.records import is_higher_better, load_records, metric_value
 from ..tasks import TaskFlags
-from ..train import TrainConfig
 from .document import Figure, Report, Section, Table, fmt
 from .plots import curves, plot_curves, pyplot
 

@@ -20,16 +20,17 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import runs, scaling
+from ..config import TrainConfig
 from ..diagnostics import spectrum as sp
 from ..errors import UsageError
 from ..sweep import Trial, run_sweep, trial_id
 from ..tasks import TASKS
-from ..train import TrainConfig
 from .calibrate import calibrate
 from .records import effective_alpha, effective_lr
 
@@ -69,11 +70,11 @@ class Plan:
     law_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def full(cls) -> "Plan":
+    def full(cls) -> Plan:
         return cls(quick=False)
 
     @classmethod
-    def quick_plan(cls) -> "Plan":
+    def quick_plan(cls) -> Plan:
         small = {"width": 64, "depth": 3}
         return cls(quick=True, rank=8, steps=12, batch_size=8, eval_every=6, n_eval=64, calib_coefs=[256.0, 4096.0],
                    calib_budget=40, calib_batch=8, ae_rank=4, ae_steps=40, ae_factors=[16, 256], ae_options=small,
@@ -146,8 +147,8 @@ def run(out: str | Path, quick: bool = False, workers: int | None = None, progre
     plan = Plan.quick_plan() if quick else Plan.full()
     workers = workers or min(2, os.cpu_count() or 1)
     started = time.perf_counter()
-    manifest: dict[str, Any] = {"plan": asdict(plan), "command": f"loralpha demo --out {out}" + (" --quick" if quick else ""),
-                                "machine": runs.machine(), "timings": {}}
+    command = f"loralpha demo --out {out}" + (" --quick" if quick else "")
+    manifest: dict[str, Any] = {"plan": asdict(plan), "command": command, "machine": runs.machine(), "timings": {}}
 
     # 1a. calibrate c for MiniLM on tweets at the head-to-head rank (in-process, keyed file)
     say("1/4 calibrating c of lora-alpha on tweets")

@@ -27,8 +27,9 @@ and writes to fit.json.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -155,7 +156,8 @@ def _collect(records: Sequence[dict[str, Any]], x: str, group: str, metric: str,
                 cost = math.inf
         else:
             cost = math.inf
-        xv, gv, ov = float(config_value(config, x)), config_value(config, group), float(config_value(config, other_name))
+        xv, gv = float(config_value(config, x)), config_value(config, group)
+        ov = float(config_value(config, other_name))
         if not (math.isfinite(xv) and xv > 0):
             raise UsageError(f"{x} must be positive to be fitted on a log scale, got {xv}")
         if at is not None and not math.isclose(ov, at, rel_tol=1e-6):

@@ -69,7 +69,8 @@ def is_higher_better(metric: str, given: bool | None = None) -> bool:
         return False
     if metric in HIGHER_IS_BETTER:
         return True
-    raise UsageError(f"cannot tell whether a higher {metric} is better; pass higher_is_better=True or higher_is_better=False")
+    raise UsageError(f"cannot tell whether a higher {metric} is better; pass higher_is_better=True or "
+                     "higher_is_better=False")
 
 
 def effective_lr(config: dict[str, Any]) -> float:

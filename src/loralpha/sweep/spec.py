@@ -37,9 +37,9 @@ from typing import Any
 
 import yaml
 
+from ..config import TrainConfig
 from ..errors import UsageError
 from ..options import default_of
-from ..train import TrainConfig
 
 TOP_KEYS = ("study", "task", "metric", "fixed", "grid")
 DEFAULT_METRIC = "final_loss"

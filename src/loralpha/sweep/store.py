@@ -26,8 +26,8 @@ from typing import Any
 
 from .. import runs
 from ..checks import finite_float
+from ..config import TrainConfig
 from ..errors import UsageError
-from ..train import TrainConfig
 from .spec import Trial
 
 SCHEMA_VERSION = 1

@@ -286,3 +286,38 @@ def test_fit_command_bad_input_is_one_line(tmp_path, capsys, monkeypatch, conten
     code, _, err = run(["fit", str(path), *args], capsys, monkeypatch)
     assert code == 2 and message in err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def lr_records():
+    lrs = [1e-5 * 2 ** k for k in range(8)]
+    return [record(r, 16.0, s, (math.log(lr / (1e-4 * r ** -0.5))) ** 2 + 0.01 * s, lr=lr)
+            for r in (2, 8, 32) for lr in lrs for s in range(2)]
+
+
+def test_fit_infers_the_swept_axis():
+    assert laws.swept_axis(synthetic(40.0, 0.5, seeds=2)) == "alpha"
+    assert laws.swept_axis(lr_records()) == "lr"
+    coefs = [record(r, 16.0, 0, 1.0 / c, rule="lora-alpha", coef=c) for r in (2, 8) for c in (64.0, 256.0, 1024.0)]
+    assert laws.swept_axis(coefs) == "alpha"  # c moves α = c·√r
+    study = laws.fit(lr_records())
+    assert study.x == "lr" and [o.x_star for o in study.optima] == pytest.approx([1e-4 * r ** -0.5 for r in (2, 8, 32)])
+    both = lr_records() + [record(2, 32.0, 0, 0.5, lr=1e-4)]
+    with pytest.raises(UsageError, match=r"vary in alpha, lr besides rank and seed; pick the axis to fit with "
+                                         r"x='alpha' or x='lr'"):
+        laws.fit(both)
+    steps = synthetic(40.0, 0.5, seeds=1) + [record(4, 16.0, 0, 1.0, steps=50)]
+    with pytest.raises(UsageError, match="vary in alpha, steps besides rank and seed"):
+        laws.swept_axis(steps)
+    with pytest.raises(UsageError, match="vary only in rank and seed"):
+        laws.swept_axis([record(r, 16.0, s, 1.0) for r in (2, 4) for s in (0, 1)])
+
+
+def test_fit_command_fits_an_lr_study_without_flags_and_names_the_flag_when_it_cannot(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "study.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lr_records()))
+    code, out, err = run(["fit", str(path), "--resamples", "50"], capsys, monkeypatch)
+    assert code == 0, err
+    assert "η* per rank" in out and json.loads((tmp_path / "fit.json").read_text())["x"] == "lr"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lr_records() + [record(2, 32.0, 0, 0.5, lr=1e-4)]))
+    code, _, err = run(["fit", str(path)], capsys, monkeypatch)
+    assert code == 2 and "pick the axis to fit with --x alpha or --x lr" in err and err.count("\n") == 1

@@ -66,7 +66,8 @@ def fit_law(
     store: Path = typer.Argument(..., help="sweep store (.db) or a .json/.jsonl file of trial records"),
     metric: str = typer.Option("final_loss", help="final_loss (train) or a held-out metric: rel_mse, eval_loss, "
                                                   "accuracy, macro_f1"),
-    x: str = typer.Option("alpha", help="alpha | lr: the variable whose optimum per rank is fitted"),
+    x: Optional[str] = typer.Option(None, help="alpha | lr: the variable whose optimum per rank is fitted "
+                                                "(default: the one the study varies besides rank and seed)"),
     at: Optional[float] = typer.Option(None, help="keep the trials at this η (--x alpha) or α (--x lr), "
                                                   "when the store has several"),
     higher_is_better: Optional[bool] = typer.Option(None, "--higher-is-better/--lower-is-better",
@@ -77,7 +78,9 @@ def fit_law(
 ) -> None:
     """The optimal α (or η) per rank from a sweep, and the power law α* = c·r^p through them, with 95%
     bootstrap intervals, fixed exponents 0, ½, 1 against a free p, and the paper's 256·√r."""
-    study = laws.fit(laws.load_records(store), x=x, metric=metric, higher_is_better=higher_is_better, at=at,
+    records = laws.load_records(store)
+    x = x or laws.swept_axis(records)
+    study = laws.fit(records, x=x, metric=metric, higher_is_better=higher_is_better, at=at,
                      resamples=resamples, seed=seed, source=str(store))
     name = "α" if x == "alpha" else "η"
     n = study.counts

@@ -26,6 +26,7 @@ and writes to fit.json.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -393,11 +394,36 @@ class Study:
                 "fit": self.law.to_dict() if self.law else None, "reason": self.reason}
 
 
-def fit(records: Sequence[dict[str, Any]], x: str = "alpha", group: str = "rank", metric: str = "final_loss",
+AXIS_OF = {"alpha": "alpha", "coef": "alpha", "lr": "lr"}  # a config field that varies -> the axis it moves
+
+
+def swept_axis(records: Sequence[dict[str, Any]], group: str = "rank") -> str:
+    """The axis a study varies besides `group` and the seed: "alpha" (α or c) or "lr". Several varying fields,
+    or none, are a UsageError that names them and the argument that picks one."""
+    counted = [r["config"] for r in records if isinstance(r, dict) and r.get("status") in COUNTED
+               and isinstance(r.get("config"), dict)
+               and not scaling.trains_full_weights(r["config"].get("rule", "lora-alpha"))]  # no α: never fitted
+    if not counted:
+        return "alpha"  # nothing to infer from; fitting says what is missing
+    keys = sorted({k for c in counted for k in c} - {group, "seed", "task"})  # several tasks: fitting refuses
+    varying = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in counted}) > 1]
+    axes = {AXIS_OF.get(k) for k in varying}
+    if len(axes) == 1 and None not in axes:
+        return axes.pop()
+    if not varying:
+        raise UsageError(f"the trials vary only in {group} and seed; a law needs a swept alpha, coef or lr")
+    raise UsageError(f"the trials vary in {', '.join(varying)} besides {group} and seed; pick the axis to fit with "
+                     "x='alpha' or x='lr' (and, where another field varies, keep one value of it with at=)")
+
+
+def fit(records: Sequence[dict[str, Any]], x: str | None = None, group: str = "rank", metric: str = "final_loss",
         higher_is_better: bool | None = None, at: float | None = None, resamples: int = 1000, seed: int = 0,
         source: str | None = None) -> Study:
-    """`optimum` per rank, then `power_law` through the interior ones (if there are 2 or more)."""
+    """`optimum` per rank, then `power_law` through the interior ones (if there are 2 or more). `x` is the
+    axis (alpha or lr); None: the one the records vary besides `group` and seed (`swept_axis`)."""
     positive_int(resamples, "resamples")
+    if x is None:
+        x = swept_axis(records, group)
     higher = is_higher_better(metric, higher_is_better)
     cells, others, counts = _collect(records, x, group, metric, higher, at)
     optima = [_optimum(gv, cells[gv], higher, others[gv]) for gv in sorted(cells, key=_sort_key)]

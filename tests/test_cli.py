@@ -1,3 +1,4 @@
+import json
 import sys
 
 import pytest
@@ -73,3 +74,25 @@ def test_train_passes_task_options(tmp_path, capsys, monkeypatch):
     assert code == 0
     assert runs.read_json(out_dir / "config.json")["config"]["task_options"] == {
         "teacher": "low-rank", "width": 16, "depth": 2, "n_eval": 32}
+
+
+def test_train_prints_the_baseline_and_says_when_a_run_ended_there(tmp_path, capsys, monkeypatch):
+    tiny = ["train", "--steps", "3", "--batch-size", "16", "--task-options", "width=16,depth=2,n_eval=16", "--quiet"]
+    code, out, _ = run([*tiny, "--lr", "1e-3", "--out", str(tmp_path / "learns")], capsys, monkeypatch)
+    assert code == 0 and "baseline: untouched model (step 0)" in out and "rel_mse 1 " in out
+    assert "ended at its baseline" not in out
+    # a step far below float32 resolution leaves the weights, and so the metric, exactly where they started
+    code, out, _ = run([*tiny, "--lr", "1e-30", "--out", str(tmp_path / "stuck")], capsys, monkeypatch)
+    assert code == 0 and "the run ended at its baseline: held-out rel_mse 1 is no better than" in " ".join(out.split())
+
+
+def test_the_majority_class_is_the_baseline_of_a_classifier(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"metric": "accuracy", "higher_is_better": True,
+                                                      "task_info": {"eval_majority_accuracy": 0.65}}))
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 0, "accuracy": 0.3}) + "\n")
+    reference = runs.baseline(tmp_path)
+    assert reference == {"metric": "accuracy", "name": "majority class", "value": 0.65, "higher_is_better": True}
+    assert runs.at_baseline(0.65, reference) and runs.at_baseline(0.6, reference)
+    assert not runs.at_baseline(0.66, reference) and not runs.at_baseline(None, reference)
+    lower = {"metric": "eval_loss", "name": "untouched model (step 0)", "value": 2.9, "higher_is_better": False}
+    assert runs.at_baseline(2.9, lower) and not runs.at_baseline(2.5, lower)

@@ -145,3 +145,31 @@ def read_json(path: str | Path) -> Any:
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     with open(Path(run_dir) / "metrics.jsonl") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def baseline(run_dir: str | Path) -> dict[str, Any] | None:
+    """What the run's headline held-out metric is measured against: the majority-class accuracy of the held-out
+    split (classifiers), else the metric of the untouched model (the evaluation at step 0). None when the run
+    records neither. {"metric", "name", "value", "higher_is_better"}."""
+    config = read_json(Path(run_dir) / "config.json")
+    metric, higher = config.get("metric"), bool(config.get("higher_is_better"))
+    majority = (config.get("task_info") or {}).get("eval_majority_accuracy")
+    if metric == "accuracy" and majority is not None:
+        return {"metric": metric, "name": "majority class", "value": float(majority), "higher_is_better": True}
+    try:
+        first = next((r for r in read_metrics(run_dir) if r.get("step") == 0), {})
+    except OSError:
+        first = {}
+    if metric and first.get(metric) is not None:
+        return {"metric": metric, "name": "untouched model (step 0)", "value": float(first[metric]),
+                "higher_is_better": higher}
+    return None
+
+
+def at_baseline(value: float | None, reference: dict[str, Any]) -> bool:
+    """Whether a final `value` is no better than the baseline (within 1e-9): the run learned nothing the
+    baseline does not already score."""
+    if value is None:
+        return False
+    gain = value - reference["value"] if reference["higher_is_better"] else reference["value"] - value
+    return gain <= 1e-9

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .. import scaling
+from .. import runs, scaling
 from ..checks import positive
 from ..config import TrainConfig
 from ..diagnostics import plane as adam_plane
@@ -53,9 +53,16 @@ def train(
     table.add_row("final train loss", "—" if result.final_loss is None else f"{result.final_loss:.4g}")
     for key, value in result.eval.items():
         table.add_row(f"held-out {key}", f"{value:.4g}")
+    reference = runs.baseline(out) if result.eval else None
+    if reference:
+        table.add_row(f"baseline: {reference['name']}", f"{reference['metric']} {reference['value']:.4g}")
     table.add_row("wall time", f"{result.wall_time_s:.1f} s")
     table.add_row("run directory", str(out))
     console.print(table)
+    if reference and runs.at_baseline(result.eval.get(reference["metric"]), reference):
+        console.print(f"the run ended at its baseline: held-out {reference['metric']} "
+                      f"{result.eval[reference['metric']]:.4g} is no better than the {reference['name']}'s "
+                      f"{reference['value']:.4g}; it learned nothing that baseline does not already score")
     if result.status == "diverged":
         err.print(f"run diverged: {result.reason}; lower --lr (or --coef/--alpha) and try again")
         raise typer.Exit(1)
@@ -102,9 +109,12 @@ def compare(
                       "—" if s["final_loss"] is None else f"{s['final_loss']:.4f}",
                       f"{s['eval'][metric]:.4f}" if metric in s["eval"] else "—", f"{s['wall_time_s']:.0f} s")
     console.print(table)
-    majority = first["task_info"].get("eval_majority_accuracy")
-    if majority is not None:
-        console.print(f"majority-class accuracy on the held-out split: {majority:.4f}")
+    reference = runs.baseline(out / next(iter(results)))
+    if reference:
+        console.print(f"baseline ({reference['name']}): held-out {reference['metric']} {reference['value']:.4f}")
+        flat = [name for name, s in results.items() if runs.at_baseline(s["eval"].get(reference["metric"]), reference)]
+        if flat:
+            console.print(f"ended at that baseline (learned nothing it does not already score): {', '.join(flat)}")
     rerun = " ".join(command_line("loralpha compare", TrainConfig, config, first=("task",), always=tuple(config)))
     console.print(f"runs: {out}/<rule>   (rerun: {rerun} --rules {rules} --out {out})")
 

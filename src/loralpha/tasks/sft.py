@@ -53,7 +53,7 @@ from . import gemma
 from .base import Task
 from .causal_lm import load_causal_lm, tiny_causal_lm, tiny_tokenizer  # noqa: F401 (part of this API)
 from .text_classification import default_targets
-from .text_data import jsonl_rows, split
+from .text_data import held_out_file, jsonl_rows, split
 
 IGNORE = -100  # label of a token that is not learned (prompt, padding)
 DEFAULT_MAX_LENGTH = 512
@@ -306,16 +306,18 @@ class Collator:
 def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | None = None,
           data: str | None = None, max_length: int | None = None, n_eval: int | None = None, split_seed: int = 0,
           packing: bool = False, bos: bool | None = None, data_split: str = "train", eval_batch: int = 8,
-          text_column: str = "text", label_column: str = "label") -> Task:
+          text_column: str = "text", label_column: str = "label", eval_data: str | None = None) -> Task:
     """The `sft` task (your --data; --model optional, default the embedded Gemma; max_length 512,
-    200 held out) or `sft-gemma` (the embedded Gemma on BBC headline -> opening paragraph;
-    max_length 64, 96 held out). `bos=None`: `needs_bos`. `data_split`: the split of a datasets name."""
+    200 held out, at most a fifth) or `sft-gemma` (the embedded Gemma on BBC headline -> opening paragraph;
+    max_length 64, 96 held out). `eval_data`: your held-out records (same formats as data) instead of a split;
+    an `n_eval` you give is held out exactly. `bos=None`: `needs_bos`. `data_split`: the split of a datasets
+    name."""
     if (text_column, label_column) != ("text", "label"):
         raise UsageError("text_column= and label_column= apply to classify; sft reads 'prompt' and "
                          "'response' (or 'messages') fields")
     if which == "sft-gemma":
-        if data is not None:
-            raise UsageError(f"task 'sft-gemma' has embedded data; use task='sft' to train on {data}")
+        if data is not None or eval_data is not None:
+            raise UsageError(f"task 'sft-gemma' has embedded data; use task='sft' to train on {data or eval_data}")
         records = gemma.bbc_pairs()
         wheres = [f"BBC pair {i}" for i in range(len(records))]
         described, default_len, default_eval = gemma.EMBEDDED_DATA, 64, 96
@@ -328,9 +330,19 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
     max_length = max_length or default_len
     if max_length < 2:
         raise UsageError(f"max length must be at least 2 tokens, got {max_length}")
-    if len(records) < 5:
-        raise UsageError(f"{described} has {len(records)} records; need at least 5 to hold some out")
-    held_idx, train_idx = split(len(records), n_eval or default_eval, split_seed)
+    if eval_data is not None:
+        if n_eval is not None:
+            raise UsageError("n_eval= sizes a split of data=; with eval_data= every record of that file is held "
+                             "out: give one of them")
+        held_records, held_wheres, held_described = load_records(eval_data, data_split)
+        held_idx, train_idx = held_out_file(len(records), len(held_records))
+        records, wheres = records + held_records, wheres + held_wheres
+        described = f"{described} (held out: {held_described})"
+    else:
+        if len(records) < 5 and n_eval is None:
+            raise UsageError(f"{described} has {len(records)} records; need at least 5 to hold some out")
+        held_idx, train_idx = split(len(records), default_eval if n_eval is None else n_eval, split_seed,
+                                    exact=n_eval is not None)
 
     if model is None:
         net, tokenizer, _ = load_causal_lm(str(gemma.model_dir()))

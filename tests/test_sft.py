@@ -348,3 +348,66 @@ def test_sft_eval_data_holds_out_its_own_records(tiny_dir, data, tmp_path):
     assert (task.info["n_train"], task.info["n_eval"]) == (len(RECORDS), 3)
     with pytest.raises(UsageError, match="with eval_data= every record of that file is held out"):
         sft.build("sft", model=str(tiny_dir), data=str(data), eval_data=str(held), n_eval=2, batch_size=2)
+
+
+def tiny_gemma(cap: float = 30.0):
+    """A random two-layer Gemma-3 text model with final-logit soft-capping (the embedded Gemma's kind)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                              final_logit_softcapping=cap, sliding_window=16)
+    return Gemma3ForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+def test_labelled_loss_is_the_full_logits_loss_without_the_full_logits(tiny, layout):
+    model, tok = tiny
+    examples = [sft.encode(r, tok) for r in RECORDS[:5]]
+    batch = sft.pad(examples, tok.pad_token_id) if layout == "padded" else sft.packed(sft.pack(examples, 40),
+                                                                                      tok.pad_token_id)
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda m, i, out: seen.append(tuple(out.shape)))
+    try:
+        with torch.no_grad():
+            full = model(**batch).loss
+            seen.clear()
+            mine = sft.labelled_loss(model, batch)
+    finally:
+        hook.remove()
+    assert float(mine) == pytest.approx(float(full), rel=1e-6)
+    labelled = int((batch["labels"][:, 1:] != sft.IGNORE).sum())
+    assert seen == [(labelled, model.config.vocab_size)] and labelled < batch["input_ids"].numel()  # head on N rows
+
+
+def test_labelled_loss_keeps_gemmas_soft_capping_and_its_gradients(tiny):
+    _, tok = tiny
+    gemma_model = tiny_gemma(cap=0.5)  # small enough that capping changes these random logits
+    batch = sft.pad([sft.encode(r, tok) for r in RECORDS[:4]], tok.pad_token_id)
+    full = gemma_model(**batch).loss
+    mine = sft.labelled_loss(gemma_model, batch)
+    assert float(mine.detach()) == pytest.approx(float(full.detach()), rel=1e-6)
+    grads = [torch.autograd.grad(v, gemma_model.model.layers[0].self_attn.q_proj.weight)[0] for v in (full, mine)]
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
+    uncapped = tiny_gemma(cap=None)
+    assert float(sft.labelled_loss(uncapped, batch)) != pytest.approx(float(mine.detach()), rel=1e-4)  # it matters
+
+
+def test_the_labelled_loss_trainer_computes_the_trainers_loss(tiny, tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    model, tok = tiny
+    batch = sft.pad([sft.encode(r, tok) for r in RECORDS[:4]], tok.pad_token_id)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+
+    class Mine(sft.LabelledLoss, Trainer):
+        pass
+
+    with torch.no_grad():
+        plain = Trainer(model=model, args=args).compute_loss(model, dict(batch))
+        mine = Mine(model=model, args=args).compute_loss(model, dict(batch))
+        items = int((batch["labels"][:, 1:] != sft.IGNORE).sum())
+        accumulated = Mine(model=model, args=args).compute_loss(model, dict(batch), num_items_in_batch=2 * items)
+    assert float(mine) == pytest.approx(float(plain), rel=1e-6)
+    assert float(accumulated) == pytest.approx(float(plain) / 2, rel=1e-6)  # sum over the accumulation's tokens

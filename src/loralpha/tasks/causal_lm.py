@@ -81,3 +81,54 @@ def tiny_causal_lm(seed: int = 0, hidden: int = 64, layers: int = 2) -> tuple[nn
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     return model.eval(), tokenizer
+
+
+IGNORE = -100  # the label of a position that is not learned (prompt, padding); transformers' ignore index
+# config attributes that rescale a model's logits in its own forward: such a model keeps the full-logits path
+_LOGIT_RESCALING = ("logit_scale", "logits_scaling")
+
+
+def labelled_loss(model: nn.Module, batch: dict[str, Any], num_items: int | None = None) -> torch.Tensor:
+    """The causal-LM loss of `batch`, with the output layer computed only where a label is learned.
+
+        loss = −(1/N) Σ_{b,t : y[b,t+1] ≠ IGNORE} log softmax(W_out·h[b,t] (soft-capped))[y[b,t+1]]
+
+    over the N labelled next-token positions (or divided by `num_items`, the labelled tokens of a whole
+    gradient-accumulation step, as the Trainer passes it). The decoder runs on the full batch; the hidden
+    states at labelled positions are gathered first and only those go through the LM head, so the
+    (batch, length, vocabulary) logits are never built: on a 262k-token vocabulary that head dominates a
+    step. It equals `model(**batch).loss` up to float rounding (Gemma's final-logit soft-capping included);
+    a model whose forward rescales its logits otherwise (`logit_scale`, `logits_scaling`) or has no
+    separate decoder and head takes that full path instead."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT: the adapted model
+    config = getattr(base, "config", None)
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if decoder is None or head is None or any(getattr(config, a, None) for a in _LOGIT_RESCALING):
+        out = model(**batch)
+        return out.loss
+    labels = batch["labels"]
+    hidden = decoder(**{k: v for k, v in batch.items() if k != "labels"}).last_hidden_state  # (B, T, H)
+    target = labels[:, 1:]  # position t predicts token t + 1
+    keep = target != IGNORE  # (B, T-1)
+    logits = head(hidden[:, :-1][keep]).float()  # (N, V)
+    cap = getattr(config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    total = nn.functional.cross_entropy(logits, target[keep], reduction="sum")
+    return total / (num_items if num_items is not None else max(int(keep.sum()), 1))
+
+
+class LabelledLoss:
+    """A `transformers.Trainer` (or TRL `SFTTrainer`) mixin whose training loss is `labelled_loss`:
+
+        class MyTrainer(LabelledLoss, SFTTrainer): ...
+
+    The logits are computed at labelled positions only; the loss is the one the Trainer computes."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs or "labels" not in inputs:  # evaluation with predictions needs the full outputs
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        items = int(num_items_in_batch) if num_items_in_batch is not None else None
+        return labelled_loss(model, inputs, items)

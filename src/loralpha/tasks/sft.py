@@ -51,11 +51,10 @@ from torch import nn
 from ..errors import UsageError
 from . import gemma
 from .base import Task
-from .causal_lm import load_causal_lm, tiny_causal_lm, tiny_tokenizer  # noqa: F401 (part of this API)
+from .causal_lm import IGNORE, LabelledLoss, labelled_loss, load_causal_lm, tiny_causal_lm, tiny_tokenizer  # noqa: F401 (part of this API)
 from .text_classification import default_targets
 from .text_data import held_out_file, jsonl_rows, split
 
-IGNORE = -100  # label of a token that is not learned (prompt, padding)
 DEFAULT_MAX_LENGTH = 512
 RESPONSE_FIELDS = ("response", "completion")
 
@@ -386,7 +385,7 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
                 yield collate(units[k:k + batch_size])
 
     def loss(net: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        return net(**batch).loss
+        return labelled_loss(net, batch)  # the LM head only at response tokens
 
     def evaluate(net: nn.Module) -> dict[str, float]:
         total, count = 0.0, 0
@@ -394,7 +393,7 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
             for k in range(0, len(held), eval_batch):
                 batch = pad(held[k:k + eval_batch], pad_id)
                 n = int((batch["labels"][:, 1:] != IGNORE).sum())
-                total += float(net(**batch).loss) * n
+                total += float(labelled_loss(net, batch, num_items=1))  # the sum over its n labelled tokens
                 count += n
         mean = total / count
         return {"eval_loss": mean, "perplexity": math.exp(min(mean, 700.0)), "eval_tokens": count}

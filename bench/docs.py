@@ -196,6 +196,11 @@ def sft_gemma() -> str:
                f"{len(evals)} held-out evaluations ({r['task_info']['n_eval']} records each); loading the converted "
                f"model took {r['load_s']:.1f} s"
                + (f", the one-off conversion {r['convert_s']:.0f} s." if r.get("convert_s") else "."))
+    if r.get("step_s"):  # one step's forward + backward on one batch, both losses side by side
+        s = r["step_s"]
+        out.append(f"One training step (forward + backward, median of 3, alternating on the same batch) took "
+                   f"{s['labelled']:.2f} s with the loss from labelled positions only and {s['full']:.2f} s with the "
+                   f"full logits ({s['full'] / s['labelled']:.2f}×).")
     return "\n".join(out)
 
 

@@ -44,11 +44,11 @@ def measure(config: TrainConfig, k: int = 3, method: str = "lanczos",
     At initialisation W0 + γ·B·A = W0 whatever the rule and rank, so the full-weight spectrum of
     the same task, seed, batch and targets is the same for every (rule, rank): pass the
     `result["full_top"]` of an earlier such measurement as `full_top` to reuse it (sweep does)."""
-    replace(config, steps=max(config.steps, 1)).check()  # 0 steps is allowed here: measure at init
+    checked = replace(config, steps=max(config.steps, 1)).check()  # 0 steps is allowed here: measure at init
     torch.manual_seed(config.seed)
     task = tasks.build(config.task, seed=config.seed, batch_size=config.batch_size, **config.task_options)
     spec = config.adapter_spec(task)
-    options = replace(config, steps=max(config.steps, 1)).fit_options(task)
+    options = checked.fit_options(task)
     batches = iter(task.batches)
     probe = next(batches)  # the fixed batch the curvature is measured on
     if config.steps > 0:

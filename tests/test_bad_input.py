@@ -184,7 +184,7 @@ def test_cli_sweep_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatc
 
 @pytest.mark.parametrize("kind, message", [
     ("corrupted", "is not a usable loralpha study database"),
-    ("newer", "has schema version 2, newer than this loralpha's 1; upgrade loralpha to read it"),
+    ("newer", "has schema version 3, newer than this loralpha's 2; upgrade loralpha to read it"),
     ("locked", "is locked by another process (waited 0.2 s); let it finish, or stop it if it is stuck, and rerun"),
 ])
 def test_cli_sweep_on_a_store_it_cannot_use_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, kind, message):
@@ -194,7 +194,7 @@ def test_cli_sweep_on_a_store_it_cannot_use_is_one_line_and_exit_2(tmp_path, cap
         store.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
     elif kind == "newer":
         with sqlite3.connect(store) as db:
-            db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+            db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     else:  # another process holds the write lock for longer than the busy timeout
         monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
         holder = sqlite3.connect(store, isolation_level=None)

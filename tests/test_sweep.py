@@ -129,7 +129,8 @@ def test_store_round_trip(tmp_path):
         claimed = store.claim("h:1")
         assert claimed == trials[0] and store.counts()["running"] == 1
         store.finish(claimed.id, {"status": "done", "final_loss": 0.5, "eval": {"rel_mse": 0.25, "bad": math.nan},
-                                  "wall_time_s": 1.5, "run_dir": "/r"})
+                                  "wall_time_s": 1.5, "run_dir": "/r", "load_time_s": 0.25, "train_time_s": 1.0,
+                                  "eval_time_s": 0.5})
         second = store.claim("h:1")
         store.finish(second.id, {"status": "diverged", "final_loss": math.inf, "eval": {}, "wall_time_s": 0.1,
                                  "reason": "loss is nan at step 3"})
@@ -141,7 +142,9 @@ def test_store_round_trip(tmp_path):
         rows = {r["id"]: r for r in store.records()}
         done = rows[trials[0].id]
         assert set(done) == {"id", "config", "status", "final_loss", "eval", "metric", "run_dir", "error",
-                             "wall_time_s", "attempts", "worker", "started_at", "finished_at"}
+                             "wall_time_s", "attempts", "worker", "started_at", "finished_at", "load_time_s",
+                             "train_time_s", "eval_time_s"}
+        assert (done["load_time_s"], done["train_time_s"], done["eval_time_s"]) == (0.25, 1.0, 0.5)
         assert done["config"] == json.loads(json.dumps(asdict(trials[0].config)))
         assert TrainConfig(**done["config"]) == trials[0].config
         assert done["eval"] == {"rel_mse": 0.25, "bad": None} and done["final_loss"] == 0.5

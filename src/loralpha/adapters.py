@@ -80,11 +80,15 @@ def lora_config(spec: AdapterSpec, model: nn.Module | None = None) -> LoraConfig
 
 
 def adapt(model: nn.Module, spec: AdapterSpec) -> nn.Module:
-    """Make `model` trainable under `spec`: a PEFT model, or (rule `full`) the model
-    with only the targeted modules and heads unfrozen."""
+    """Make `model` trainable under `spec`: a PEFT model, (rule `full`) the model with only the
+    targeted modules and heads unfrozen, or (rule `full-model`) the model with every weight unfrozen."""
     spec.check()
     if not spec.full:
         return get_peft_model(model, lora_config(spec, model))
+    if scaling.check_rule(spec.rule).every_weight:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
     chosen = set(targeted_names(model, spec.targets))
     for p in model.parameters():
         p.requires_grad_(False)

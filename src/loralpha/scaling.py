@@ -14,6 +14,7 @@ an adapter trained here means the same thing to every loader.
 | rslora      | α·√r         | α/√r        | alpha (default 16)   |
 | loraplus    | α            | α/r         | alpha (default 16); B's lr × ratio |
 | full        | —            | —           | full fine-tuning of the same modules |
+| full-model  | —            | —           | full fine-tuning of every weight     |
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class RuleSpec:
     full_ft_lr: bool  # True: default η is the task's full-fine-tuning rate; False: LORA_LR
     note: str
     lora_plus: bool = False  # B trains at loraplus_ratio × η (LoRA+ optimizer groups)
+    every_weight: bool = False  # (no adapter) every weight of the model trains, not only the targeted modules
 
     @property
     def trains_full_weights(self) -> bool:
@@ -57,6 +59,8 @@ RULES: dict[str, RuleSpec] = {
     "loraplus": RuleSpec("α", lambda r, a: a, "alpha", False,
                          "fixed α with LoRA+ (B learns ratio× faster than A)", lora_plus=True),
     "full": RuleSpec("—", None, None, True, "full fine-tuning of the targeted modules"),
+    "full-model": RuleSpec("—", None, None, True, "full fine-tuning of every weight (embeddings, norms, all layers)",
+                           every_weight=True),
 }
 
 

@@ -55,7 +55,7 @@ class RunResult:
     steps: int  # optimizer steps taken
     final_loss: float | None  # mean train loss over the last FINAL_WINDOW steps (None if diverged)
     eval: dict[str, float]  # held-out metrics at the end
-    wall_time_s: float
+    wall_time_s: float  # the loop's wall time: training steps plus the held-out evaluations in it
     diverged_at: int | None = None
     reason: str | None = None
     run_dir: str | None = None
@@ -63,9 +63,17 @@ class RunResult:
     resumed_from: int | None = None  # the checkpoint step this run continued from
     model: nn.Module | None = field(default=None, repr=False, compare=False)  # the trained model, in-process
     signal_drift: list[dict[str, Any]] = field(default_factory=list, repr=False)  # tracker records, in-process
+    eval_time_s: float = 0.0  # of wall_time_s, the part spent in held-out evaluations
+    load_time_s: float | None = None  # building the model and data before the loop (train() measures it)
+
+    @property
+    def train_time_s(self) -> float:
+        """Of wall_time_s, the part spent training (steps, tracking, logging)."""
+        return self.wall_time_s - self.eval_time_s
 
     def summary(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "signal_drift")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "signal_drift")}
+        return {**out, "train_time_s": self.train_time_s}
 
 
 def _schedule(opt: torch.optim.Optimizer, kind: str, warmup: float, steps: int):
@@ -92,7 +100,7 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
         spec: AdapterSpec, options: FitOptions, *, evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
         out: str | Path | None = None, overwrite: bool = False, resume: bool = False,
         checkpoint_every: int | None = None, progress: bool = False, record: dict[str, Any] | None = None,
-        tensorboard: str | Path | None = None) -> RunResult:
+        tensorboard: str | Path | None = None, load_time_s: float | None = None) -> RunResult:
     """Adapt `model` under `spec` and train it for `options.steps` AdamW steps on `loss(model, batch)`.
 
     `options.lr` must be set here (`train` resolves an unset one to the rule's default η for the
@@ -104,6 +112,8 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     With `tensorboard`, writes TensorBoard event files into that directory: every metrics.jsonl value
     (`train/loss`, `train/lr`, `eval/<metric>`) and the tracker's `signal_drift/{mean,weighted}/<metric>`;
     a resumed run appends to it and hides the steps after its checkpoint that the first try had logged.
+    The result splits the loop's wall time into training and evaluation; `load_time_s`, the caller's time
+    spent building the model and data, is recorded beside them.
     """
     options = copy.copy(options)
     options.check_fit()
@@ -143,12 +153,17 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     # line-buffered: a killed run keeps its rows
     log = open(run_dir / "metrics.jsonl", "a" if state else "w", buffering=1) if run_dir is not None else None
 
+    eval_time = 0.0
+
     def evaluation() -> dict[str, float]:
+        nonlocal eval_time
         if evaluate is None:
             return {}
+        began = time.perf_counter()
         model.eval()
         metrics = evaluate(model)
         model.train()
+        eval_time += time.perf_counter() - began
         return metrics
 
     status, reason, diverged_at, diverged_layer, completed = "done", None, None, None, start_step
@@ -232,7 +247,7 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                        eval=metrics if status != "diverged" else {}, wall_time_s=wall, diverged_at=diverged_at,
                        reason=reason, run_dir=str(run_dir) if run_dir else None, model=model,
                        signal_drift=tracker.records if tracker else [], diverged_layer=diverged_layer,
-                       resumed_from=start_step if state else None)
+                       resumed_from=start_step if state else None, eval_time_s=eval_time, load_time_s=load_time_s)
     if run_dir is not None:
         _close_run(run_dir, model, spec, result, checkpoint_every)
     return result
@@ -355,12 +370,15 @@ def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = 
         runs.prepare(out, overwrite)
         overwrite = True
     torch.manual_seed(config.seed)
+    began = time.perf_counter()
     task = tasks.build(config.task, seed=config.seed, batch_size=config.batch_size, **config.task_options)
+    load_time = time.perf_counter() - began
     record = {"config": asdict(config), "task_info": task.info, "metric": task.metric,
               "higher_is_better": task.higher_is_better}
     return fit(task.model, task.batches, task.loss, config.adapter_spec(task), config.fit_options(task),
                evaluate=task.evaluate if evaluate else None, out=out, overwrite=overwrite, resume=resume,
-               checkpoint_every=checkpoint_every, progress=progress, record=record, tensorboard=tensorboard)
+               checkpoint_every=checkpoint_every, progress=progress, record=record, tensorboard=tensorboard,
+               load_time_s=load_time)
 
 
 class _Bar:

@@ -22,7 +22,9 @@ and s·u + (ΔW − s·u) = ΔW exactly. Under Adam each coordinate of ΔA, ΔB 
 ratio grows with η, not with γ.
 
 Also logged: ‖γ·B·A‖_F, the accumulated update since the start (B starts at 0), and its
-stable rank ‖M‖_F² / ‖M‖_2².
+stable rank ‖M‖_F² / ‖M‖_2²; and each factor's motion since the tracker began (the start of
+training): a_motion = ‖A − A₀‖_F / ‖A₀‖_F and b_norm = ‖B‖_F (B₀ = 0), which show whether a
+large γ trains the update through B alone while A barely leaves its random init.
 """
 
 from __future__ import annotations
@@ -100,6 +102,13 @@ def layer_metrics(A: Tensor, B: Tensor, A_new: Tensor, B_new: Tensor, gamma: flo
     return out
 
 
+def factor_motion(A0: Tensor, A: Tensor, B: Tensor) -> dict[str, float]:
+    """How far each factor has moved since A₀ (B₀ = 0): ‖A − A₀‖/‖A₀‖ and ‖B‖."""
+    a0 = float(A0.double().norm())
+    moved = float((A.detach().double() - A0.double()).norm())
+    return {"a_motion": moved / a0 if a0 > 0 else math.inf, "b_norm": float(B.detach().double().norm())}
+
+
 def lora_layers(model: nn.Module, adapter: str = "default") -> dict[str, nn.Module]:
     """The PEFT LoRA layers of `model` that carry `adapter`, by module name."""
     from peft.tuners.lora import LoraLayer
@@ -153,6 +162,7 @@ class SignalDriftTracker:
         self._handles: list[Any] = []
         self._before: dict[str, tuple[Tensor, Tensor]] = {}
         self._grads: dict[str, Tensor] = {}
+        self._initial_A = {name: layer.lora_A[adapter].weight.detach().clone() for name, layer in self.layers.items()}
 
     def tracks(self, step: int) -> bool:
         return step == 1 or step % self.every == 0
@@ -194,6 +204,8 @@ class SignalDriftTracker:
             grad = self._grads.pop(name)
             per_layer[name] = layer_metrics(A, B, layer.lora_A[self.adapter].weight, layer.lora_B[self.adapter].weight,
                                             float(layer.scaling[self.adapter]), grad if grad.any() else None)
+            per_layer[name].update(factor_motion(self._initial_A[name], layer.lora_A[self.adapter].weight,
+                                                 layer.lora_B[self.adapter].weight))
         record = {"step": step, **aggregate(per_layer), "layers": per_layer}
         self.records.append(record)
         if self.path is not None:

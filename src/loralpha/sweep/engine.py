@@ -10,7 +10,8 @@ process back, then runs every pending trial of the sweep:
   (forked from a server that has torch imported, so a trial starts in
   milliseconds; "spawn" where there is no fork server). A trial whose process
   raises or dies (segfault, os._exit, OOM kill) is `failed` with the reason; the
-  others go on. With workers > 1 each trial runs torch on 1 thread.
+  others go on. With workers > 1 each trial runs torch on cores // workers threads
+  (at least 1), so the workers never run more threads than the machine has cores.
 - engine "ray": the same per-trial function as Ray tasks (one process per
   trial, `cpus_per_trial` threads), results written to the store by this process.
   On a multi-node cluster the study directory must be on a shared filesystem.
@@ -314,13 +315,22 @@ def trials_of(spec_or_trials: Spec | str | Path | Iterable[Trial]) -> tuple[list
     return trials, None
 
 
+def local_threads(workers: int, cores: int | None = None) -> int | None:
+    """torch threads per trial for `workers` local workers on `cores` (default: this machine's): the cores
+    shared out, C // N each and at least 1, so that N workers never run more threads than there are cores;
+    None (torch's own choice) for one worker."""
+    if workers <= 1:
+        return None
+    return max(1, (cores or os.cpu_count() or 1) // workers)
+
+
 def run_sweep(spec_or_trials: Spec | str | Path | Iterable[Trial], store_path: str | Path, workers: int | None = None,
               engine: str = "local", address: str | None = None, progress: bool = True, cpus_per_trial: float = 1.0,
               gpus_per_trial: float = 0.0, threads: int | None = None) -> dict[str, int]:
     """Run every trial of the sweep that is not finished in the store at `store_path`; returns the sweep's
     status -> count. `workers`: trials at a time (local default: os.cpu_count(); ray default: the cluster's
     CPUs / cpus_per_trial). `address`: a Ray cluster (default: a local Ray with `workers` CPUs).
-    `threads`: torch threads per trial (default: local, 1 when workers > 1 and torch's own otherwise;
+    `threads`: torch threads per trial (default: local, the cores shared out, see `local_threads`;
     ray, cpus_per_trial rounded down, at least 1)."""
     import multiprocessing
 
@@ -357,7 +367,7 @@ def run_sweep(spec_or_trials: Spec | str | Path | Iterable[Trial], store_path: s
         try:
             if engine == "local":
                 n = workers or os.cpu_count() or 1
-                _run_local(store, ids, store_path.parent, n, threads or (1 if n > 1 else None), display)
+                _run_local(store, ids, store_path.parent, n, threads or local_threads(n), display)
             else:
                 _run_ray(store, ids, store_path.parent, workers, address, cpus_per_trial, gpus_per_trial, threads,
                          display)

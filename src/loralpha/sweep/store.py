@@ -30,10 +30,11 @@ from ..config import TrainConfig
 from ..errors import UsageError
 from .spec import Trial
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added load_time_s, train_time_s, eval_time_s (a v1 store is upgraded on opening)
 STATUSES = ("pending", "running", "done", "diverged", "failed")
 FINISHED = ("done", "diverged", "failed")
 BUSY_TIMEOUT_S = 60.0
+TIME_SPLIT = ("load_time_s", "train_time_s", "eval_time_s")  # a trial's wall time: building, training, evaluating
 
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,7 +51,10 @@ CREATE TABLE trials (
     attempts INTEGER NOT NULL DEFAULT 0,
     started_at TEXT,
     finished_at TEXT,
-    wall_time_s REAL
+    wall_time_s REAL,
+    load_time_s REAL,
+    train_time_s REAL,
+    eval_time_s REAL
 );
 CREATE INDEX trials_status ON trials (status);
 """
@@ -141,6 +145,13 @@ class Store:
         if version > SCHEMA_VERSION:
             raise UsageError(f"store {self.path} has schema version {version}, newer than this loralpha's "
                              f"{SCHEMA_VERSION}; upgrade loralpha to read it")
+        if version < 2:
+            with self._write():  # v1 -> v2: the wall-time split (NULL for trials recorded before it)
+                columns = {r[1] for r in self.db.execute("PRAGMA table_info(trials)")}
+                for name in TIME_SPLIT:
+                    if name not in columns:
+                        self.db.execute(f"ALTER TABLE trials ADD COLUMN {name} REAL")
+                self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         check = self.db.execute("PRAGMA quick_check").fetchone()
         if not check or check[0] != "ok":
             raise UsageError(f"store {self.path} is corrupted ({check[0] if check else 'no answer'})")
@@ -240,9 +251,10 @@ class Store:
         with self._write():
             self.db.execute(
                 "UPDATE trials SET status = ?, final_loss = ?, eval = ?, run_dir = COALESCE(?, run_dir), error = ?, "
-                "finished_at = ?, wall_time_s = ? WHERE id = ?",
+                "finished_at = ?, wall_time_s = ?, load_time_s = ?, train_time_s = ?, eval_time_s = ? WHERE id = ?",
                 (status, finite_float(summary.get("final_loss")), json.dumps(eval_, sort_keys=True),
-                 summary.get("run_dir"), error, _now(), finite_float(summary.get("wall_time_s")), tid))
+                 summary.get("run_dir"), error, _now(), finite_float(summary.get("wall_time_s")),
+                 *(finite_float(summary.get(k)) for k in TIME_SPLIT), tid))
 
     def fail(self, tid: str, error: str) -> None:
         with self._write():
@@ -258,11 +270,11 @@ class Store:
     def records(self, status: str | None = None) -> list[dict[str, Any]]:
         """Every trial (or those with `status`) in insertion order, as dicts with keys id, config (dict),
         status, final_loss, eval (dict), metric, run_dir, error, wall_time_s, attempts, worker,
-        started_at, finished_at."""
+        started_at, finished_at, load_time_s, train_time_s, eval_time_s (wall_time_s is train + eval)."""
         if status is not None and status not in STATUSES:
             raise UsageError(f"unknown status {status!r}; choose one of: {', '.join(STATUSES)}")
         query = ("SELECT id, config, status, final_loss, eval, metric, run_dir, error, wall_time_s, attempts, worker, "
-                 "started_at, finished_at FROM trials")
+                 "started_at, finished_at, load_time_s, train_time_s, eval_time_s FROM trials")
         rows = self.db.execute(query + (" WHERE status = ? ORDER BY rowid" if status else " ORDER BY rowid"),
                                (status,) if status else ())
         out = []
@@ -270,7 +282,7 @@ class Store:
             out.append({"id": r[0], "config": json.loads(r[1]), "status": r[2], "final_loss": r[3],
                         "eval": json.loads(r[4]) if r[4] else {}, "metric": r[5], "run_dir": r[6], "error": r[7],
                         "wall_time_s": r[8], "attempts": r[9], "worker": r[10], "started_at": r[11],
-                        "finished_at": r[12]})
+                        "finished_at": r[12], **dict(zip(TIME_SPLIT, r[13:16]))})
         return out
 
     def statuses(self) -> dict[str, str]:

@@ -140,3 +140,10 @@ def test_the_head_learns_at_the_tasks_head_rate_under_every_rule(rule):
             want = eta
         assert rate[id(p)] == pytest.approx(want, rel=1e-12), name
     assert any("lora_B" in n for n, _ in trainable) != scaling.trains_full_weights(rule)
+
+
+def test_full_model_rule_unfreezes_every_weight_not_only_the_targets(toy):
+    model = adapters.adapt(toy, AdapterSpec(rule="full-model", targets=["q"], heads=["head"]))
+    trainable = {n for n, _ in adapters.trainable_parameters(model)}
+    assert trainable == {n for n, _ in toy.named_parameters()} and "blocks.1.v.weight" in trainable
+    assert scaling.RULES["full-model"].trains_full_weights and not scaling.RULES["full"].every_weight

@@ -95,6 +95,7 @@ def test_tracker_records_a_real_adam_step_exactly():
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     tracker = SignalDriftTracker(model, every=2)
     layers = lora_layers(model)
+    initial_A = {n: layer.lora_A["default"].weight.detach().clone() for n, layer in layers.items()}
     x, y = torch.randn(16, 12), torch.randint(0, 3, (16,))
     records = []
     for step in range(1, 5):
@@ -114,6 +115,12 @@ def test_tracker_records_a_real_adam_step_exactly():
             accumulated = float(layer.get_delta_weight("default").detach().norm())
             assert m["accumulated_norm"] == pytest.approx(accumulated, rel=1e-5)
             assert 0 <= m["drift_ratio"] < math.inf and -1 <= m["cos"] <= 1
+            A, A0 = layer.lora_A["default"].weight.detach(), initial_A[n]
+            assert m["a_motion"] == pytest.approx(float((A - A0).norm() / A0.norm()), rel=1e-6)
+            assert m["b_norm"] == pytest.approx(float(layer.lora_B["default"].weight.detach().norm()), rel=1e-6)
+        assert record["mean"]["b_norm"] > 0  # B starts at 0 and has moved
+        if step == 1:  # B = 0 before the first step, so A gets no gradient: it has not moved yet
+            assert record["mean"]["a_motion"] == 0.0
     assert records == [1, 2, 4]
     assert model.training  # hooks are gone, nothing else changed
 

@@ -457,3 +457,32 @@ def test_ctrl_c_while_a_trials_process_starts_hands_it_back(tmp_path, monkeypatc
         run_sweep(trials, store_path, workers=1, progress=False)
     with Store(store_path) as store:
         assert store.counts()["pending"] == 1 and store.counts()["running"] == 0
+
+
+def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_trials(tmp_path):
+    path = tmp_path / "study.db"
+    trials = tiny_trials(2)
+    with Store(path) as store:
+        store.add(trials)
+        store.finish(store.claim("h:1").id, {"status": "done", "final_loss": 0.5, "eval": {}, "wall_time_s": 2.0})
+    with sqlite3.connect(path) as db:  # as the first loralpha wrote it: no wall-time split
+        for name in ("load_time_s", "train_time_s", "eval_time_s"):
+            db.execute(f"ALTER TABLE trials DROP COLUMN {name}")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with Store(path) as store:
+        rows = store.records()
+        assert [r["status"] for r in rows] == ["done", "pending"] and rows[0]["wall_time_s"] == 2.0
+        assert rows[0]["train_time_s"] is None
+        store.finish(store.claim("h:1").id, {"status": "done", "final_loss": 0.4, "eval": {}, "wall_time_s": 3.0,
+                                             "load_time_s": 1.0, "train_time_s": 2.5, "eval_time_s": 0.5})
+        assert store.records()[1]["eval_time_s"] == 0.5
+        assert store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+
+
+@pytest.mark.parametrize("workers, cores, threads", [(1, 2, None), (2, 2, 1), (2, 16, 8), (3, 16, 5), (4, 2, 1)])
+def test_local_workers_share_the_cores_out_and_never_run_more_threads_than_cores(workers, cores, threads):
+    from loralpha.sweep.engine import local_threads
+
+    assert local_threads(workers, cores) == threads
+    if threads:
+        assert workers * threads <= max(cores, workers)

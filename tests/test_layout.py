@@ -12,8 +12,8 @@ from loralpha import scaling
 SRC = Path(__file__).resolve().parent.parent / "src" / "loralpha"
 # one-way flow: a module may import its own layer and the layers before it, never a later one
 LAYERS = [
-    {"errors", "checks", "options", "scaling", "config", "tasks", "adapters", "faults", "checkpoints", "runs",
-     "train", "diagnostics", "integrations", "sweep"},
+    {"errors", "checks", "options", "devices", "scaling", "config", "tasks", "adapters", "faults", "checkpoints",
+     "runs", "train", "diagnostics", "integrations", "sweep"},
     {"studies"},
     {"reporting"},
     {"cli", "__init__", "__main__"},

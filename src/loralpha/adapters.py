@@ -146,7 +146,7 @@ def save(model: nn.Module, spec: AdapterSpec, directory: Path, initial: Path | N
     """Write the trained adapter (PEFT format) or, for `full`, the trained weights."""
     directory.mkdir(parents=True, exist_ok=True)
     if spec.full:
-        tensors = {n: p.detach().contiguous() for n, p in trainable_parameters(model)}
+        tensors = {n: p.detach().cpu().contiguous() for n, p in trainable_parameters(model)}
         save_file(tensors, str(directory / "full_weights.safetensors"))
     elif isinstance(model, PeftModel):
         kwargs = {}

@@ -18,14 +18,17 @@ CHECKPOINT = "checkpoint.pt"
 FORMAT = "loralpha-checkpoint-1"
 
 
-
 def save(path: Path, step: int, named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer,
-                     sched: Any, losses: list[float], metrics: dict[str, float]) -> None:
-    """Everything a resumed run needs, in plain tensors and numbers, written atomically."""
+         sched: Any, losses: list[float], metrics: dict[str, float], device: torch.device | None = None) -> None:
+    """Everything a resumed run needs, in plain tensors and numbers, written atomically; the tensors of a run
+    on a GPU are saved from there and `load` maps them to the CPU, then into the parameters' device. On a
+    CUDA `device` its RNG state is kept too."""
     payload = {"format": FORMAT, "step": step,
                "params": {n: p.detach().cpu().clone() for n, p in named},
                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                "losses": list(losses), "metrics": dict(metrics), "rng": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        payload["cuda_rng"] = torch.cuda.get_rng_state(device)
     tmp = path.with_name(path.name + ".tmp")
     try:
         torch.save(payload, tmp)
@@ -37,7 +40,7 @@ def save(path: Path, step: int, named: list[tuple[str, nn.Parameter]], opt: torc
 
 
 def load(path: Path, named: list[tuple[str, nn.Parameter]], opt: torch.optim.Optimizer,
-                     sched: Any) -> dict[str, Any] | None:
+         sched: Any) -> dict[str, Any] | None:
     """A checkpoint's state, loaded into `named`, `opt` and `sched` (None when there is none). Only plain tensors and
     numbers are read (weights_only=True): a file that holds code or objects is refused."""
     if not path.exists():

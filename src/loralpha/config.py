@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from . import scaling
+from . import devices, scaling
 from .checks import positive, positive_int
 from .errors import UsageError
 from .options import CSV, DEFAULT_TRACK_EVERY, RANK_PATTERN, TASK_OPTIONS, TRACK, option
@@ -97,6 +97,10 @@ class FitOptions:
     diverge_ratio: float = option(10.0, "a loss above this × the first loss counts as divergence")
     track_every: int | None = option(None, "signal-drift[:K]: Signal-Drift metrics every K steps (default K: "
                                            f"{DEFAULT_TRACK_EVERY}) into signal_drift.jsonl", text=TRACK)
+    device: str = option("auto", f"{devices.DEVICE_NAMES} (auto: CUDA when available, else MPS, else the CPU)")
+    dtype: str = option("float32", "float32 | bfloat16: precision of the frozen base weights (bfloat16: forward "
+                                   "passes under bfloat16 autocast); adapters, heads, every trained weight and the "
+                                   "optimizer state stay float32")
 
     def check_fit(self) -> None:
         """Reject bad loop values (an unset lr is allowed here: `train` resolves it, `fit` needs it)."""
@@ -117,6 +121,8 @@ class FitOptions:
             raise UsageError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
         if not 0 <= self.warmup < 1:
             raise UsageError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        devices.check_name(self.device)  # whether this machine has it is known only at training (devices.resolve)
+        devices.check_dtype(self.dtype)
 
 
 @dataclass

@@ -19,6 +19,12 @@ numbers, bit for bit on one machine, as one that was never interrupted.
 
 `tensorboard=DIR` also writes TensorBoard event files into DIR: `train/loss` and `train/lr` every
 step, the held-out metrics as `eval/<name>`, and the Signal-Drift series (`signal_drift/...`).
+
+Device and precision (`device`, `dtype` of the options; see `loralpha.devices`): the adapted model is
+moved to the device and every batch with it (tensors inside dicts, lists and tuples); with dtype
+bfloat16 the frozen weights are stored in bfloat16 and the loss and the evaluations run under bfloat16
+autocast, while every trainable parameter, its gradient and the optimizer state stay float32.
+config.json's `runtime` states what the run computed on, read off the model.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import adapters, checkpoints, runs, tasks
+from . import adapters, checkpoints, devices, runs, tasks
 from .adapters import AdapterSpec
 from .checkpoints import CHECKPOINT
 from .checks import positive_int
@@ -114,11 +120,15 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     a resumed run appends to it and hides the steps after its checkpoint that the first try had logged.
     The result splits the loop's wall time into training and evaluation; `load_time_s`, the caller's time
     spent building the model and data, is recorded beside them.
+    The adapted model trains on `options.device` (`loss` receives batches already moved there; `evaluate`
+    must put what it builds itself on the model's device) with its frozen weights in `options.dtype`.
     """
     options = copy.copy(options)
     options.check_fit()
     if options.lr is None:
         raise UsageError("fit needs a learning rate: pass lr= in its options (train() takes the rule's default)")
+    device = devices.resolve(options.device)
+    amp = devices.autocast_dtype(device, options.dtype)
     if tensorboard is not None:
         _summary_writer()
     if checkpoint_every is not None:
@@ -130,13 +140,16 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     steps = options.steps
     torch.manual_seed(options.seed)
     model = adapters.adapt(model, spec)
+    devices.set_precision(model, devices.torch_dtype(options.dtype))
+    model.to(device)
     opt = adapters.optimizer(model, spec, options.lr, options.weight_decay, options.head_lr)
     sched = _schedule(opt, options.schedule, options.warmup, steps)
     named = adapters.trainable_parameters(model)
     trainable = [p for _, p in named]
     state = None
     if run_dir is not None:
-        state = _open_run(run_dir, model, spec, options, named, opt, sched, record, overwrite, resume, checkpoint_every)
+        state = _open_run(run_dir, model, spec, options, named, opt, sched, record, overwrite, resume, checkpoint_every,
+                          devices.runtime(model, device, amp))
     start_step = state["step"] if state else 0
     if state:  # the rows after the checkpoint are about to be trained again
         for name in ("metrics.jsonl", "signal_drift.jsonl"):
@@ -155,13 +168,18 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
 
     eval_time = 0.0
 
+    def forward_loss(net: nn.Module, batch: Any) -> torch.Tensor:
+        with devices.autocast(device, amp):  # the backward pass runs outside autocast, as torch advises
+            return loss(net, batch)
+
     def evaluation() -> dict[str, float]:
         nonlocal eval_time
         if evaluate is None:
             return {}
         began = time.perf_counter()
         model.eval()
-        metrics = evaluate(model)
+        with devices.autocast(device, amp):
+            metrics = evaluate(model)
         model.train()
         eval_time += time.perf_counter() - began
         return metrics
@@ -179,6 +197,8 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                 for _ in range(start_step):  # the batches the checkpointed steps trained on (batch order is seeded)
                     next(stream, None)
                 torch.set_rng_state(state["rng"])
+                if "cuda_rng" in state and device.type == "cuda":
+                    torch.cuda.set_rng_state(state["cuda_rng"], device)
             else:
                 metrics = evaluation()
                 if log:
@@ -193,9 +213,11 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                 batch = next(stream, None)
                 if batch is None:  # a finite iterator ran out
                     break
+                batch = devices.to_device(batch, device)
                 if tracker:
                     tracker.begin(step)
-                current, fault = _forward_backward(model, loss, batch, step, opt, named, losses, options.diverge_ratio)
+                current, fault = _forward_backward(model, forward_loss, batch, step, opt, named, losses,
+                                                   options.diverge_ratio)
                 if fault:
                     status, diverged_at, (reason, diverged_layer) = "diverged", step, fault
                     break
@@ -225,11 +247,11 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                 if status == "diverged":
                     break
                 if checkpoint_every and step % checkpoint_every == 0 and step < steps:
-                    checkpoints.save(run_dir / CHECKPOINT, step, named, opt, sched, losses, metrics)
+                    checkpoints.save(run_dir / CHECKPOINT, step, named, opt, sched, losses, metrics, device)
         if stop.requested and status == "done" and completed < steps:
             status, reason = "interrupted", f"interrupted by the user after step {completed}"
             if checkpoint_every and completed > start_step:  # stopped between steps: the state is whole
-                checkpoints.save(run_dir / CHECKPOINT, completed, named, opt, sched, losses, metrics)
+                checkpoints.save(run_dir / CHECKPOINT, completed, named, opt, sched, losses, metrics, device)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: stop at once, mid-step maybe
         status, reason = "interrupted", f"interrupted by the user after step {completed}"
     finally:
@@ -332,9 +354,10 @@ def check_run_directory(out: Path | None, overwrite: bool, resume: bool, checkpo
 
 def _open_run(run_dir: Path, model: nn.Module, spec: AdapterSpec, options: FitOptions, named, opt, sched,
               record: dict[str, Any] | None, overwrite: bool, resume: bool,
-              checkpoint_every: int | None) -> dict[str, Any] | None:
+              checkpoint_every: int | None, runtime: dict[str, Any]) -> dict[str, Any] | None:
     """Write config.json (and the initial adapter PiSSA/OLoRA need) into the run directory; with
-    `resume`, the checkpoint's state to continue from (None: start at step 0)."""
+    `resume`, the checkpoint's state to continue from (None: start at step 0). `runtime` (the device and
+    dtypes, `devices.runtime`) is recorded but not compared on resuming: a run may continue elsewhere."""
     trainable = [p for _, p in named]
     record = {**(record or {}), "spec": asdict(spec), **asdict(options),
               "trainable_params": sum(p.numel() for p in trainable)}
@@ -350,7 +373,7 @@ def _open_run(run_dir: Path, model: nn.Module, spec: AdapterSpec, options: FitOp
     runs.check_space(run_dir, weights * (7 if checkpoint_every else 1) + 200 * options.steps + 2**20,
                      "adapter, metrics and checkpoints" if checkpoint_every else "adapter and metrics")
     adapters.save_initial(model, spec, run_dir / "adapter-init")
-    runs.write_json(run_dir / "config.json", {**record, "versions": runs.versions()})
+    runs.write_json(run_dir / "config.json", {**record, "runtime": runtime, "versions": runs.versions()})
     return state
 
 
@@ -364,6 +387,7 @@ def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = 
     if tensorboard is not None:  # refuse a missing package before making the run directory
         _summary_writer()
     check_run_directory(Path(out) if out is not None else None, overwrite, resume, checkpoint_every)
+    devices.autocast_dtype(devices.resolve(config.device), config.dtype)  # a device this machine lacks, before all
     if out is not None and resume:  # refuse another run's directory, or a finished one, before building the task
         runs.resumable(Path(out), {"config": asdict(config)})
     elif out is not None:  # refuse a taken directory before spending time on the task

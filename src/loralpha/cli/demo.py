@@ -19,12 +19,14 @@ def demo(
     quick: bool = typer.Option(False, help="a small demo: fewer steps, ranks and points (the test suite runs it)"),
     workers: Optional[int] = typer.Option(None, help="training runs at a time (default: 2, or 1 on one core)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps: where every run trains (auto: CUDA "
+                                            "when available, else MPS, else the CPU), in float32"),
 ) -> None:
     """LoRA-α against the usual settings on embedded data, and the paper's three findings measured on this
     machine (α vs η, spectral suppression, the α*(r) law), written as OUT/report.html and OUT/report.md.
     Interrupted? Run the same command again: finished parts are reused."""
     start = time.perf_counter()
-    demo_mod.run(out, quick=quick, workers=workers, progress=not quiet,
+    demo_mod.run(out, quick=quick, workers=workers, progress=not quiet, device=device,
                  say=lambda line: console.print(line, markup=False, highlight=False))
     written = build(out)
     console.print(f"report: {written['html']}  (and {written['markdown'].name}, "

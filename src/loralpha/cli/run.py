@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .. import runs, scaling
+from .. import devices, runs, scaling
 from ..checks import positive
 from ..config import TrainConfig
 from ..diagnostics import plane as adam_plane
@@ -22,6 +22,17 @@ from ..tasks import TASKS, TaskFlags
 from ..train import train as run
 from .app import app, console, csv, err, numbers
 from .options import config_options
+
+
+def on_what(runtime: dict | None) -> str:
+    """A run's device and precision from its record's `runtime`, in a few words."""
+    if not runtime:
+        return "—"
+    base = runtime.get("base_dtype")
+    precision = (f"base {base}, trained {runtime.get('trainable_dtype')}" if base else
+                 f"every weight trained in {runtime.get('trainable_dtype')}")
+    autocast = f", {runtime['autocast']} autocast" if runtime.get("autocast") else ""
+    return f"{runtime['device']} ({runtime.get('device_name')}; {precision}{autocast})"
 
 
 @app.command()
@@ -57,6 +68,7 @@ def train(
     if reference:
         table.add_row(f"baseline: {reference['name']}", f"{reference['metric']} {reference['value']:.4g}")
     table.add_row("wall time", f"{result.wall_time_s:.1f} s")
+    table.add_row("device", on_what(runs.read_json(out / "config.json").get("runtime")))
     table.add_row("run directory", str(out))
     console.print(table)
     if reference and runs.at_baseline(result.eval.get(reference["metric"]), reference):
@@ -77,7 +89,8 @@ def train(
 
 
 @app.command()
-@config_options("config", TrainConfig, only=("task", "rank", "lr", "steps", "batch_size", "seed", "coef", "eval_every"),
+@config_options("config", TrainConfig, only=("task", "rank", "lr", "steps", "batch_size", "seed", "coef", "eval_every",
+                                             "device", "dtype"),
                 defaults={"task": "tweets", "steps": 150},
                 helps={"lr": "one learning rate for every rule (default: each rule's own)",
                        "seed": "seed of every run"})
@@ -109,6 +122,7 @@ def compare(
                       "—" if s["final_loss"] is None else f"{s['final_loss']:.4f}",
                       f"{s['eval'][metric]:.4f}" if metric in s["eval"] else "—", f"{s['wall_time_s']:.0f} s")
     console.print(table)
+    console.print(f"device: {on_what(first.get('runtime'))}")
     reference = runs.baseline(out / next(iter(results)))
     if reference:
         console.print(f"baseline ({reference['name']}): held-out {reference['metric']} {reference['value']:.4f}")
@@ -120,13 +134,15 @@ def compare(
 
 
 @app.command()
-@config_options("config", TrainConfig, only=("task", "coef", "alpha", "steps", "lr", "batch_size", "seed"),
+@config_options("config", TrainConfig, only=("task", "coef", "alpha", "steps", "lr", "batch_size", "seed", "device"),
                 defaults={"steps": 0},
                 helps={"task": "task whose loss is measured",
                        "steps": "train this many steps under each rule first (0: measure at init, B = 0)",
                        "lr": "learning rate of those steps (default: each rule's own)",
                        "batch_size": "size of the fixed batch (default: the task's)",
-                       "seed": "seed of the adapter init and the batch"})
+                       "seed": "seed of the adapter init and the batch",
+                       "device": f"{devices.DEVICE_NAMES}: where the model, the batch and the Hessian-vector products "
+                                 "go (auto: CUDA when available, else MPS, else the CPU); always in float32"})
 def spectrum(
     config: dict,
     rules: str = typer.Option("lora-alpha,2rank", help="α rules, comma-separated"),
@@ -150,7 +166,8 @@ def spectrum(
                        rank=rank_list[0] if rank_list else 8)
     base.check()
     base.steps = steps  # 0 is allowed here: measure at initialisation
-    table = Table(title=f"Hessian λ_max on {task} (fixed batch, after {steps} steps)")
+    where = devices.resolve(base.device)
+    table = Table(title=f"Hessian λ_max on {task} (fixed batch, after {steps} steps, on {where})")
     for column in ("rule", "rank", "γ", "η", "λ_max adapter", "λ_max full", "adapter / full", "gap adapter", "gap full",
                    "HVPs", "seconds"):
         table.add_column(column, justify="left" if column == "rule" else "right")

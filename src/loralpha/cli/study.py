@@ -28,7 +28,8 @@ def sweep(
     engine: str = typer.Option("local", help="local | ray (pip install 'loralpha\\[ray]')"),
     address: Optional[str] = typer.Option(None, help="ray: address of a running cluster (default: a local Ray)"),
     cpus_per_trial: float = typer.Option(1.0, help="ray: CPUs (and torch threads) per trial"),
-    gpus_per_trial: float = typer.Option(0.0, help="ray: GPUs per trial"),
+    gpus_per_trial: float = typer.Option(0.0, help="ray: GPUs per trial (a fraction shares one GPU); a trial given "
+                                                   "GPUs trains on CUDA under device auto, and fails if it sees none"),
     threads: Optional[int] = typer.Option(None, help="torch threads per trial (default: 1 when --workers > 1, "
                                                      "else torch's own; ray: --cpus-per-trial)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live counts"),
@@ -140,7 +141,8 @@ def fit_law(
 
 
 @app.command("calibrate")
-@config_options("config", TrainConfig, only=("task", "rank", "lr", "batch_size", "task_options"), defaults={"rank": 4},
+@config_options("config", TrainConfig, only=("task", "rank", "lr", "batch_size", "task_options", "device", "dtype"),
+                defaults={"rank": 4},
                 helps={"rank": "the small rank R0 every probe trains at",
                        "lr": "η of the probes (default: the task's full-FT rate)"})
 def calibrate_coef(

@@ -60,7 +60,8 @@ def differentiable(params: list[nn.Parameter]) -> Iterator[None]:
 
 
 class HVP:
-    """v ↦ H·v for `loss()` over `params` (flat float64 vectors in, flat float64 out)."""
+    """v ↦ H·v for `loss()` over `params` (flat float64 vectors on the CPU in and out; the products run
+    where the parameters are, a GPU included)."""
 
     def __init__(self, loss: Callable[[], Tensor], params: list[nn.Parameter]):
         self.params = params
@@ -72,16 +73,16 @@ class HVP:
         self.calls = 0
 
     def gradient(self) -> Tensor:
-        return torch.cat([g.detach().reshape(-1) for g in self.grads]).double()
+        return torch.cat([g.detach().reshape(-1).double().cpu() for g in self.grads])
 
     def __call__(self, v: Tensor) -> Tensor:
         self.calls += 1
         parts, k = [], 0
         for p in self.params:
-            parts.append(v[k:k + p.numel()].reshape(p.shape).to(p.dtype))
+            parts.append(v[k:k + p.numel()].reshape(p.shape).to(device=p.device, dtype=p.dtype))
             k += p.numel()
         hv = torch.autograd.grad(self.grads, self.params, grad_outputs=parts, retain_graph=True)
-        return torch.cat([h.reshape(-1) for h in hv]).double()
+        return torch.cat([h.reshape(-1).double().cpu() for h in hv])
 
 
 def power_iteration(hvp: Callable[[Tensor], Tensor], size: int, iters: int = 200, tol: float = 1e-6,

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .. import adapters, runs, scaling, tasks
+from .. import adapters, devices, runs, scaling, tasks
 from ..adapters import AdapterSpec
 from ..errors import UsageError
 from ..train import TrainConfig, fit
@@ -39,26 +39,31 @@ from .signal_drift import lora_layers
 def measure(config: TrainConfig, k: int = 3, method: str = "lanczos",
             full_top: dict[str, Any] | None = None) -> dict[str, Any]:
     """Top-k eigenvalues in both spaces for one config, after `config.steps` training steps
-    (0: at initialisation, where B = 0).
+    (0: at initialisation, where B = 0). The model and the probe batch go to `config.device`; the
+    measurement is in float32 (a bfloat16 `config.dtype` is refused: its rounding would enter the curvature).
 
     At initialisation W0 + γ·B·A = W0 whatever the rule and rank, so the full-weight spectrum of
     the same task, seed, batch and targets is the same for every (rule, rank): pass the
     `result["full_top"]` of an earlier such measurement as `full_top` to reuse it (sweep does)."""
     checked = replace(config, steps=max(config.steps, 1)).check()  # 0 steps is allowed here: measure at init
+    if checked.dtype != "float32":
+        raise UsageError(f"the spectrum is measured in float32; dtype={checked.dtype!r} is not taken here")
+    device = devices.resolve(checked.device)
     torch.manual_seed(config.seed)
     task = tasks.build(config.task, seed=config.seed, batch_size=config.batch_size, **config.task_options)
     spec = config.adapter_spec(task)
     options = checked.fit_options(task)
     batches = iter(task.batches)
-    probe = next(batches)  # the fixed batch the curvature is measured on
+    probe = devices.to_device(next(batches), device)  # the fixed batch the curvature is measured on
     if config.steps > 0:
-        model = fit(task.model, batches, task.loss, spec, options).model
+        model = fit(task.model, batches, task.loss, spec, options).model  # trained on options.device
     else:
         torch.manual_seed(config.seed)
-        model = adapters.adapt(task.model, spec)
+        model = adapters.adapt(task.model, spec).to(device)
     model.eval()  # no dropout: the loss must be one deterministic function of θ
     out: dict[str, Any] = {"task": config.task, "rule": config.rule, "rank": config.rank, "steps": config.steps,
-                           "lora_alpha": spec.lora_alpha(spec.rank), "gamma": spec.lora_alpha(spec.rank) / spec.rank}
+                           "lora_alpha": spec.lora_alpha(spec.rank), "gamma": spec.lora_alpha(spec.rank) / spec.rank,
+                           "device": str(device)}
     if full_top is not None and config.steps > 0:
         raise UsageError("full_top= can be reused only at initialisation (steps = 0)")
     tops = {}
@@ -95,9 +100,9 @@ def one_step(model: torch.nn.Module, loss, spec: AdapterSpec, lr: float,
     loss().backward()
     opt.step()
     with torch.no_grad():
-        adapter_step = torch.cat([(p - b).reshape(-1) for p, b in zip(params, before)]).double()
+        adapter_step = torch.cat([(p - b).reshape(-1) for p, b in zip(params, before)]).double().cpu()
         full_step = torch.cat([(layer.get_delta_weight("default") - d).reshape(-1)
-                               for layer, d in zip(layers, delta_before)]).double()
+                               for layer, d in zip(layers, delta_before)]).double().cpu()
         for n, p in model.named_parameters():
             if n in state:
                 p.copy_(state[n])

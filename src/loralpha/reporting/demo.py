@@ -47,8 +47,10 @@ def demo_report(demo_dir: Path, out: Path) -> Report:
                     Section("4. The α*(r) law", ["Not run yet: rerun the demo command to finish it."]))
     m = manifest["machine"]
     total = manifest.get("timings", {}).get("total_s")
+    on = manifest.get("device") or {}
+    gpu = f", trained on {on['device']} ({on.get('device_name')})" if on.get("device", "cpu") != "cpu" else ""
     subtitle = (f"{'Quick' if plan['quick'] else 'Full'} demo, `{command}` — {m['date']}, {m['cores']} CPU cores "
-                f"({m['cpu']}, {m['system']}), torch {m.get('torch', '?')}, peft {m.get('peft', '?')}"
+                f"({m['cpu']}, {m['system']}){gpu}, torch {m.get('torch', '?')}, peft {m.get('peft', '?')}"
                 + (f"; {total / 60:.1f} min of compute in the last invocation" if total else "")
                 + ". Every figure below was measured by that command on that machine; none is copied from the paper.")
     return Report("LoRA-α, measured: the scaling factor against the usual settings", subtitle, sections,

@@ -21,11 +21,11 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import runs, scaling
+from .. import devices, runs, scaling
 from ..config import TrainConfig
 from ..diagnostics import spectrum as sp
 from ..errors import UsageError
@@ -68,6 +68,7 @@ class Plan:
     law_steps: int = 100
     law_seeds: list[int] = field(default_factory=lambda: [0])
     law_options: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"  # of every run, the calibration probes and the spectrum (all in float32)
 
     @classmethod
     def full(cls) -> Plan:
@@ -83,7 +84,7 @@ class Plan:
 
     def tweets(self, **change: Any) -> TrainConfig:
         base = dict(task="tweets", rank=self.rank, steps=self.steps, batch_size=self.batch_size,
-                    eval_every=self.eval_every, task_options={"n_eval": self.n_eval})
+                    eval_every=self.eval_every, task_options={"n_eval": self.n_eval}, device=self.device)
         return TrainConfig(**{**base, **change})
 
 
@@ -105,7 +106,8 @@ def alpha_vs_eta(plan: Plan) -> dict[str, TrainConfig]:
     full_ft_lr = TASKS["teacher-student"].full_ft_lr
     r = plan.ae_rank
     base = dict(task="teacher-student", rule="fixed", rank=r, alpha=float(r), lr=full_ft_lr, steps=plan.ae_steps,
-                schedule="constant", eval_every=plan.ae_steps, track_every=10, task_options=dict(plan.ae_options))
+                schedule="constant", eval_every=plan.ae_steps, track_every=10, task_options=dict(plan.ae_options),
+                device=plan.device)
     configs = {"base": TrainConfig(**base)}
     for k in plan.ae_factors:
         configs[f"α × {k}"] = TrainConfig(**{**base, "alpha": float(k * r)})
@@ -118,7 +120,8 @@ def law(plan: Plan) -> list[TrainConfig]:
     """Part 4: rule fixed (lora_alpha = α itself) over ranks × α × seeds at the full-FT η."""
     return [TrainConfig(task="teacher-student", rule="fixed", rank=r, alpha=float(a),
                         lr=TASKS["teacher-student"].full_ft_lr,
-                        steps=plan.law_steps, eval_every=plan.law_steps, seed=s, task_options=dict(plan.law_options))
+                        steps=plan.law_steps, eval_every=plan.law_steps, seed=s, task_options=dict(plan.law_options),
+                        device=plan.device)
             for r in plan.law_ranks for a in plan.law_alphas for s in plan.law_seeds]
 
 
@@ -140,25 +143,30 @@ def _check_out(out: Path) -> None:
 
 
 def run(out: str | Path, quick: bool = False, workers: int | None = None, progress: bool = True,
-        say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) the demo into `out` and return its manifest; the report is `loralpha.report`."""
+        say: Callable[[str], None] = print, device: str = "auto") -> dict[str, Any]:
+    """Run (or resume) the demo into `out` and return its manifest; the report is `loralpha.report`. Every
+    run trains on `device` (see `loralpha.devices`; a device this machine lacks is refused before anything)."""
+    resolved = devices.resolve(device)
     out = Path(out)
     _check_out(out)
-    plan = Plan.quick_plan() if quick else Plan.full()
+    plan = replace(Plan.quick_plan() if quick else Plan.full(), device=device)
     workers = workers or min(2, os.cpu_count() or 1)
     started = time.perf_counter()
-    command = f"loralpha demo --out {out}" + (" --quick" if quick else "")
-    manifest: dict[str, Any] = {"plan": asdict(plan), "command": command, "machine": runs.machine(), "timings": {}}
+    command = f"loralpha demo --out {out}" + (" --quick" if quick else "") + (f" --device {device}"
+                                                                               if device != "auto" else "")
+    manifest: dict[str, Any] = {"plan": asdict(plan), "command": command, "machine": runs.machine(), "timings": {},
+                                "device": {"device": str(resolved), "device_name": devices.device_name(resolved)}}
+    on_device = {"device": device} if device != "auto" else {}  # keys of results made elsewhere than auto's
 
     # 1a. calibrate c for MiniLM on tweets at the head-to-head rank (in-process, keyed file)
     say("1/4 calibrating c of lora-alpha on tweets")
     t0 = time.perf_counter()
     calib_key = {"coefs": plan.calib_coefs, "budget": plan.calib_budget, "rank": plan.rank,
-                 "batch_size": plan.calib_batch, "n_eval": plan.n_eval}
+                 "batch_size": plan.calib_batch, "n_eval": plan.n_eval, **on_device}
     calib = _keyed(out / "calibrate.json", calib_key)
     if calib is None:
         found = calibrate(task="tweets", rank=plan.rank, budget_steps=plan.calib_budget, coefs=plan.calib_coefs,
-                          batch_size=plan.calib_batch, task_options={"n_eval": plan.n_eval},
+                          batch_size=plan.calib_batch, task_options={"n_eval": plan.n_eval}, device=plan.device,
                           on_probe=lambda p: say(f"    round {p['round']}, c = {p['coef']:g}: train loss "
                                                  f"{'diverged' if p['loss'] is None else format(p['loss'], '.4f')} "
                                                  f"after {p['steps']} steps"),
@@ -198,10 +206,10 @@ def run(out: str | Path, quick: bool = False, workers: int | None = None, progre
     # 3. spectrum at init (keyed file)
     say("3/4 measuring the Hessian spectrum in adapter and full-weight space")
     t0 = time.perf_counter()
-    sp_key = {"rules": plan.sp_rules, "ranks": plan.sp_ranks, "options": plan.sp_options}
+    sp_key = {"rules": plan.sp_rules, "ranks": plan.sp_ranks, "options": plan.sp_options, **on_device}
     spectrum = _keyed(out / "spectrum.json", sp_key)
     if spectrum is None:
-        base = TrainConfig(task="teacher-student", steps=0, task_options=dict(plan.sp_options))
+        base = TrainConfig(task="teacher-student", steps=0, task_options=dict(plan.sp_options), device=plan.device)
         results = sp.sweep(base, list(plan.sp_rules), list(plan.sp_ranks), out / "spectrum-work",
                            on_result=lambda r: say(f"    {r['rule']}, r = {r['rank']}: λ_max adapter "
                                                    f"{r['adapter']['eigenvalues'][0]:.4g}, full "

@@ -16,6 +16,14 @@ process back, then runs every pending trial of the sweep:
   trial, `cpus_per_trial` threads), results written to the store by this process.
   On a multi-node cluster the study directory must be on a shared filesystem.
 
+Devices: `device` and `dtype` are fields of each trial's config, so a sweep may set
+them in `fixed` or grid over them. Local trials with device cuda all use the one GPU
+they see (CUDA device 0), several at a time with `workers` > 1: small trials share it.
+On Ray, `gpus_per_trial` (fractional allowed, e.g. 0.25 puts four trials on a GPU)
+reserves GPUs per trial and Ray makes them the only ones the trial's process sees, so
+a trial with device auto trains on that GPU; one that sees no CUDA device fails with
+that reason instead of training on the CPU.
+
 Trials are claimed from the store, so several sweeps on one store share the work
 and never run a trial twice; done/diverged/failed trials are never rerun.
 
@@ -37,7 +45,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .. import runs
+from .. import devices, runs
 from ..checks import positive_int
 from ..errors import UsageError
 from .spec import Spec, Trial, load
@@ -54,25 +62,31 @@ _PRELOAD = ["torch", "peft", "transformers", "loralpha.train", "loralpha.adapter
             "loralpha.sweep.engine"]
 
 
-def run_trial(config: dict[str, Any], run_dir: str, threads: int | None = None) -> dict[str, Any]:
-    """Train one trial into `run_dir` (replacing whatever is there) and return its JSON-safe summary."""
+def run_trial(config: dict[str, Any], run_dir: str, threads: int | None = None, gpus: float = 0.0) -> dict[str, Any]:
+    """Train one trial into `run_dir` (replacing whatever is there) and return its JSON-safe summary. A trial
+    given `gpus` (Ray's gpus_per_trial) with device auto must see a CUDA device, so auto resolves to it."""
     import torch
 
     from ..train import TrainConfig, train
 
     if threads:
         torch.set_num_threads(threads)
+    if gpus > 0 and config.get("device", "auto") == "auto" and not torch.cuda.is_available():
+        raise UsageError(f"the trial was given {gpus:g} GPU(s) but torch {torch.__version__} sees no CUDA device "
+                         f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); it would train on the "
+                         "CPU under device auto: install a CUDA build of torch on the workers, or set device: cpu")
     return runs.clean(train(TrainConfig(**config), out=run_dir, overwrite=True).summary())
 
 
-def _execute(config: dict[str, Any], run_dir: str, threads: int | None, hooks: dict[str, Any]) -> tuple[str, Any]:
+def _execute(config: dict[str, Any], run_dir: str, threads: int | None, hooks: dict[str, Any],
+             gpus: float = 0.0) -> tuple[str, Any]:
     """run_trial, with its exception turned into ("error", message) and the traceback into run_dir/error.txt."""
     if hooks.get("delay"):
         time.sleep(hooks["delay"])
     if hooks.get("crash"):  # test hook: die the way a segfault would, without a word
         os._exit(CRASH_CODE)
     try:
-        return "ok", run_trial(config, run_dir, threads)
+        return "ok", run_trial(config, run_dir, threads, gpus)
     except BaseException as e:  # noqa: BLE001 — anything a trial raises is that trial's failure
         try:
             Path(run_dir).mkdir(parents=True, exist_ok=True)
@@ -105,8 +119,8 @@ def _local_child(conn, config, run_dir, threads, hooks, driver_pid) -> None:
         conn.close()
 
 
-def _ray_trial(config, run_dir, threads, hooks):
-    return _execute(config, run_dir, threads, hooks)
+def _ray_trial(config, run_dir, threads, hooks, gpus):
+    return _execute(config, run_dir, threads, hooks, gpus)
 
 
 def _death(exitcode: int | None) -> str:
@@ -266,7 +280,7 @@ def _run_ray(store: Store, ids: list[str], study_dir: Path, workers: int | None,
                 if trial is None:
                     break
                 try:
-                    ref = task.remote(asdict(trial.config), str(run_dir), threads, _hooks(trial))
+                    ref = task.remote(asdict(trial.config), str(run_dir), threads, _hooks(trial), gpus_per_trial)
                 except BaseException:  # Ctrl-C while Ray submits it: the claimed trial is handed back too
                     store.release(trial.id)
                     raise
@@ -354,6 +368,10 @@ def run_sweep(spec_or_trials: Spec | str | Path | Iterable[Trial], store_path: s
     trials, spec = trials_of(spec_or_trials)
     if not trials:
         raise UsageError("the sweep has no trials")
+    if engine == "local":  # local trials run here: a device or precision this machine lacks is refused up front
+        for device, dtype in sorted({(t.config.device, t.config.dtype) for t in trials}):
+            if (device, dtype) != ("auto", "float32"):
+                devices.autocast_dtype(devices.resolve(device), dtype)
     store_path = Path(store_path).resolve()
     with Store(store_path) as store:
         if spec is not None:

@@ -48,6 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..devices import device_of, to_device
 from ..errors import UsageError
 from . import gemma
 from .base import Task
@@ -389,9 +390,10 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
 
     def evaluate(net: nn.Module) -> dict[str, float]:
         total, count = 0.0, 0
+        device = device_of(net)  # the held-out batches go where the model is
         with torch.no_grad():
             for k in range(0, len(held), eval_batch):
-                batch = pad(held[k:k + eval_batch], pad_id)
+                batch = to_device(pad(held[k:k + eval_batch], pad_id), device)
                 n = int((batch["labels"][:, 1:] != IGNORE).sum())
                 total += float(labelled_loss(net, batch, num_items=1))  # the sum over its n labelled tokens
                 count += n

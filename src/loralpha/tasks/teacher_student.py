@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import positive_int
+from ..devices import device_of
 from ..errors import UsageError
 from .base import Task
 
@@ -87,8 +88,9 @@ def build(seed: int = 0, batch_size: int = 256, width: int = 400, depth: int = 5
         return nn.functional.mse_loss(model(x), y)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
+        device = device_of(model)  # the held-out set goes where the model is
         with torch.no_grad():
-            mse = nn.functional.mse_loss(model(x_eval), y_eval).item()
+            mse = nn.functional.mse_loss(model(x_eval.to(device)), y_eval.to(device)).item()
         return {"eval_loss": mse, "rel_mse": mse / base_mse}
 
     return Task(

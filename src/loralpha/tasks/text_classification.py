@@ -18,6 +18,7 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
+from ..devices import device_of, to_device
 from ..errors import UsageError
 from . import text_data
 from .base import EMBEDDED_PACKAGES, INSTALL_EMBEDDED, Task, check_model_source
@@ -128,9 +129,10 @@ def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | No
 
     def evaluate(net: nn.Module, chunk: int = 64) -> dict[str, float]:
         preds, total = [], 0.0
+        device = device_of(net)  # the held-out batches go where the model is
         with torch.no_grad():
             for k in range(0, len(held), chunk):
-                batch = encode(held[k:k + chunk])
+                batch = to_device(encode(held[k:k + chunk]), device)
                 out = net(**batch)
                 total += out.loss.item() * len(batch["labels"])
                 preds += out.logits.argmax(-1).tolist()

@@ -27,8 +27,9 @@ _CONVERTED_INITS = {"pissa", "olora"}  # inits that move W0 and must be converte
 
 
 def linear_names(model: nn.Module) -> list[str]:
-    """Full names of the modules LoRA can adapt here (nn.Linear)."""
-    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    """Full names of the modules LoRA can adapt here: nn.Linear, and nn.Conv2d (a convolution is a linear map;
+    PEFT's LoRA factors it as a k×k convolution to r channels followed by a 1×1 one)."""
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
 def _matches(target: str, name: str) -> bool:

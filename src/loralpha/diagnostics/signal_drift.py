@@ -110,11 +110,13 @@ def factor_motion(A0: Tensor, A: Tensor, B: Tensor) -> dict[str, float]:
 
 
 def lora_layers(model: nn.Module, adapter: str = "default") -> dict[str, nn.Module]:
-    """The PEFT LoRA layers of `model` that carry `adapter`, by module name."""
+    """The PEFT LoRA layers on nn.Linear of `model` that carry `adapter`, by module name (the metrics here
+    treat a layer as a matrix W = W0 + γ·B·A; LoRA layers on convolutions are left out)."""
     from peft.tuners.lora import LoraLayer
 
     return {n: m for n, m in model.named_modules()
-            if isinstance(m, LoraLayer) and adapter in getattr(m, "lora_A", {})}
+            if isinstance(m, LoraLayer) and adapter in getattr(m, "lora_A", {})
+            and isinstance(m.get_base_layer(), nn.Linear)}
 
 
 RATIOS = {"bilinear_ratio": ("bilinear_norm", "first_order_norm"), "drift_ratio": ("drift", "abs_signal")}

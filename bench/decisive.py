@@ -44,7 +44,8 @@ from loralpha import TrainConfig  # noqa: E402
 from loralpha.tasks.base import facts  # noqa: E402
 
 DECISIVE = RESULTS / "decisive"
-RULES = ["lora-alpha", "rank", "2rank", "rslora", "loraplus", "full-model"]
+SUBJECT = "lora-alpha"  # the rule on trial; every other rule is a baseline it is measured against
+RULES = [SUBJECT, "rank", "2rank", "rslora", "loraplus", "full-model"]
 SEEDS = [0, 1, 2]
 RANK = 8
 MAX_POINTS = 8  # per arm: a rule still unbracketed after this many points is reported as such
@@ -86,10 +87,10 @@ class Setting:
 
     def arms(self) -> list[Arm]:
         out = [Arm(rule, "all", True, self.starts[rule]) for rule in RULES if rule in self.starts]
-        out.append(Arm("lora-alpha", "all", False))
+        out.append(Arm(SUBJECT, "all", False))
         out += [Arm(rule, "qv", True, k) for rule, k in self.qv.items()]
-        if "lora-alpha" in self.qv:
-            out.append(Arm("lora-alpha", "qv", False))
+        if SUBJECT in self.qv:
+            out.append(Arm(SUBJECT, "qv", False))
         return out
 
 
@@ -129,7 +130,9 @@ def folder(task: str, quick: bool) -> Path:
 
 
 def config(task: str, s: Setting, arm: Arm, lr: float, seed: int) -> TrainConfig:
-    full = arm.rule.startswith("full")
+    from loralpha.scaling import trains_full_weights
+
+    full = trains_full_weights(arm.rule)
     return TrainConfig(task=task, rule=arm.rule, rank=RANK, lr=lr, steps=s.steps, batch_size=s.batch_size,
                        seed=seed, eval_every=max(1, s.steps // s.evals), task_options=dict(s.task_options),
                        targets=list(s.targets) if arm.targets == "all" and s.targets else None,
@@ -422,13 +425,13 @@ def summarize(task: str, quick: bool) -> dict:
     by_name = {arm.name: (row, seeds) for arm, row, seeds in rows}
     higher = facts(task).higher_is_better if s.report == facts(task).metric else False
     for arm, row, seeds in rows:  # paired differences (same seeds, same batch order) against untuned LoRA-α
-        untuned = by_name.get(Arm("lora-alpha", arm.targets, False).name)
+        untuned = by_name.get(Arm(SUBJECT, arm.targets, False).name)
         if untuned is None or not arm.tuned:
             continue
         for key, name in (("select", s.select), ("report", s.report)):
             pairs = [(_metric(u, name), _metric(b, name)) for u, b in zip(untuned[1], seeds)]
             row[f"paired_{key}"] = interval([u - b for u, b in pairs if u is not None and b is not None])
-    baselines = [row for arm, row, _ in rows if arm.tuned and arm.rule != "lora-alpha" and row["select"]]
+    baselines = [row for arm, row, _ in rows if arm.tuned and arm.rule != SUBJECT and row["select"]]
     best_baseline = min(baselines, key=lambda r: r["select"]["mean"], default=None)
     n_records = sum(1 for c in wanted if trial_id(c) in records)
     walls = [r.get("wall_time_s") or 0.0 for r in records.values()]
@@ -464,7 +467,7 @@ def verdicts(task: str, quick: bool, table: dict) -> list[dict]:
     rows = {r["arm"]: r for r in table["rows"]}
     out = []
     # 1. untuned LoRA-α ties or beats each tuned baseline (paired differences of the held-out select, 3 seeds)
-    base = [r for r in table["rows"] if r["tuned"] and r["rule"] != "lora-alpha" and r["targets"] == "all"]
+    base = [r for r in table["rows"] if r["tuned"] and r["rule"] != SUBJECT and r["targets"] == "all"]
     paired = [(r["arm"], r.get("paired_select")) for r in base]
     ready = [(a, p) for a, p in paired if p and p["n"] == len(SEEDS)]
     if len(ready) < len(base) or not base:
@@ -481,7 +484,7 @@ def verdicts(task: str, quick: bool, table: dict) -> list[dict]:
                               f"{gap[1]['mean']:+.3g} [{gap[1]['lo']:+.3g}, {gap[1]['hi']:+.3g}]"})
     # 2. at equal η, LoRA-α converges faster than 2rank: the held-out select at every evaluation, seed 0
     records = load(task, quick)
-    la, tr = Arm("lora-alpha", "all"), Arm("2rank", "all")
+    la, tr = Arm(SUBJECT, "all"), Arm("2rank", "all")
     wins = total = 0
     common = []
     for k in range(-4, 12):
@@ -505,7 +508,7 @@ def verdicts(task: str, quick: bool, table: dict) -> list[dict]:
         out.append({"claim": "faster", "verdict": v, "figure": f"lora-alpha lower at {wins} of {total} evaluations "
                                                               f"(η = {', '.join(common)})"})
     # 3. it shortens search: untuned within 1% of tuned, and a wider forgiving range than the baselines
-    tuned, untuned = rows.get(la.name), rows.get(Arm("lora-alpha", "all", False).name)
+    tuned, untuned = rows.get(la.name), rows.get(Arm(SUBJECT, "all", False).name)
     widths = [r["forgiveness"]["decades"] for r in base if r.get("forgiveness")]
     if not (tuned and untuned and tuned["select"] and untuned["select"] and tuned.get("forgiveness") and widths):
         out.append({"claim": "search", "verdict": "pending", "figure": "tuned and untuned lora-alpha not both done"})

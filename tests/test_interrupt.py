@@ -17,6 +17,7 @@ from test_cli import run as run_cli
 
 from loralpha import TrainConfig, runs, tasks, train
 from loralpha.errors import UsageError
+from loralpha.train import TIMINGS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = {"width": 32, "depth": 2, "n_eval": 64}
@@ -52,7 +53,7 @@ def same_run(a, b):
     assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
     sa, sb = runs.read_json(a / "summary.json"), runs.read_json(b / "summary.json")
     for s in (sa, sb):
-        for key in ("wall_time_s", "run_dir", "resumed_from"):
+        for key in (*TIMINGS, "run_dir", "resumed_from"):
             s.pop(key)
     assert sa == sb
     weights = "adapter/adapter_model.safetensors"

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from loralpha import AdapterSpec, FitOptions, TrainConfig, adapters, fit, runs, tasks, train
 from loralpha.errors import UsageError
 from loralpha.tasks import teacher_student
+from loralpha.train import TIMINGS
 
 SMALL = {"width": 32, "depth": 3, "n_eval": 256}
 
@@ -50,7 +51,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     train(small_config(seed=1), out=tmp_path / "c")
     sa, sb, sc = (runs.read_json(tmp_path / x / "summary.json") for x in "abc")
     for s in (sa, sb, sc):
-        del s["wall_time_s"], s["run_dir"]
+        for key in (*TIMINGS, "run_dir"):
+            del s[key]
     assert sa == sb
     assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
     assert sa["final_loss"] != sc["final_loss"]
@@ -275,3 +277,21 @@ def test_rule_full_saves_exactly_the_trained_targeted_weights(tmp_path):
     fresh.load_state_dict(saved, strict=False)
     x = torch.randn(8, SMALL["width"])
     torch.testing.assert_close(fresh(x), result.model.eval()(x), rtol=0, atol=0)
+
+
+def test_the_wall_time_splits_into_training_and_evaluation_and_loading_is_beside_it(tmp_path):
+    result = train(small_config(steps=12, eval_every=4), out=tmp_path / "run")
+    assert result.eval_time_s > 0 and result.load_time_s > 0
+    assert result.train_time_s == pytest.approx(result.wall_time_s - result.eval_time_s)
+    summary = runs.read_json(tmp_path / "run" / "summary.json")
+    assert {"load_time_s", "train_time_s", "eval_time_s"} <= set(summary)
+    assert summary["train_time_s"] + summary["eval_time_s"] == pytest.approx(summary["wall_time_s"])
+    quiet = train(small_config(steps=12, eval_every=4), evaluate=False)
+    assert quiet.eval_time_s == 0.0
+
+
+def test_full_model_trains_every_weight_and_saves_them_all(tmp_path):
+    result = train(small_config(steps=10, rule="full-model"), out=tmp_path / "run")
+    assert result.status == "done" and result.eval["rel_mse"] < 1.0
+    saved = load_file(str(tmp_path / "run" / "adapter" / "full_weights.safetensors"))
+    assert set(saved) == {n for n, _ in result.model.named_parameters()}

@@ -53,6 +53,7 @@ from .faults import StopRequest, finite_grads, locate_fault
 __all__ = ["FitOptions", "RunResult", "TrainConfig", "fit", "train"]
 
 FINAL_WINDOW = 10  # final_loss = mean train loss over the last this-many steps
+TIMINGS = ("wall_time_s", "load_time_s", "train_time_s", "eval_time_s")  # the summary's clock readings
 
 
 @dataclass
@@ -145,6 +146,12 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     opt = adapters.optimizer(model, spec, options.lr, options.weight_decay, options.head_lr)
     sched = _schedule(opt, options.schedule, options.warmup, steps)
     named = adapters.trainable_parameters(model)
+    tracker = None  # made before a checkpoint is loaded: it keeps the initial A (seeded) to measure A's motion
+    if options.track_every is not None:
+        if spec.full:
+            raise UsageError(f"Signal-Drift tracking (track_every=) needs LoRA layers; rule {spec.rule!r} has none")
+        tracker = SignalDriftTracker(model, every=options.track_every,
+                                     path=run_dir / "signal_drift.jsonl" if run_dir else None)
     trainable = [p for _, p in named]
     state = None
     if run_dir is not None:
@@ -154,12 +161,6 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
     if state:  # the rows after the checkpoint are about to be trained again
         for name in ("metrics.jsonl", "signal_drift.jsonl"):
             checkpoints.truncate_rows(run_dir / name, start_step)
-    tracker = None
-    if options.track_every is not None:
-        if spec.full:
-            raise UsageError(f"Signal-Drift tracking (track_every=) needs LoRA layers; rule {spec.rule!r} has none")
-        tracker = SignalDriftTracker(model, every=options.track_every,
-                                     path=run_dir / "signal_drift.jsonl" if run_dir else None)
     board = None
     if tensorboard is not None:  # on resuming, the steps about to be trained again are purged from the view
         board = _open_board(tensorboard, purge_step=(start_step + 1 if state else 0) if resume else None)

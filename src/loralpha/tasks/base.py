@@ -28,6 +28,7 @@ TEXT_FULL_FT_LR = 2e-5  # the usual full-fine-tuning rate for BERT-size encoders
 # short run: lora-alpha on tweets, 150 steps, reached 45.8% held-out accuracy with the head at 2e-5 and
 # 57.6% with it at 1e-3.)
 CLASSIFIER_HEAD_LR = 1e-3
+RL_FULL_FT_LR = 1e-6  # full-fine-tuning rate of RL (GRPO) on LLMs; see rl-arith below
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ TASKS: dict[str, TaskFacts] = {
                      task_type="CAUSAL_LM", named=True),
     "sft-gemma": TaskFacts("", "sft:build", TEXT_FULL_FT_LR, 4, "eval_loss", False, task_type="CAUSAL_LM",
                            named=True),
+    # GRPO on integer-answer problems; batch = prompts per step (8 completions each). η: the full-FT rate of
+    # RL fine-tuning of LLMs, which commonly uses 1e-6 … 1e-5; 1e-6 is DeepSeekMath's GRPO rate, DAPO's and
+    # TRL's GRPOConfig default.
+    "rl-arith": TaskFacts("GRPO, integer answers; your --data optional", "rl_arith:build", RL_FULL_FT_LR, 4,
+                          "accuracy", True, task_type="CAUSAL_LM"),
     # CLIP-style image/caption alignment (InfoNCE). η: CLIP's towers fine-tune fully at 1e-5 … 3e-5 (as BERT
     # encoders do), so the text rate. Heads: the two projections into the shared space and the logit scale
     # are new (random) or task-specific, and α does not scale them, so, like a classifier head, they learn at
@@ -79,9 +85,10 @@ class TaskFlags:
     """The task options `loralpha train` gives flags of their own (the others go through --task-options)."""
 
     model: str | None = option(None, "hub id or local path: a sequence-classification model (default: embedded "
-                                     "MiniLM-L6) or, for sft, a causal LM (default: embedded Gemma-3-270M)")
+                                     "MiniLM-L6) or, for sft and rl-arith, a causal LM (default: Gemma-3-270M)")
     data: str | None = option(None, "classify: your .csv/.jsonl with text and label columns; sft: a .jsonl of "
-                                    "prompt/response or messages records, or a datasets name")
+                                    "prompt/response or messages records, or a datasets name; rl-arith: a "
+                                    ".csv/.jsonl with prompt and integer answer columns")
     text_column: str = option("text", "text column of --data")
     label_column: str = option("label", "label column of --data")
     eval_data: str | None = option(None, "classify, sft: your held-out file, in --data's format (labels matched by "

@@ -176,6 +176,8 @@ def record_of(trial: dict, device: str = "cpu") -> dict:
                        "drift_ratio": weighted.get("drift_ratio"), "signal": mean.get("abs_signal"),
                        "update_norm": mean.get("update_norm")})
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    if (run / "config.json").is_file():  # where it ran, as the run recorded it (runs before that are CPU runs)
+        device = json.loads((run / "config.json").read_text()).get("runtime", {}).get("device", device)
     return {"id": trial["id"], "config": trial["config"], "status": trial["status"], "error": trial.get("error"),
             "final_loss": trial.get("final_loss"), "eval": trial.get("eval") or {},
             "diverged_at": summary.get("diverged_at"),

@@ -388,12 +388,14 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
     def loss(net: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         return labelled_loss(net, batch)  # the LM head only at response tokens
 
+    by_length = sorted(held, key=lambda e: len(e["input_ids"]))  # batches of like lengths: little padding to run
+
     def evaluate(net: nn.Module) -> dict[str, float]:
         total, count = 0.0, 0
         device = device_of(net)  # the held-out batches go where the model is
         with torch.no_grad():
-            for k in range(0, len(held), eval_batch):
-                batch = to_device(pad(held[k:k + eval_batch], pad_id), device)
+            for k in range(0, len(by_length), eval_batch):
+                batch = to_device(pad(by_length[k:k + eval_batch], pad_id), device)
                 n = int((batch["labels"][:, 1:] != IGNORE).sum())
                 total += float(labelled_loss(net, batch, num_items=1))  # the sum over its n labelled tokens
                 count += n

@@ -367,6 +367,16 @@ def test_good_problem_files_read_as_integers(tmp_path):
     assert [p.answer for p in rl_arith.read_problems(jsonl)] == [12, 3]
 
 
+def test_your_held_out_file_is_held_out_whole_and_a_split_is_exact(taught_dir, data, tmp_path):
+    held = write(tmp_path, "held.csv", "prompt,answer\n7 + 1 =,8\n8 + 1 =,9\n9 + 1 =,10\n")
+    task = build("rl-arith", model=str(taught_dir), data=str(data), eval_data=str(held), generations=4)
+    assert task.info["n_eval"] == 3 and task.info["n_train"] == len(ROWS)
+    task = build("rl-arith", model=str(taught_dir), data=str(data), n_eval=6, generations=4)
+    assert task.info["n_eval"] == 6 and task.info["n_train"] == len(ROWS) - 6
+    with pytest.raises(UsageError, match="n_eval=20 cannot be held out of 20 rows"):
+        build("rl-arith", model=str(taught_dir), data=str(data), n_eval=20)
+
+
 def test_cli_bad_data_is_one_line_and_exit_2(taught_dir, tmp_path, capsys, monkeypatch):
     bad = write(tmp_path, "bad.jsonl", '{"prompt": "1 + 1 =", "answer": 2}\n{"prompt": "x", "answer": "1/2"}\n')
     code, _, err = run_cli(["train", "--task", "rl-arith", "--model", str(taught_dir), "--data", str(bad), "--quiet",
@@ -381,6 +391,7 @@ def test_cli_bad_data_is_one_line_and_exit_2(taught_dir, tmp_path, capsys, monke
     ({"n_eval": 1000}, "n_eval=1000: the embedded family holds out from 1 to 400"),
     ({"eval_samples": -1}, "eval_samples must be an integer ≥ 0"),
     ({"eval_data": "x.jsonl"}, "eval_data= holds out rows of your data="),
+    ({"shots": 17}, "shots must be from 0 to 16"),
 ])
 def test_bad_task_options_are_one_line(options, message):
     with pytest.raises(UsageError, match=re.escape(message)):
@@ -400,5 +411,7 @@ def test_gemma_base_accuracy_is_in_range_and_a_grpo_step_moves_the_adapter(tmp_p
     rows = runs.read_metrics(tmp_path / "run")
     base = rows[0]["accuracy"]
     assert 0.1 <= base <= 0.8, base
-    assert result.status == "done" and 0 <= rows[1]["loss"] <= 1
+    assert result.status == "done" and 0 < rows[1]["loss"] < 1  # some samples right, some wrong: a signal
+    moved = [p for name, p in result.model.named_parameters() if "lora_B" in name]
+    assert moved and any(p.abs().max() > 0 for p in moved)  # B starts at zero
     print(f"rl-arith: Gemma-3-270M base accuracy {base:.3f}, after 1 step {result.eval['accuracy']:.3f}")

@@ -438,11 +438,10 @@ def build(seed: int = 0, batch_size: int = 4, model: str | None = None, data: st
     temperature = positive(temperature, "temperature")
     max_new_tokens = positive_int(max_new_tokens, "max_new_tokens")
     eval_batch = positive_int(eval_batch, "eval_batch")
-    shots = int(shots)
     if isinstance(eval_samples, bool) or not isinstance(eval_samples, int) or eval_samples < 0:
         raise UsageError(f"eval_samples must be an integer ≥ 0 (0: no sampled evaluation), got {eval_samples!r}")
-    if shots < 0 or shots > 16:
-        raise UsageError(f"shots must be from 0 to 16 worked examples, got {shots}")
+    if isinstance(shots, bool) or not isinstance(shots, int) or not 0 <= shots <= 16:
+        raise UsageError(f"shots must be from 0 to 16 worked examples, got {shots!r}")
 
     if data is None:
         if eval_data is not None:

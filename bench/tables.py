@@ -21,7 +21,7 @@ from loralpha.reporting import fmt  # noqa: E402
 from loralpha.studies.records import is_higher_better  # noqa: E402
 
 FILES = ["quality", "convergence", "search_cost", "law", "tracker_overhead", "hessian_cost", "peft_step",
-         "sweep_engines", "memory", "run_all", "decisive"]
+         "sweep_engines", "memory", "run_all", "decisive", "targets", "gpu_check"]
 
 
 def load(folder: Path) -> dict:
@@ -416,6 +416,62 @@ def decisive(R: dict, folder: Path) -> list[str]:
     return out + ["", stamp(D, folder, "decisive"), ""]
 
 
+def _target(figure: float | None, ok: bool | None, text: str) -> str:
+    if figure is None:
+        return "not measured"
+    return f"{text} — {'met' if ok else '**not met**'}"
+
+
+def targets(R: dict, folder: Path) -> list[str]:
+    out = ["## 8. Speed targets", "", *command("targets", folder, R), "```",
+           "python bench/peft_step.py   # plain-PEFT step parity (section 5)",
+           "python bench/gpu_check.py --prepare   # then on a GPU machine: see the script's docstring", "```", ""]
+    if "targets" not in R:
+        return out + missing("targets")
+    T = R["targets"]
+    rows = []
+    lab = T.get("labelled", {})
+    for name, goal in (("default batch", 1.2), ("long prompts", 2.0)):
+        d = lab.get(name)
+        if not d:
+            rows.append([f"sft step, labelled positions vs full logits ({name})", f"≥ {goal}×", "not measured"])
+            continue
+        rss = d["peak_rss_mib"]
+        shape = f"{d['rows']} rows, {d['prompt_tokens']} prompt / {d['response_tokens']} response tokens"
+        rows.append([f"sft-gemma step, labelled positions vs full logits ({name}: {shape})", f"≥ {goal}×",
+                     _target(d["speedup"], d["speedup"] >= goal,
+                             f"{d['speedup']:.2f}× ({d['step_s']['labelled']:.2f} s vs {d['step_s']['full']:.2f} s)")])
+        rows.append([f"peak RSS, labelled vs full ({name})", "lower",
+                     _target(rss["labelled"], rss["labelled"] < rss["full"],
+                             f"{rss['labelled']:.0f} MiB vs {rss['full']:.0f} MiB")])
+    for task, goal in (("teacher-student", 1.8), ("tweets", 1.6)):
+        d = T.get("workers", {}).get(task)
+        rows.append([f"2 sweep workers vs 1, trials per minute ({task})", f"≥ {goal}×",
+                     "not measured" if not d else _target(d["ratio"], d["ratio"] >= goal, f"{d['ratio']:.2f}× "
+                     f"({d['trials']} trials of {d['steps']} steps)")])
+    for task in ("tweets", "sft-gemma"):
+        d = T.get("eval_share", {}).get(task)
+        rows.append([f"held-out evaluation's share of a default run ({task})", "≤ 10%",
+                     "not measured" if not d else _target(d["share"], d["share"] <= 0.10,
+                     f"{100 * d['share']:.1f}% ({d['default_evals']} evaluations of {d['eval_s']:.1f} s, "
+                     f"{d['default_steps']} steps of {d['step_s']:.2f} s)")])
+    P = R.get("peft_step")
+    for r in (P or {}).get("rows", []):
+        rows.append([f"loralpha step / plain PEFT step ({r['task']}, CPU)", "1.00 ± 0.05",
+                     _target(r["ratio"], abs(r["ratio"] - 1) <= 0.05, f"{r['ratio']:.3f}")])
+    G = R.get("gpu_check")
+    gpu = ("the GPU check has not run: no GPU machine has been at hand (its results would be "
+           "`bench/results/gpu_check.json`)." if not G else
+           f"GPU check on {G.get('gpu', {}).get('name', G['device'])}: {G['total_s'] / 60:.1f} min; see "
+           f"`{rel(folder, 'gpu_check')}`.")
+    out += ["Ratios are measured side by side in one run (interleaved where one process can do both), medians. "
+            "The eval share is read off a short run's measured step and evaluation times, for a default run (200 "
+            "steps, evaluations at 0, 50, …, 200).", "",
+            "| target | goal | measured |", "| --- | --- | --- |"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return out + ["", gpu, "", stamp(T, folder, "targets"), ""]
+
+
 def header(R: dict, folder: Path, summary: list[str]) -> list[str]:
     any_m = next((d["machine"] for d in R.values() if "machine" in d), {})
     out = ["# Benchmarks", "",
@@ -458,7 +514,7 @@ def header(R: dict, folder: Path, summary: list[str]) -> list[str]:
 def render(folder: Path) -> str:
     R = load(folder)
     lines = header(R, folder, summary(R))
-    for section in (quality, convergence, search, law, overheads, memory, decisive):
+    for section in (quality, convergence, search, law, overheads, memory, decisive, targets):
         lines += section(R, folder)
     return "\n".join(lines).rstrip() + "\n"
 

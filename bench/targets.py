@@ -7,7 +7,7 @@ sweep workers against one, the share of a default run spent in held-out evaluati
 - labelled: one training step (forward + backward) of sft-gemma with `labelled_loss` (what the task trains with)
   against `model(**batch).loss`, alternating on the same batch, 3 of each, medians; at the task's default batch
   and on a batch of BBC articles → their headline, whose prompts are ≥ 3× longer than the responses. Peak RSS:
-  each way in a fresh process (its ru_maxrss after loading the model and 2 steps).
+  each way in a fresh process, the peak of 2 steps after the model is loaded (Linux: VmHWM reset after loading).
 - workers: the same trials run by the local sweep engine with 1 worker (torch's threads) and with 2 (cores // 2
   threads each), fresh stores; trials per minute.
 - eval share: a short default-settings run of tweets and of sft-gemma (`train`, its summary's train and eval
@@ -119,10 +119,17 @@ def rss_child(way: str, setup: dict) -> None:
 
     task, batch, _ = _batch(setup, None)
     model = adapters.adapt(task.model, AdapterSpec(rule="lora-alpha", targets=task.targets))
+    status = Path("/proc/self/status")
+    if status.is_file():  # Linux: reset the peak to now, so that loading's own peak does not hide the steps'
+        Path("/proc/self/clear_refs").write_text("5")
     for _ in range(2):
         model.zero_grad(set_to_none=True)
         _ways(model, batch)[way]().backward()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if status.is_file():
+        hwm = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        print(int(hwm.split()[1]) / 1024)
+    else:
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def workers(quick: bool) -> dict:

@@ -60,7 +60,7 @@ def rules() -> str:
     rows = []
     for name, rule in scaling.RULES.items():
         if rule.trains_full_weights:
-            formula, gamma = "full fine-tuning of the same modules", "—"
+            formula, gamma = rule.note, "—"
         else:
             formula = rule.formula + (f" ({described[rule.parameter]})" if rule.parameter else "")
             if rule.lora_plus:

@@ -297,12 +297,31 @@ def law_tweets() -> str:
                   f"calibrated {cal['coef']:g}·√r", "calibrated / α* (by eval loss, by accuracy)"], rows)
 
 
+def decisive() -> str:
+    """Where the decisive benchmark stands and what its verdicts say so far, from bench/results/decisive.json
+    (written by `python bench/decisive.py`, which keeps every finished trial in bench/results/decisive/)."""
+    path = RESULTS / "decisive.json"
+    if not path.is_file():
+        return "The decisive benchmark (`python bench/decisive.py`, BENCHMARKS.md §7) has no finished trial yet."
+    tasks = load(path)["tasks"]
+    parts = []
+    for task, t in tasks.items():
+        said = [f"{v['claim']} {v['verdict']}" for v in t["verdicts"] if v["verdict"] not in ("pending", "not tested")]
+        parts.append(f"{task} {t['trials_done']} of {t['trials_wanted']} planned trials"
+                     f"{' (complete)' if t['complete'] else ''}" + (f", verdicts so far: {', '.join(said)}" if said
+                                                                   else ", no verdict yet"))
+    return ("The decisive benchmark ([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark): every rule at a "
+            "tested budget, η bracketed, 3 seeds, paired intervals) decides between these two readings; it runs over "
+            "several sessions and keeps every trial. So far: " + "; ".join(parts) + ". Until its tables are complete, "
+            "neither reading above is a verdict.")
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "rules": rules, "demo": demo, "bench-headline": bench_headline, "spectrum-line": spectrum_line,
     "law-line": law_line, "sft-gemma": sft_gemma, "alpha-vs-eta": alpha_vs_eta,
     "spectrum-teacher-student": spectrum_table("spectrum-teacher-student"),
     "spectrum-tweets": spectrum_table("spectrum-tweets"), "equivalence": equivalence, "tracker": tracker,
-    "law-teacher-student": law_teacher_student, "law-tweets": law_tweets,
+    "law-teacher-student": law_teacher_student, "law-tweets": law_tweets, "decisive": decisive,
 }
 
 

@@ -382,7 +382,8 @@ def decisive(R: dict, folder: Path) -> list[str]:
             name = r["arm"] if r["tuned"] else f"**{r['arm']}**"
             lr = "—" if r["lr"] is None else f"{r['lr']:.3g}"
             vals = [_ci(r["select"])] + ([_ci(r["report"], ".3f")] if rep != sel else [])
-            out.append(f"| {name} | {lr} | {'yes' if r['bracketed'] else 'not yet'} | " + " | ".join(vals)
+            bracketed = "— (untuned)" if not r["tuned"] else "yes" if r["bracketed"] else "not yet"
+            out.append(f"| {name} | {lr} | {bracketed} | " + " | ".join(vals)
                        + f" | {_paired(r.get('paired_select'))} | {width} | {fmt(m.get('a_motion'), '.3g')} | "
                        f"{fmt(m.get('b_norm'), '.3g')} | {fmt(m.get('median_drift_ratio'), '.3g')} |")
         lrs = sorted({float(x) for r in T["rows"] for x in r["grid"]})

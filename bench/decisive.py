@@ -449,8 +449,16 @@ def summarize(task: str, quick: bool) -> dict:
 
 
 def table(task: str, quick: bool) -> dict:
+    """The task's table and its verdicts; until the table is complete every verdict is pending (its figure says
+    what the trials so far show)."""
     out = summarize(task, quick)
-    return {**out, "verdicts": verdicts(task, quick, out)}
+    said = verdicts(task, quick, out)
+    if not out["complete"]:
+        for v in said:
+            if v["verdict"] not in ("pending", "not tested"):
+                v["figure"] = f"so far {v['verdict']}: {v['figure']}"
+                v["verdict"] = "pending"
+    return {**out, "verdicts": said}
 
 
 def _gamma(rule: str) -> float | None:

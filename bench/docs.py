@@ -297,7 +297,7 @@ def law_tweets() -> str:
                   f"calibrated {cal['coef']:g}·√r", "calibrated / α* (by eval loss, by accuracy)"], rows)
 
 
-def decisive() -> str:
+def decisive(link: str = "BENCHMARKS.md", lead: str = "decides between these two readings; it ") -> str:
     """Where the decisive benchmark stands and what its verdicts say so far, from bench/results/decisive.json
     (written by `python bench/decisive.py`, which keeps every finished trial in bench/results/decisive/)."""
     path = RESULTS / "decisive.json"
@@ -310,10 +310,9 @@ def decisive() -> str:
         parts.append(f"{task} {t['trials_done']} of {t['trials_wanted']} planned trials"
                      f"{' (complete)' if t['complete'] else ''}" + (f", verdicts so far: {', '.join(said)}" if said
                                                                    else ", no verdict yet"))
-    return ("The decisive benchmark ([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark): every rule at a "
-            "tested budget, η bracketed, 3 seeds, paired intervals) decides between these two readings; it runs over "
-            "several sessions and keeps every trial. So far: " + "; ".join(parts) + ". Until its tables are complete, "
-            "neither reading above is a verdict.")
+    return (f"The decisive benchmark ([BENCHMARKS.md §7]({link}#7-the-decisive-benchmark): every rule at a "
+            f"tested budget, η bracketed, 3 seeds, paired intervals) {lead}runs over several sessions and keeps "
+            "every trial. So far: " + "; ".join(parts) + ". A table's verdicts stay pending until it is complete.")
 
 
 BLOCKS: dict[str, Callable[[], str]] = {
@@ -322,6 +321,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "spectrum-teacher-student": spectrum_table("spectrum-teacher-student"),
     "spectrum-tweets": spectrum_table("spectrum-tweets"), "equivalence": equivalence, "tracker": tracker,
     "law-teacher-student": law_teacher_student, "law-tweets": law_tweets, "decisive": decisive,
+    "decisive-findings": lambda: decisive("../BENCHMARKS.md", ""),
 }
 
 

@@ -121,3 +121,13 @@ def test_no_table_marked_complete_has_an_optimum_at_the_edge_of_its_grid(quick):
             for x in (below, above):
                 other = row["grid"][f"{x:.3g}"][t["select"]]
                 assert other is None or other > best, (task, row["arm"], x)
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_an_incomplete_table_gives_no_verdict_but_pending(quick):
+    for task, t in stored(quick).items():
+        verdicts = {v["verdict"] for v in t["verdicts"]}
+        if not t["complete"]:
+            assert verdicts <= {"pending", "not tested"}, task
+        else:  # complete: every baseline has its 3 paired seeds, so the first claim has its verdict
+            assert next(v for v in t["verdicts"] if v["claim"] == "untuned")["verdict"] != "pending", task

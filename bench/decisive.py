@@ -142,10 +142,12 @@ def config(task: str, s: Setting, arm: Arm, lr: float, seed: int) -> TrainConfig
 # ------------------------------------------------------------------ records
 
 
-def load(task: str, quick: bool) -> dict[str, dict]:
-    """The stored records of `task`: trial id -> record."""
+def load(task: str, quick: bool, only: set[str] | None = None) -> dict[str, dict]:
+    """The stored records of `task` (those of `only`, if given): trial id -> record."""
     out = {}
     for path in sorted(folder(task, quick).glob("*.json")):
+        if only is not None and path.stem not in only:
+            continue
         rec = json.loads(path.read_text())
         out[rec["id"]] = rec
     return out
@@ -402,12 +404,12 @@ def _motion(rec: dict | None) -> dict | None:
             "median_signal": signals[len(signals) // 2] if signals else None}
 
 
-def summarize(task: str, quick: bool) -> dict:
-    """The decisive table of `task`, from its stored records alone."""
+def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
+    """The decisive table of `task`, from its stored records alone (those of `only`, if given)."""
     from loralpha.sweep import trial_id
 
     s = settings(quick)[task]
-    records = load(task, quick)
+    records = load(task, quick, only)
     wanted, state = plan(task, s, records)
     rows = []
     for arm, st in state.items():
@@ -445,14 +447,14 @@ def summarize(task: str, quick: bool) -> dict:
             "best_baseline": best_baseline["arm"] if best_baseline else None,
             "budget": best_baseline["plateau"] if best_baseline else None,
             "compute_s": sum(walls), "devices": sorted({r.get("device", "cpu") for r in records.values()}),
-            "rows": [row for _, row, _ in rows]}
+            "rows": [row for _, row, _ in rows], "record_ids": sorted(records)}
 
 
-def table(task: str, quick: bool) -> dict:
+def table(task: str, quick: bool, only: set[str] | None = None) -> dict:
     """The task's table and its verdicts; until the table is complete every verdict is pending (its figure says
     what the trials so far show)."""
-    out = summarize(task, quick)
-    said = verdicts(task, quick, out)
+    out = summarize(task, quick, only)
+    said = verdicts(task, quick, out, only)
     if not out["complete"]:
         for v in said:
             if v["verdict"] not in ("pending", "not tested"):
@@ -468,7 +470,7 @@ def _gamma(rule: str) -> float | None:
     return None if spec.trains_full_weights or spec.lora_plus else scaling.gamma(rule, RANK)
 
 
-def verdicts(task: str, quick: bool, table: dict) -> list[dict]:
+def verdicts(task: str, quick: bool, table: dict, only: set[str] | None = None) -> list[dict]:
     """One verdict per claim of the paper this suite can test on `task`: holds / does not / partly / pending,
     each with the figure it rests on. Lower `select` is better."""
     from loralpha.sweep import trial_id
@@ -493,7 +495,7 @@ def verdicts(task: str, quick: bool, table: dict) -> list[dict]:
                               f"{len(ready) - len(worse) - len(better)} of {len(ready)}; largest gap vs {gap[0]}: "
                               f"{gap[1]['mean']:+.3g} [{gap[1]['lo']:+.3g}, {gap[1]['hi']:+.3g}]"})
     # 2. at equal η, LoRA-α converges faster than 2rank: the held-out select at every evaluation, seed 0
-    records = load(task, quick)
+    records = load(task, quick, only)
     la, tr = Arm(SUBJECT, "all"), Arm("2rank", "all")
     wins = total = 0
     common = []

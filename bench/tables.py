@@ -461,8 +461,8 @@ def targets(R: dict, folder: Path) -> list[str]:
         rows.append([f"loralpha step / plain PEFT step ({r['task']}, CPU)", "1.00 ± 0.05",
                      _target(r["ratio"], abs(r["ratio"] - 1) <= 0.05, f"{r['ratio']:.3f}")])
     G = R.get("gpu_check")
-    gpu = ("The GPU check has not run: no GPU machine has been at hand (its results would be "
-           "`bench/results/gpu_check.json`)." if not G else
+    gpu = ("The GPU check has not run: no GPU machine has been at hand (it would write gpu_check.json into "
+           "bench/results/)." if not G else
            f"GPU check on {G.get('gpu', {}).get('name', G['device'])}: {G['total_s'] / 60:.1f} min; see "
            f"`{rel(folder, 'gpu_check')}`.")
     why = []

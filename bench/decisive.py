@@ -288,6 +288,7 @@ def run(tasks: list[str], quick: bool, workers: int) -> None:
     lock = threading.Lock()
     running: set[str] = set()
     failed: set[str] = set()
+    tries: dict[str, int] = {}
 
     def take() -> tuple[str, TrainConfig] | None:
         with lock:
@@ -316,17 +317,26 @@ def run(tasks: list[str], quick: bool, workers: int) -> None:
             try:
                 run_sweep([Trial(tid, c)], store_path(task, quick), workers=1, progress=False,
                           threads=local_threads(workers))
-            finally:
-                export(store_path(task, quick), task, quick, {tid})
+            except Exception as e:  # the store busy, say: hand the trial back and try it again, 3 times at most
+                tries[tid] = tries.get(tid, 0) + 1
+                print(f"{task} {tid}: {e} (try {tries[tid]} of 3)", flush=True)
                 with lock:
                     running.discard(tid)
-                    if tid not in load(task, quick):
+                    if tries[tid] >= 3:
                         failed.add(tid)
-                        with Store(store_path(task, quick)) as st:
-                            error = next((r["error"] for r in st.records() if r["id"] == tid), None)
-                        print(f"{task} {tid}: no record ({error})", flush=True)
-                    else:
-                        print(f"{time.strftime('%H:%M')} {task}: done {tid}", flush=True)
+                time.sleep(5)
+                continue
+            finally:
+                export(store_path(task, quick), task, quick, {tid})
+            with lock:
+                running.discard(tid)
+                if tid not in load(task, quick):
+                    failed.add(tid)
+                    with Store(store_path(task, quick)) as st:
+                        error = next((r["error"] for r in st.records() if r["id"] == tid), None)
+                    print(f"{task} {tid}: no record ({error})", flush=True)
+                else:
+                    print(f"{time.strftime('%H:%M')} {task}: done {tid}", flush=True)
 
     threads = [threading.Thread(target=slot, name=f"slot-{i}") for i in range(workers)]
     for t in threads:

@@ -486,3 +486,26 @@ def test_local_workers_share_the_cores_out_and_never_run_more_threads_than_cores
     assert local_threads(workers, cores) == threads
     if threads:
         assert workers * threads <= max(cores, workers)
+
+
+def test_many_connections_opening_one_new_store_at_once_all_get_it(tmp_path):
+    path = tmp_path / "study.db"
+    trials = tiny_trials(8)
+    start, errors = threading.Barrier(8), []
+
+    def open_and_add(trial):  # each opens the not-yet-existing file and adds its trial at the same moment
+        start.wait()
+        try:
+            with Store(path) as store:
+                store.add([trial])
+        except Exception as e:  # collected: the assertion below names it
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_and_add, args=(t,)) for t in trials]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Store(path) as store:
+        assert len(store.records()) == 8

@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -112,13 +113,27 @@ class Store:
             raise UsageError(f"cannot open store {self.path}: {getattr(e, 'strerror', None) or e}") from None
         try:
             self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self._init()
+            self._opening()
         except sqlite3.DatabaseError as e:
             self.db.close()
             if _is_locked(e):
                 raise _locked(self.path) from None
             raise UsageError(f"store {self.path} is not a usable loralpha study database ({e})") from None
+
+    def _opening(self) -> None:
+        """WAL mode and the schema. While another process is creating the same new file, SQLite can answer
+        "locked" at once, without its busy wait (switching the journal mode needs the file to itself): so
+        retry here, as long as the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self._init()
+                return
+            except sqlite3.OperationalError as e:
+                if not _is_locked(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _tables(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

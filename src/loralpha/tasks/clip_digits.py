@@ -40,7 +40,6 @@ Held-out metrics (`evaluate`):
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -63,7 +62,7 @@ from ..checks import positive_int
 from ..devices import device_of, to_device
 from ..errors import UsageError
 from .base import EMBEDDED_PACKAGES, Task, check_model_source
-from .text_data import held_out_file, jsonl_rows, package_file, split
+from .text_data import csv_with_columns, held_out_file, jsonl_rows, package_file, split
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # {w}: the digit's word, {d}: the digit
@@ -439,11 +438,7 @@ def read_pairs(path: str | Path, image_column: str = "image",
     rows: list[tuple[str, Any]] = []
     if path.suffix.lower() == ".csv":
         with open(path, encoding="utf-8", errors="replace", newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in (image_column, caption_column) if c not in (reader.fieldnames or [])]
-            if missing:
-                raise UsageError(f"{path}:1: no column {missing[0]!r} in the header; columns: "
-                                 f"{', '.join(reader.fieldnames or []) or 'none'}")
+            reader = csv_with_columns(f, path, (image_column, caption_column))
             for row in reader:
                 if None in row:  # more fields than the header names
                     raise UsageError(f"{path}:{reader.line_num}: the row has more fields than the header")

@@ -91,14 +91,20 @@ def from_file(path: str | Path, text_column: str = "text", label_column: str = "
     return texts, labels, names
 
 
+def csv_with_columns(f, path: Path, columns: tuple[str, ...]) -> csv.DictReader:
+    """A reader of the open CSV file `f`; a header without one of `columns` is one line naming it and the rest."""
+    reader = csv.DictReader(f)
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise UsageError(f"{path}:1: no column {missing[0]!r} in the header; columns: "
+                         f"{', '.join(reader.fieldnames or []) or 'none'}")
+    return reader
+
+
 def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
     texts, labels = [], []
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UsageError(f"{path}:1: no column {missing[0]!r} in the header; columns: "
-                             f"{', '.join(reader.fieldnames or []) or 'none'}")
+        reader = csv_with_columns(f, path, (text_column, label_column))
         for row in reader:
             text, label = row.get(text_column), row.get(label_column)
             for key, value in ((text_column, text), (label_column, label)):

@@ -63,10 +63,10 @@ def test_model_that_does_not_exist_is_a_usage_error(tmp_path):
 
 
 def test_split_is_fixed_disjoint_and_capped():
-    held, train = text_classification.split(1000, 300)
-    assert (held, train) == text_classification.split(1000, 300)
+    held, train = text_data.split(1000, 300)
+    assert (held, train) == text_data.split(1000, 300)
     assert len(held) == 200 and not set(held) & set(train) and sorted(held + train) == list(range(1000))
-    assert text_classification.split(1000, 50, split_seed=1)[0] != held[:50]
+    assert text_data.split(1000, 50, split_seed=1)[0] != held[:50]
 
 
 def test_tweets_task_holds_out_a_fixed_split_whatever_the_trial_seed():
@@ -173,6 +173,7 @@ def own_files(tmp_path):
     (tmp_path / "test.jsonl").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in held))
     (tmp_path / "odd.csv").write_text("text,label\nfine,pos\nhmm,maybe\n")
     (tmp_path / "empty.csv").write_text("text,label\n")
+    (tmp_path / "four.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in ROWS[:4]))
     return tmp_path
 
 
@@ -191,18 +192,30 @@ def test_eval_data_is_the_held_out_set_with_labels_matched_by_name(own_files, he
     ({"eval_data": "empty.csv"}, "empty.csv has no rows"),
     ({"eval_data": "test.csv", "n_eval": 5}, "with eval_data= every row of that file is held out"),
     ({"n_eval": 40}, "n_eval=40 cannot be held out of 40 rows: give from 1 to 39"),
+    ({"data": "four.csv"}, "four.csv has 4 rows; need at least 5 to hold some out"),
 ])
 def test_bad_eval_data_and_held_out_sizes_are_one_line_errors(own_files, options, message):
-    options = {k: str(own_files / v) if k == "eval_data" else v for k, v in options.items()}
+    options = {k: str(own_files / v) if k in ("data", "eval_data") else v for k, v in options.items()}
     with pytest.raises(UsageError) as e:
-        text_classification.build_named("classify", batch_size=4, data=str(own_files / "train.csv"), **options)
+        text_classification.build_named("classify", **{"batch_size": 4, "data": str(own_files / "train.csv"),
+                                                       **options})
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_task_holds_out_by_one_rule():
+    assert text_data.hold_out(3, "x", n_eval=None, default=9, n_file=2) == ([3, 4], [0, 1, 2])  # a file: all of it
+    assert text_data.hold_out(40, "x", n_eval=None, default=500) == text_data.split(40, 8)  # a default: a fifth
+    assert text_data.hold_out(40, "x", n_eval=30, default=500) == text_data.split(40, 30, exact=True)
+    with pytest.raises(UsageError, match="every problem of that file is held out: give one of them"):
+        text_data.hold_out(40, "x", n_eval=5, default=9, n_file=2, unit="problem")
+    with pytest.raises(UsageError, match="^file f has 4 records; need at least 5 to hold some out$"):
+        text_data.hold_out(4, "file f", n_eval=None, default=9, unit="record")
 
 
 def test_the_held_out_size_asked_for_is_the_size_held_out(own_files):
     task = text_classification.build_named("classify", batch_size=4, data=str(own_files / "train.csv"), n_eval=30)
     assert (task.info["n_train"], task.info["n_eval"]) == (10, 30)  # no silent cap at a fifth
-    assert text_classification.split(40, 500)[0] == text_classification.split(40, 8)[0]  # a default is capped
+    assert text_data.split(40, 500)[0] == text_data.split(40, 8)[0]  # a default is capped
 
 
 def test_train_takes_eval_data_from_the_command_line(own_files, capsys, monkeypatch):

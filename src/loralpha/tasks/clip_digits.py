@@ -62,7 +62,7 @@ from ..checks import positive_int
 from ..devices import device_of, to_device
 from ..errors import UsageError
 from .base import EMBEDDED_PACKAGES, Task, check_model_source
-from .text_data import csv_with_columns, held_out_file, jsonl_rows, package_file, split
+from .text_data import csv_with_columns, hold_out, jsonl_rows, package_file, split
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # {w}: the digit's word, {d}: the digit
@@ -518,19 +518,14 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
     else:
         gray, captions, wheres = read_pairs(data, image_column, caption_column)
         described = f"file {data}"
+        more: list[np.ndarray] = []
         if eval_data is not None:
-            if n_eval is not None:
-                raise UsageError("n_eval= sizes a split of data=; with eval_data= every row of that file is held out: "
-                                 "give one of them")
             more, more_captions, more_wheres = read_pairs(eval_data, image_column, caption_column)
-            held, train = held_out_file(len(gray), len(more))
+        held, train = hold_out(len(gray), described, n_eval=n_eval, default=DEFAULT_N_EVAL_FILE,
+                               split_seed=split_seed, n_file=None if eval_data is None else len(more))
+        if eval_data is not None:
             gray, captions, wheres = gray + more, captions + more_captions, wheres + more_wheres
             described = f"{described} (held out: {eval_data})"
-        else:
-            if len(gray) < 5 and n_eval is None:
-                raise UsageError(f"{described} has {len(gray)} rows; need at least 5 to hold some out")
-            held, train = split(len(gray), DEFAULT_N_EVAL_FILE if n_eval is None else n_eval, split_seed,
-                                exact=n_eval is not None)
         train_captions = {i: [captions[i]] for i in train}
         distinct = sorted({captions[i] for i in held})
         if len(distinct) < 2:

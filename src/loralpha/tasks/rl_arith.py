@@ -65,7 +65,7 @@ from . import gemma
 from .base import Task
 from .causal_lm import _LOGIT_RESCALING, load_causal_lm
 from .text_classification import default_targets
-from .text_data import held_out_file, split
+from .text_data import hold_out
 
 ANSWER = re.compile(r"0|-?[1-9][0-9]*")
 DEFAULT_N_EVAL = 200
@@ -455,19 +455,13 @@ def build(seed: int = 0, batch_size: int = 4, model: str | None = None, data: st
     else:
         rows = read_problems(data)
         described = f"file {data}"
+        extra = [] if eval_data is None else read_problems(eval_data)
+        held_idx, train_idx = hold_out(len(rows), described, n_eval=n_eval, default=DEFAULT_N_EVAL,
+                                       split_seed=split_seed, n_file=None if eval_data is None else len(extra),
+                                       unit="problem")
         if eval_data is not None:
-            if n_eval is not None:
-                raise UsageError("n_eval= sizes a split of data=; with eval_data= every row of that file is held out: "
-                                 "give one of them")
-            extra = read_problems(eval_data)
-            held_idx, train_idx = held_out_file(len(rows), len(extra))
             rows = rows + extra
             described += f" (held out: file {eval_data})"
-        else:
-            if len(rows) < 5 and n_eval is None:
-                raise UsageError(f"{data} has {len(rows)} problems; need at least 5 to hold some out")
-            held_idx, train_idx = split(len(rows), DEFAULT_N_EVAL if n_eval is None else n_eval, split_seed,
-                                        exact=n_eval is not None)
         held, train_rows, stream = [rows[i] for i in held_idx], [rows[i] for i in train_idx], None
 
     if model is None:

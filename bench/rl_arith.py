@@ -9,7 +9,9 @@ and wall time.
     python bench/rl_arith.py --quick               # the same path on a tiny random Llama (seconds)
 
 Every part is one JSON file, written when it finishes; a rerun skips the files that exist (delete one to redo it).
-Run directories go to bench/work/rl-arith/ (replaced per run).
+Run directories go to bench/work/rl-arith/, checkpointed every CHECKPOINT_EVERY steps: a run stopped part-way
+continues from its checkpoint on the next call; its record then says `resumed_from` (the step), and its times
+are those of the last piece alone.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, machine, save, work_dir  # noqa: E402
 
 from loralpha import TrainConfig, runs, tasks, train  # noqa: E402
+from loralpha.checkpoints import CHECKPOINT  # noqa: E402
 from loralpha.tasks.causal_lm import tiny_causal_lm  # noqa: E402
 
 OUT = ROOT / "docs" / "results" / "rl-arith"
+CHECKPOINT_EVERY = 5  # GRPO steps between a run's checkpoints (a step is tens of seconds on 2 cores)
 
 
 def tiny_options(folder: Path) -> dict[str, Any]:
@@ -80,8 +84,9 @@ def step_time(options: dict[str, Any], repeats: int) -> dict[str, Any]:
 def one_run(rule: str, seed: int, steps: int, options: dict[str, Any], quick: bool) -> dict[str, Any]:
     config = TrainConfig(task="rl-arith", rule=rule, rank=8, seed=seed, steps=steps, eval_every=steps,
                          task_options=options)
-    out = work_dir("rl-arith", quick) / f"{rule}-s{seed}"
-    result = train(config, out=out, overwrite=True)
+    out = work_dir("rl-arith", quick) / f"{rule}-s{seed}-{steps}steps"
+    again = (out / CHECKPOINT).is_file()  # a run stopped part-way (the session ended, say) continues from there
+    result = train(config, out=out, overwrite=not again, resume=again, checkpoint_every=CHECKPOINT_EVERY)
     rows = runs.read_metrics(out)
     evals = [r for r in rows if "accuracy" in r]
     losses = [r["loss"] for r in rows if "loss" in r]
@@ -90,7 +95,8 @@ def one_run(rule: str, seed: int, steps: int, options: dict[str, Any], quick: bo
             "before": {k: v for k, v in evals[0].items() if k != "step"} if evals else None,
             "after": result.eval, "train_reward_last10": 1 - statistics.fmean(losses[-10:]) if losses else None,
             "wall_time_s": result.wall_time_s, "train_time_s": result.train_time_s, "eval_time_s": result.eval_time_s,
-            "load_time_s": result.load_time_s, "train_reward": [1 - v for v in losses]}
+            "load_time_s": result.load_time_s, "resumed_from": result.resumed_from,
+            "train_reward": [1 - v for v in losses]}
 
 
 def main() -> None:

@@ -109,6 +109,8 @@ def test_demo_report_states_every_part_and_no_nan(demo_dir):
     assert "nan" not in md.lower().replace("nanmean", "")
     assert "Not run yet" not in md
     assert md.count("```sh") == 4  # every section says how to reproduce it
+    head = md.split("\n## 1. Head-to-head on tweets", 1)[1].split("\n## ", 1)[0]
+    assert "decisive benchmark (BENCHMARKS.md §7" in head  # a one-seed, untuned head-to-head says what decides it
     for png in ("head_to_head.png", "alpha_vs_eta.png", "spectrum.png", "law.png"):
         assert (demo_dir["out"] / png).stat().st_size > 10_000
 

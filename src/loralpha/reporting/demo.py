@@ -146,8 +146,10 @@ def _head_text(done, reached, target, calib, majority) -> str:
             if calib.get("edge") else ""
         parts.append(f"`calibrate` chose c = {calib['coef']:.4g}{bound} from {len(calib['coefs'])} candidates in "
                      f"{calib['cost_steps']} probe steps ({calib['wall_time_s']:.0f} s).")
-    parts.append("One seed and a short budget: differences of a few points of accuracy are within seed noise "
-                 "(see BENCHMARKS.md for seeds and per-rule tuned η).")
+    parts.append("One seed, a short budget and each rule at its default η: differences of a few points of accuracy "
+                 "are within seed noise, and the ranking can move once each rule's η is tuned and the budget is long "
+                 "enough to plateau; that is what the decisive benchmark (BENCHMARKS.md §7: η bracketed, 3 seeds, "
+                 "paired intervals) tests.")
     return " ".join(parts)
 
 

@@ -24,7 +24,7 @@ from common import quick_arg, save  # noqa: E402
 CHILD = r"""
 import json, resource, sys, torch
 from loralpha import TrainConfig, tasks
-from loralpha.train import train
+from loralpha.loop import train
 cfg = json.loads(sys.argv[1])
 torch.manual_seed(0)
 tasks.build(cfg["task"], batch_size=cfg.get("batch_size"), **cfg.get("task_options", {}))

@@ -30,7 +30,7 @@ from common import quick_arg, save  # noqa: E402
 
 from loralpha import adapters, tasks  # noqa: E402
 from loralpha.adapters import AdapterSpec  # noqa: E402
-from loralpha.train import FitOptions, fit  # noqa: E402
+from loralpha.loop import FitOptions, fit  # noqa: E402
 
 
 def plain(model, batches, loss, spec: AdapterSpec, lr: float, head_lr: float | None, seed: int):

@@ -9,9 +9,9 @@ from rich.console import Console
 
 from loralpha import cli, runs
 from loralpha.errors import UsageError
+from loralpha.loop import RunResult, TrainConfig, train
 from loralpha.options import parse_options
 from loralpha.studies.calibrate import DEFAULT_COEFS, calibrate, first_steps, schedule
-from loralpha.train import RunResult, TrainConfig, train
 
 train_module = importlib.import_module("loralpha.studies.calibrate")  # where calibrate looks train up
 TINY = {"batch_size": 32, "task_options": {"width": 32, "depth": 2, "n_eval": 64}}

@@ -14,9 +14,9 @@ from loralpha import cli, scaling
 from loralpha.adapters import AdapterSpec
 from loralpha.config import FitOptions
 from loralpha.errors import UsageError
+from loralpha.loop import fit
 from loralpha.tasks import build, clip_digits
 from loralpha.tasks.causal_lm import tiny_tokenizer
-from loralpha.train import fit
 
 SHAPES = ["square top left", "square top right", "square bottom left", "square bottom right"]
 

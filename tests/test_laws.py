@@ -216,8 +216,8 @@ def test_load_records_reads_json_and_jsonl(tmp_path):
 
 def test_load_records_reads_a_sweep_store(tmp_path):
     store_module = pytest.importorskip("loralpha.sweep.store")
+    from loralpha.loop import TrainConfig
     from loralpha.sweep.spec import Trial
-    from loralpha.train import TrainConfig
 
     store = store_module.Store(tmp_path / "study.db")
     configs = [TrainConfig(rule="fixed", rank=4, alpha=a, seed=0) for a in (8.0, 16.0, 32.0)]

@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "loralpha"
 # one-way flow: a module may import its own layer and the layers before it, never a later one
 LAYERS = [
     {"errors", "checks", "options", "devices", "scaling", "config", "tasks", "adapters", "faults", "checkpoints",
-     "runs", "train", "diagnostics", "integrations", "sweep"},
+     "runs", "loop", "diagnostics", "integrations", "sweep"},
     {"studies"},
     {"reporting"},
     {"cli", "__init__", "__main__"},
@@ -94,7 +94,7 @@ def layer(module: str) -> int:
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert len(graph) > 30 and "loralpha.train" in graph["loralpha.diagnostics.spectrum"]  # the graph is read
+    assert len(graph) > 30 and "loralpha.loop" in graph["loralpha.diagnostics.spectrum"]  # the graph is read
     assert cycles(graph) == []
 
 
@@ -145,3 +145,18 @@ def test_the_rule_name_scan_sees_a_comparison(tmp_path, code):
     path = tmp_path / "m.py"
     path.write_text(code + "\n")
     assert len(rule_comparisons(path)) == 1
+
+
+def test_the_command_line_starts_without_torch_and_the_api_loads_it_on_first_use():
+    """`loralpha --help`, its flags and its one-line errors need no model stack; `loralpha.train` is still the
+    function (not the module of the loop) whichever module loaded the loop first."""
+    import subprocess
+    import sys
+
+    code = ("import sys, loralpha.cli, loralpha.config\n"
+            "assert not {'torch', 'peft', 'transformers'} & set(sys.modules), sorted(sys.modules)\n"
+            "import loralpha.sweep.engine, loralpha.studies.compare, loralpha\n"
+            "assert callable(loralpha.train) and loralpha.train.__module__ == 'loralpha.loop'\n"
+            "assert loralpha.fit.__name__ == 'fit' and loralpha.adapt.__name__ == 'adapt'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

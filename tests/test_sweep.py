@@ -15,8 +15,8 @@ import pytest
 
 from loralpha import cli
 from loralpha.errors import UsageError
+from loralpha.loop import TrainConfig
 from loralpha.sweep import Store, Trial, engine, load, run_sweep, trial_id
-from loralpha.train import TrainConfig
 
 TINY = {"steps": 20, "batch_size": 32, "task_options": {"width": 32, "depth": 2, "n_eval": 64}}
 TINY_YAML = "fixed: {steps: 20, batch_size: 32, task_options: {width: 32, depth: 2, n_eval: 64}}\n"

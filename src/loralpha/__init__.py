@@ -7,21 +7,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from . import adapters
-from .adapters import adapt
 from .config import AdapterSpec, FitOptions, TrainConfig
 from .errors import UsageError
 from .scaling import RULES, gamma, lora_alpha
-from .train import RunResult, fit, train
+
+if TYPE_CHECKING:
+    from .adapters import adapt
+    from .loop import RunResult, fit, train
 
 __version__ = "0.1.0"
+
+# what needs torch and PEFT loads on first use, so that `import loralpha.config` (and the command line's
+# --help, its flags and its one-line errors) do not pay for them
+_LAZY = {"adapt": "adapters", "RunResult": "loop", "fit": "loop", "train": "loop"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def lora_config(rule: str = "lora-alpha", rank: int = 8, targets: list[str] | None = None, **spec: Any):
     """A PEFT `LoraConfig` whose `lora_alpha` follows `rule` — for `get_peft_model`, `Trainer`
     or `trl.SFTTrainer(peft_config=...)`. Keyword arguments are those of `AdapterSpec`."""
+    from . import adapters
+
     return adapters.lora_config(AdapterSpec(rule=rule, rank=rank, targets=list(targets or []), **spec))
 
 

@@ -8,8 +8,6 @@ from typing import Optional
 
 import typer
 
-from ..reporting import build
-from ..studies import demo as demo_mod
 from .app import app, console
 
 
@@ -26,6 +24,9 @@ def demo(
     machine (α vs η, spectral suppression, the α*(r) law), written as OUT/report.html and OUT/report.md.
     Interrupted? Run the same command again: finished parts are reused."""
     start = time.perf_counter()
+    from ..reporting import build
+    from ..studies import demo as demo_mod
+
     demo_mod.run(out, quick=quick, workers=workers, progress=not quiet, device=device,
                  say=lambda line: console.print(line, markup=False, highlight=False))
     written = build(out)
@@ -40,6 +41,8 @@ def report(
                                                   "(default: PATH itself, or the store's directory)"),
 ) -> None:
     """Render report.html (self-contained, plots embedded), report.md and the PNG plots of PATH."""
+    from ..reporting import build
+
     written = build(path, out)
     console.print(f"{written['kind']} report: {written['html']}  (and {written['markdown'].name}, "
                   f"{len(written['figures'])} plots)")

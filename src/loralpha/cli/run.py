@@ -13,15 +13,20 @@ from rich.table import Table
 from .. import devices, runs, scaling
 from ..checks import positive
 from ..config import TrainConfig
-from ..diagnostics import plane as adam_plane
-from ..diagnostics.spectrum import sweep as spectrum_sweep
 from ..errors import UsageError
 from ..options import command_line
-from ..studies.compare import compare as run_all
 from ..tasks import TASKS, TaskFlags
-from ..train import train as run
 from .app import app, console, csv, err, numbers
 from .options import config_options
+
+# torch, PEFT and the models load when a command trains, not when the command line starts (--help, bad flags)
+
+
+def run(config: TrainConfig, **kwargs):
+    """`loralpha.train`: one run."""
+    from ..loop import train
+
+    return train(config, **kwargs)
 
 
 def on_what(runtime: dict | None) -> str:
@@ -56,7 +61,7 @@ def train(
     task, rule, rank, seed = config["task"], config["rule"], config["rank"], config["seed"]
     config["task_options"] = {**TaskFlags(**flags).options(task), **config["task_options"]}
     out = out or Path("runs") / f"{task}-{rule}-r{rank}-s{seed}"
-    result = run(TrainConfig(**config), out=out, overwrite=overwrite, progress=not quiet,
+    result = run(TrainConfig(**config).check(), out=out, overwrite=overwrite, progress=not quiet,
                  checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard)
     table = Table(title=f"{task} · {rule} · r={rank}", show_header=False)
     table.add_row("status", result.status)
@@ -107,6 +112,8 @@ def compare(
     for name in names:
         scaling.check_rule(name)
     configs = {name: TrainConfig(**config, rule=name) for name in names}
+    from ..studies.compare import compare as run_all
+
     results = run_all(configs, out, progress=not quiet,
                       on_start=lambda n, reused: console.print(f"[bold]{n}[/]" + (" (reused)" if reused else "")))
     first = next(iter(results.values()))["config"]
@@ -184,6 +191,8 @@ def spectrum(
                       f"{r['adapter']['hvp_calls']}+{r['full']['hvp_calls']}",
                       f"{r['adapter']['seconds'] + r['full']['seconds']:.1f}")
 
+    from ..diagnostics.spectrum import sweep as spectrum_sweep
+
     spectrum_sweep(base, names, rank_list, out, k=k, method=method, on_result=show)
     console.print(table)
     console.print(f"wrote {out / 'spectrum.json'} and {out / 'spectrum.png'}")
@@ -223,6 +232,8 @@ def rules(
                   + "; ".join(f"{rate:g} for {', '.join(names)}" for rate, names in by_rate.items()) + ".")
     if plane is not None:
         positive(full_ft_lr, "full-FT learning rate")
+        from ..diagnostics import plane as adam_plane
+
         rows = adam_plane.points(list(scaling.RULES), rs, full_ft_lr, coef=coef, alpha=alpha)
         adam_plane.plot(rows, plane)
         console.print(f"wrote {plane}: each rule at (η_A, γ·η_B); under Adam (ε → 0, no weight decay) "

@@ -11,9 +11,6 @@ from rich.table import Table
 from .. import runs, scaling
 from ..config import TrainConfig
 from ..errors import UsageError
-from ..studies import laws
-from ..studies.calibrate import calibrate as run_probes
-from ..sweep import Store, load, run_sweep
 from .app import app, console, err, numbers
 from .options import config_options
 
@@ -36,6 +33,8 @@ def sweep(
 ) -> None:
     """Run every trial of a grid spec, each in its own process, into a SQLite store. Rerunning resumes:
     finished trials are kept, trials of a killed sweep run again; sweeps sharing a store share the work."""
+    from ..sweep import Store, load, run_sweep
+
     loaded = load(spec)
     path = store or Path("studies") / loaded.name / "study.db"
     try:
@@ -79,6 +78,8 @@ def fit_law(
 ) -> None:
     """The optimal α (or η) per rank from a sweep, and the power law α* = c·r^p through them, with 95%
     bootstrap intervals, fixed exponents 0, ½, 1 against a free p, and the paper's 256·√r."""
+    from ..studies import laws
+
     records = laws.load_records(store)
     x = x or laws.swept_axis(records)
     study = laws.fit(records, x=x, metric=metric, higher_is_better=higher_is_better, at=at,
@@ -167,6 +168,8 @@ def calibrate_coef(
                       f"best c = {rnd['best']:g} (loss {best['loss']:.4g}); keep {kept}")
 
     try:
+        from ..studies.calibrate import calibrate as run_probes
+
         cal = run_probes(task, rank=config.pop("rank"), budget_steps=budget_steps, coefs=grid, seeds=seed_list,
                          on_round=report, **config)
     except KeyboardInterrupt:

@@ -31,7 +31,7 @@ import torch
 from .. import adapters, devices, runs, scaling, tasks
 from ..adapters import AdapterSpec
 from ..errors import UsageError
-from ..train import TrainConfig, fit
+from ..loop import TrainConfig, fit
 from .hessian import adapter_parameters, step_gap, top_eigenvalues
 from .signal_drift import lora_layers
 

@@ -32,7 +32,7 @@ from typing import Any
 from .. import scaling
 from ..checks import positive, positive_int
 from ..errors import UsageError
-from ..train import TrainConfig, train
+from ..loop import TrainConfig, train
 from .laws import locate
 from .records import effective_lr
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import runs
-from ..train import TrainConfig, train
+from ..loop import TrainConfig, train
 
 
 def _finished(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:

@@ -58,7 +58,7 @@ _TRIAL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CRASH_ENV = "LORALPHA_SWEEP_TEST_CRASH"
 DELAY_ENV = "LORALPHA_SWEEP_TEST_DELAY"
 CRASH_CODE = 77
-_PRELOAD = ["torch", "peft", "transformers", "loralpha.train", "loralpha.adapters", "loralpha.tasks.teacher_student",
+_PRELOAD = ["torch", "peft", "transformers", "loralpha.loop", "loralpha.adapters", "loralpha.tasks.teacher_student",
             "loralpha.sweep.engine"]
 
 
@@ -67,7 +67,7 @@ def run_trial(config: dict[str, Any], run_dir: str, threads: int | None = None, 
     given `gpus` (Ray's gpus_per_trial) with device auto must see a CUDA device, so auto resolves to it."""
     import torch
 
-    from ..train import TrainConfig, train
+    from ..loop import TrainConfig, train
 
     if threads:
         torch.set_num_threads(threads)

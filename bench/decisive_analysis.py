@@ -14,6 +14,15 @@ from decisive_plan import PLATEAU, RANK, SEEDS, SUBJECT, Arm, Setting, config, c
 
 from loralpha.tasks.base import facts  # noqa: E402
 
+CLAIMS = {  # the paper's claims, as the verdict table names them
+    "untuned": "LoRA-α at the full-FT η (untuned) ties or beats each tuned baseline",
+    "faster": "at equal η it converges faster (than 2rank)",
+    "search": "it shortens search (untuned within 1% of tuned; a wider forgiving η range)",
+    "law": "α* ∝ √r with a large c",
+    "spectrum": "spectral suppression",
+    "drift": "a larger α raises the signal without raising the drift ratio",
+}
+
 
 def interval(values: list[float]) -> dict | None:
     """Mean and 95% t-interval of the finite values (no interval for one value)."""

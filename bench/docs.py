@@ -23,10 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loralpha import scaling
-from loralpha.reporting import fmt
-from loralpha.reporting.document import fmt_lr
-from loralpha.tasks import TASKS
+sys.path.insert(0, str(Path(__file__).parent))
+from decisive_analysis import CLAIMS  # noqa: E402
+
+from loralpha import scaling  # noqa: E402
+from loralpha.reporting import fmt  # noqa: E402
+from loralpha.reporting.document import fmt_lr  # noqa: E402
+from loralpha.tasks import TASKS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -304,15 +307,19 @@ def decisive(link: str = "BENCHMARKS.md", lead: str = "decides between these two
     if not path.is_file():
         return "The decisive benchmark (`python bench/decisive.py`, BENCHMARKS.md §7) has no finished trial yet."
     tasks = load(path)["tasks"]
-    parts = []
+    decided, waiting = [], []
     for task, t in tasks.items():
-        said = [f"{v['claim']} {v['verdict']}" for v in t["verdicts"] if v["verdict"] not in ("pending", "not tested")]
-        parts.append(f"{task} {t['trials_done']} of {t['trials_wanted']} planned trials"
-                     f"{' (complete)' if t['complete'] else ''}" + (f", verdicts so far: {', '.join(said)}" if said
-                                                                   else ", no verdict yet"))
+        if not t["complete"]:
+            waiting.append(f"{task} {t['trials_done']} of {t['trials_wanted']} planned trials")
+            continue
+        said = [f"{CLAIMS[v['claim']]}: **{v['verdict']}** ({v['figure']})" for v in t["verdicts"]
+                if v["verdict"] != "not tested"]
+        decided.append(f"On {task} (complete, {t['trials_done']} trials, {t['steps']} steps per trial): "
+                       + "; ".join(said) + ".")
     return (f"The decisive benchmark ([BENCHMARKS.md §7]({link}#7-the-decisive-benchmark): every rule at a "
             f"tested budget, η bracketed, 3 seeds, paired intervals) {lead}runs over several sessions and keeps "
-            "every trial. So far: " + "; ".join(parts) + ". A table's verdicts stay pending until it is complete.")
+            "every trial. " + " ".join(decided)
+            + (f" Still running, so no verdict yet: {'; '.join(waiting)}." if waiting else ""))
 
 
 BLOCKS: dict[str, Callable[[], str]] = {

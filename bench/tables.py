@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, ROOT, pm  # noqa: E402
+from decisive_analysis import CLAIMS  # noqa: E402
 from headline import summary  # noqa: E402
 
 from loralpha.reporting import fmt  # noqa: E402
@@ -304,16 +305,6 @@ def memory(R: dict, folder: Path) -> list[str]:
     out += [f"| {r['task']} | {r['rule']} | {r['built_mib']:.0f} | {r['peak_mib']:.0f} | {r['added_mib']:.0f} |"
             for r in M["rows"]]
     return out + ["", stamp(M, folder, "memory"), ""]
-
-
-CLAIMS = {  # the paper's claims, as the verdict table names them
-    "untuned": "LoRA-α at the full-FT η (untuned) ties or beats each tuned baseline",
-    "faster": "at equal η it converges faster (than 2rank)",
-    "search": "it shortens search (untuned within 1% of tuned; a wider forgiving η range)",
-    "law": "α* ∝ √r with a large c",
-    "spectrum": "spectral suppression",
-    "drift": "a larger α raises the signal without raising the drift ratio",
-}
 
 
 def _ci(d: dict | None, spec: str = ".4g") -> str:

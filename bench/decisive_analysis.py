@@ -131,6 +131,8 @@ def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
     best_baseline = min(baselines, key=lambda r: r["select"]["mean"], default=None)
     n_records = sum(1 for c in wanted if trial_id(c) in records)
     walls = [r.get("wall_time_s") or 0.0 for r in records.values()]
+    left = len(wanted) - n_records  # at the median trial so far: what the rest of the plan as it stands costs
+    median_wall = statistics.median(walls) if walls else None
     return {"task": task, "steps": s.steps, "batch_size": s.batch_size, "rank": RANK,
             "targets": s.targets, "task_options": s.task_options, "select": s.select, "report": s.report,
             "report_higher_is_better": higher, "full_ft_lr": facts(task).full_ft_lr,
@@ -138,7 +140,9 @@ def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
             "complete": n_records == len(wanted) and all(r["bracketed"] for _, r, _ in rows),
             "best_baseline": best_baseline["arm"] if best_baseline else None,
             "budget": best_baseline["plateau"] if best_baseline else None,
-            "compute_s": sum(walls), "devices": sorted({r.get("device", "cpu") for r in records.values()}),
+            "compute_s": sum(walls), "median_trial_s": median_wall,
+            "remaining_s": left * median_wall if median_wall is not None else None,
+            "devices": sorted({r.get("device", "cpu") for r in records.values()}),
             "rows": [row for _, row, _ in rows], "record_ids": sorted(records)}
 
 

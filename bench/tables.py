@@ -364,8 +364,8 @@ def decisive(R: dict, folder: Path) -> list[str]:
                 f"held-out `{sel}`. {T['trials_done']} of {T['trials_wanted']} planned trials done — {state}. "
                 f"Compute so far: {T['compute_s'] / 3600:.1f} h of trial wall time on {', '.join(T['devices'])}"
                 + (f" (median trial {T['median_trial_s'] / 60:.0f} min; the {T['trials_wanted'] - T['trials_done']} "
-                   f"trials still planned ≈ {T['remaining_s'] / 3600:.1f} h more of it, and the plan grows while an optimum "
-                   "sits at an edge of its grid)" if T.get("remaining_s") else "") + ". " + btext, ""]
+                   f"trials still planned ≈ {T['remaining_s'] / 3600:.1f} h more of it, and the plan grows while an "
+                   "optimum sits at an edge of its grid)" if T.get("remaining_s") else "") + ". " + btext, ""]
         cols = [f"held-out {sel}"] + ([rep] if rep != sel else [])
         out += ["| rule | η | bracketed | " + " | ".join(cols) + " | untuned − rule | forgiving width | ‖ΔA‖/‖A₀‖ | "
                 "‖B‖ | drift ratio |", "| --- " * (len(cols) + 8) + "|"]

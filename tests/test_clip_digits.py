@@ -15,7 +15,7 @@ from loralpha.adapters import AdapterSpec
 from loralpha.config import FitOptions
 from loralpha.errors import UsageError
 from loralpha.loop import fit
-from loralpha.tasks import build, clip_digits
+from loralpha.tasks import build, clip_digits, two_tower
 from loralpha.tasks.causal_lm import tiny_tokenizer
 
 SHAPES = ["square top left", "square top right", "square bottom left", "square bottom right"]
@@ -96,10 +96,10 @@ def test_info_nce_equals_the_hand_computed_value_on_two_pairs():
     image_to_text = (math.log1p(math.exp(1.2 - 2)) + math.log1p(math.exp(0 - 1.6))) / 2
     text_to_image = (math.log1p(math.exp(0 - 2)) + math.log1p(math.exp(1.2 - 1.6))) / 2
     expected = (image_to_text + text_to_image) / 2
-    assert float(clip_digits.info_nce(images, texts, 2.0)) == pytest.approx(expected, rel=1e-6)
+    assert float(two_tower.info_nce(images, texts, 2.0)) == pytest.approx(expected, rel=1e-6)
     # swapping the towers' roles gives the same symmetric loss; a wrong pairing costs more
-    assert float(clip_digits.info_nce(texts, images, 2.0)) == pytest.approx(expected, rel=1e-6)
-    assert float(clip_digits.info_nce(images, texts.flip(0), 2.0)) > expected
+    assert float(two_tower.info_nce(texts, images, 2.0)) == pytest.approx(expected, rel=1e-6)
+    assert float(two_tower.info_nce(images, texts.flip(0), 2.0)) > expected
 
 
 def test_info_nce_three_pairs_against_cross_entropy_by_hand():
@@ -109,7 +109,7 @@ def test_info_nce_three_pairs_against_cross_entropy_by_hand():
     logits = (7.0 * u @ v.T).tolist()
     rows = [-logits[i][i] + math.log(sum(math.exp(x) for x in logits[i])) for i in range(3)]
     cols = [-logits[j][j] + math.log(sum(math.exp(logits[i][j]) for i in range(3))) for j in range(3)]
-    assert float(clip_digits.info_nce(a, b, torch.tensor(7.0))) == pytest.approx((sum(rows) + sum(cols)) / 6, rel=1e-6)
+    assert float(two_tower.info_nce(a, b, torch.tensor(7.0))) == pytest.approx((sum(rows) + sum(cols)) / 6, rel=1e-6)
 
 
 def test_zero_shot_accuracy_on_constructed_embeddings():
@@ -119,18 +119,18 @@ def test_zero_shot_accuracy_on_constructed_embeddings():
     labels = torch.tensor([0, 1, 2, 3])
     right = torch.eye(4) + 0.1
     swapped = right[[0, 1, 3, 2]]
-    assert clip_digits.zero_shot_accuracy(images, torch.stack([right]), labels) == 1.0
-    assert clip_digits.zero_shot_accuracy(images, torch.stack([swapped]), labels) == 0.5
-    assert clip_digits.zero_shot_accuracy(images, torch.stack([right, swapped]), labels) == 0.75
+    assert two_tower.zero_shot_accuracy(images, torch.stack([right]), labels) == 1.0
+    assert two_tower.zero_shot_accuracy(images, torch.stack([swapped]), labels) == 0.5
+    assert two_tower.zero_shot_accuracy(images, torch.stack([right, swapped]), labels) == 0.75
 
 
 def test_recall_at_1_counts_an_equal_caption_as_the_own_one():
     images = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
     # pairs 0 and 1 share the caption text (id 0): image 1's nearest caption is pair 0's, which counts
     texts = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    assert clip_digits.recall_at_1(images, texts, torch.tensor([0, 0, 1])) == 1.0
+    assert two_tower.recall_at_1(images, texts, torch.tensor([0, 0, 1])) == 1.0
     # with distinct captions the same nearest caption is a miss for image 1
-    assert clip_digits.recall_at_1(images, texts, torch.tensor([0, 1, 2])) == pytest.approx(2 / 3)
+    assert two_tower.recall_at_1(images, texts, torch.tensor([0, 1, 2])) == pytest.approx(2 / 3)
 
 
 # ---------------------------------------------------------------- the task on tiny towers
@@ -267,7 +267,7 @@ def test_a_clip_model_trains_through_the_same_path(pairs_dir, tiny_clip_dir, tmp
     assert result.status == "done" and all(math.isfinite(v) for v in result.eval.values())
     names = [n for n, _ in result.model.named_parameters() if "lora_B" in n]
     assert any("vision_model" in n for n in names) and any("text_model" in n for n in names)
-    fresh = clip_digits.load_clip(str(tiny_clip_dir))[0]
+    fresh = two_tower.load_clip(str(tiny_clip_dir))[0]
     loaded = PeftModel.from_pretrained(fresh, str(tmp_path / "run" / "adapter")).eval()
     with torch.no_grad():
         for w, g in zip(result.model.eval()(**batch), loaded(**batch)):

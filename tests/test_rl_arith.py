@@ -13,7 +13,7 @@ import loralpha
 from loralpha import TrainConfig, cli, runs, train
 from loralpha.errors import UsageError
 from loralpha.integrations import SignalDriftCallback
-from loralpha.tasks import build, rl_arith
+from loralpha.tasks import build, grpo, rl_arith
 from loralpha.tasks.causal_lm import tiny_causal_lm
 from loralpha.tasks.sft import encode, pad
 
@@ -128,13 +128,13 @@ def test_held_out_questions_are_distinct_and_never_trained_on():
 
 def test_group_advantages_by_hand():
     rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
-    a = rl_arith.group_advantages(rewards)
+    a = grpo.group_advantages(rewards)
     std = (1 / 3) ** 0.5  # group 1: mean 1/2, Σ(r − mean)² = 1, Bessel: 1/3
     torch.testing.assert_close(a[0], torch.tensor([0.5, -0.5, -0.5, 0.5], dtype=a.dtype) / (std + 1e-4))
     assert torch.equal(a[1], torch.zeros(4, dtype=a.dtype)) and torch.equal(a[2], torch.zeros(4, dtype=a.dtype))
     std = (0.75 / 3) ** 0.5  # group 4: mean 1/4, Σ = 9/16 + 3/16
     torch.testing.assert_close(a[3], torch.tensor([0.75, -0.25, -0.25, -0.25], dtype=a.dtype) / (std + 1e-4))
-    assert torch.isfinite(a).all() and torch.equal(rl_arith.group_advantages(torch.ones(3, 1)), torch.zeros(3, 1,
+    assert torch.isfinite(a).all() and torch.equal(grpo.group_advantages(torch.ones(3, 1)), torch.zeros(3, 1,
                                                                                                          dtype=a.dtype))
 
 
@@ -144,11 +144,11 @@ def test_the_loss_is_one_minus_the_reward_with_the_policy_gradient_of_the_sample
     task = build("rl-arith", model=str(taught_dir), data=str(data), temperature=0.7, **SMALL)
     model, tok = task.model, task_tokenizer(task)
     batch = next(iter(task.batches))
-    ids, mask, completion, cmask, texts = rl_arith.generate(model, tok, batch["prompt_ids"], samples=4,
+    ids, mask, completion, cmask, texts = grpo.generate(model, tok, batch["prompt_ids"], samples=4,
                                                             temperature=0.7, max_new_tokens=4, seed=batch["seed"])
     rewards = torch.tensor([rl_arith.reward(t, batch["answers"][i // 4]) for i, t in enumerate(texts)]).view(-1, 4)
     assert 0 < rewards.mean() < 1 and (rewards.std(dim=1) > 0).any()  # a batch with a signal
-    advantages = rl_arith.group_advantages(rewards).view(-1).float()
+    advantages = grpo.group_advantages(rewards).view(-1).float()
     model.train()
     loss = task.loss(model, batch)
     assert float(loss.detach()) == pytest.approx(1 - float(rewards.mean()))
@@ -186,7 +186,7 @@ def test_completion_log_probs_are_the_full_logits_ones_with_gemmas_soft_capping(
     mask = (ids != 0).long()
     completion = torch.tensor([[5, 6, 7], [8, 9, 9]])
     cmask = torch.tensor([[1, 1, 0], [1, 1, 1]])
-    mine = rl_arith.completion_logprobs(model, ids, mask, completion, cmask, temperature=0.5)
+    mine = grpo.completion_logprobs(model, ids, mask, completion, cmask, temperature=0.5)
     attention = torch.cat([mask, cmask], 1)
     logits = model(input_ids=torch.cat([ids, completion], 1), attention_mask=attention,
                    position_ids=(attention.cumsum(-1) - 1).clamp(min=0)).logits[:, 4:-1]
@@ -251,7 +251,7 @@ def test_sampling_is_seeded_by_the_batch(taught_dir, data, one_thread):
     task = build("rl-arith", model=str(taught_dir), data=str(data), **SMALL)
     tok = task_tokenizer(task)
     batch = next(iter(task.batches))
-    runs_ = [rl_arith.generate(task.model, tok, batch["prompt_ids"], samples=4, temperature=1.0, seed=s)[-1]
+    runs_ = [grpo.generate(task.model, tok, batch["prompt_ids"], samples=4, temperature=1.0, seed=s)[-1]
              for s in (batch["seed"], batch["seed"], batch["seed"] + 1)]
     assert runs_[0] == runs_[1] and runs_[0] != runs_[2]
     again = build("rl-arith", model=str(taught_dir), data=str(data), **SMALL)

@@ -157,6 +157,32 @@ def _alive(pid: str) -> bool:
     return True
 
 
+# BENCHMARKS.md's sections: where a result file is, its stamp, the command that writes it
+
+def rel(folder: Path, name: str) -> str:
+    try:
+        return str((folder / f"{name}.json").resolve().relative_to(ROOT))
+    except ValueError:
+        return str(folder / f"{name}.json")
+
+
+def stamp(data: dict, folder: Path, name: str) -> str:
+    m = data.get("machine", {})
+    load_avg = m.get("load_average")
+    extra = f"; load average at the end {', '.join(f'{v:g}' for v in load_avg)} (1/5/15 min)" if load_avg else ""
+    return f"Results: `{rel(folder, name)}` ({m.get('date', '?')}{extra})."
+
+
+def command(name: str, folder: Path, R: dict, extra: str = "") -> list[str]:
+    """The command block; it names the result file only when that file exists."""
+    where = f"# → {rel(folder, name)}" if name in R else "# (no result file yet)"
+    return ["```", f"python bench/{name}.py   {where}{extra}", "```", ""]
+
+
+def missing(name: str) -> list[str]:
+    return [f"*Not measured yet: no {name}.json in bench/results (run `python bench/{name}.py`).*", ""]
+
+
 # formatting of result values for tables (None and non-finite values show as —)
 
 

@@ -1,0 +1,118 @@
+"""BENCHMARKS.md §7, the decisive benchmark: its tables and verdicts, rendered from bench/results/decisive.json
+(which bench/decisive.py writes from the committed records); bench/tables.py puts it in its place."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import missing, stamp  # noqa: E402
+from decisive_analysis import CLAIMS  # noqa: E402
+
+from loralpha.reporting import fmt  # noqa: E402
+
+
+def _ci(d: dict | None, spec: str = ".4g") -> str:
+    if not d:
+        return "—"
+    if d.get("lo") is None:
+        return f"{format(d['mean'], spec)} (n = 1)"
+    return f"{format(d['mean'], spec)} [{format(d['lo'], spec)}, {format(d['hi'], spec)}]"
+
+
+def _paired(d: dict | None) -> str:
+    if not d:
+        return "—"
+    if d.get("lo") is None:
+        return f"{d['mean']:+.3g} (n = 1)"
+    return f"{d['mean']:+.3g} [{d['lo']:+.3g}, {d['hi']:+.3g}]"
+
+
+def decisive(R: dict, folder: Path) -> list[str]:
+    out = ["## 7. The decisive benchmark", "",
+           "```", "make bench-decisive                 # the same, then these tables and the docs' blocks",
+           "python bench/decisive.py            # runs what is missing (hours on 2 cores), then writes "
+           "bench/results/decisive.json", "python bench/decisive.py --status   # how complete each table is",
+           "python bench/decisive.py --render   # only decisive.json, from the records", "```", ""]
+    if "decisive" not in R:
+        return out + missing("decisive")
+    D = R["decisive"]
+    out += ["Every rule at rank 8 on every linear layer of the blocks (and, on tweets, PEFT's default query/value "
+            "for the rows marked qv), each at a fixed budget that the table tests, η on a lattice half a decade "
+            "apart through the task's full-FT η, grown until each rule's best η has a worse point on both sides (a "
+            "diverged point counts as worse); seed 0 picks the η, then seeds 1 and 2 run there. `lora-alpha "
+            "untuned` is c = 256 at the full-FT η, never tuned. Intervals are 95% t-intervals over the seeds; "
+            "\"untuned − rule\" is the paired difference of the held-out selection metric (same seeds, same batch "
+            "order; lower is better, so a positive figure means untuned LoRA-α is worse). The forgiving width is "
+            "the span of η, in decades, whose seed-0 held-out loss is within 1% of the rule's best (interpolated "
+            "in log η; \"≥\" where it reaches an end of the grid). ‖ΔA‖/‖A₀‖, ‖B‖ and the drift ratio are the "
+            "Signal-Drift tracker's per-factor motion at the end of the seed-0 run (the drift ratio: its median "
+            "over the run). Each finished trial is a record in `bench/results/decisive/<task>/`; a rerun runs only "
+            "what is missing.", ""]
+    for task, T in D["tasks"].items():
+        sel, rep = T["select"], T["report"]
+        state = ("**complete**" if T["complete"] else
+                 f"**not complete**: {sum(not r['bracketed'] for r in T['rows'])} of {len(T['rows'])} rows not "
+                 "bracketed yet")
+        budget = T.get("budget")
+        if budget:
+            verb = "has plateaued" if budget["holds"] else "has **not** plateaued"
+            btext = (f"Budget test: the best-tuned baseline ({T['best_baseline']}) improved its held-out {sel} by "
+                     f"{100 * budget['gain']:.1f}% from step {budget['from_step']} to {budget['to_step']}: it "
+                     f"{verb} (threshold 2%).")
+        else:
+            btext = "Budget test: no tuned baseline has finished yet."
+        out += [f"### {task}", "",
+                f"{T['steps']} steps of batch {T['batch_size'] or 'default'}"
+                f"{', ' + str(T['task_options']) if T['task_options'] else ''}; targets "
+                f"{', '.join(T['targets']) if T['targets'] else 'the task default (every layer)'}; η chosen by "
+                f"held-out `{sel}`. {T['trials_done']} of {T['trials_wanted']} planned trials done — {state}. "
+                f"Compute so far: {T['compute_s'] / 3600:.1f} h of trial wall time on {', '.join(T['devices'])}"
+                + (f" (median trial {T['median_trial_s'] / 60:.0f} min; the {T['trials_wanted'] - T['trials_done']} "
+                   f"trials still planned ≈ {T['remaining_s'] / 3600:.1f} h more of it, and the plan grows while an "
+                   "optimum sits at an edge of its grid)" if T.get("remaining_s") else "") + ". " + btext, ""]
+        cols = [f"held-out {sel}"] + ([rep] if rep != sel else [])
+        out += ["| rule | η | bracketed | " + " | ".join(cols) + " | untuned − rule | forgiving width | ‖ΔA‖/‖A₀‖ | "
+                "‖B‖ | drift ratio |", "| --- " * (len(cols) + 8) + "|"]
+        for r in T["rows"]:
+            f = r.get("forgiveness")
+            width = "—" if not f else f"{'≥ ' if f['open'] else ''}{f['decades']:.2f}"
+            m = r.get("motion") or {}
+            name = r["arm"] if r["tuned"] else f"**{r['arm']}**"
+            lr = "—" if r["lr"] is None else f"{r['lr']:.3g}"
+            vals = [_ci(r["select"])] + ([_ci(r["report"], ".3f")] if rep != sel else [])
+            bracketed = "— (untuned)" if not r["tuned"] else "yes" if r["bracketed"] else "not yet"
+            out.append(f"| {name} | {lr} | {bracketed} | " + " | ".join(vals)
+                       + f" | {_paired(r.get('paired_select'))} | {width} | {fmt(m.get('a_motion'), '.3g')} | "
+                       f"{fmt(m.get('b_norm'), '.3g')} | {fmt(m.get('median_drift_ratio'), '.3g')} |")
+        lrs = sorted({float(x) for r in T["rows"] for x in r["grid"]})
+        out += ["", f"Seed-0 held-out {sel} on the η lattice (— not run; ✕ diverged):", "",
+                "| rule | " + " | ".join(f"{x:.3g}" for x in lrs) + " |", "| --- " * (len(lrs) + 1) + "|"]
+        for r in T["rows"]:
+            if not r["tuned"]:
+                continue
+            cells = []
+            for x in lrs:
+                g = next((v for k, v in r["grid"].items() if math.isclose(float(k), x)), None)
+                if g is None or g["status"] is None:
+                    cells.append("—")
+                elif g["status"] != "done" or g[sel] is None:
+                    cells.append("✕")
+                else:
+                    best = r["lr"] is not None and math.isclose(x, r["lr"])
+                    cells.append(f"**{g[sel]:.4g}**" if best else f"{g[sel]:.4g}")
+            out.append(f"| {r['arm']} | " + " | ".join(cells) + " |")
+        out.append("")
+    tasks = list(D["tasks"])
+    out += ["### Verdicts", "", "One row per claim of the paper, one column per task, each from the table above "
+            "(pending: the trials it needs are not all done).", "",
+            "| claim | " + " | ".join(tasks) + " |", "| --- " * (len(tasks) + 1) + "|"]
+    for key, claim in CLAIMS.items():
+        cells = []
+        for task in tasks:
+            v = next((v for v in D["tasks"][task].get("verdicts", []) if v["claim"] == key), None)
+            cells.append("—" if v is None else f"{v['verdict']}: {v['figure']}")
+        out.append(f"| {claim} | " + " | ".join(cells) + " |")
+    return out + ["", stamp(D, folder, "decisive"), ""]

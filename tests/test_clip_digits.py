@@ -15,7 +15,7 @@ from loralpha.adapters import AdapterSpec
 from loralpha.config import FitOptions
 from loralpha.errors import UsageError
 from loralpha.loop import fit
-from loralpha.tasks import build, clip_digits, two_tower
+from loralpha.tasks import build, clip_digits, image_data, two_tower
 from loralpha.tasks.causal_lm import tiny_tokenizer
 
 SHAPES = ["square top left", "square top right", "square bottom left", "square bottom right"]
@@ -306,7 +306,7 @@ def write(path, text):
 def test_a_malformed_pairs_file_is_one_line_naming_the_file_and_row(pairs_dir, name, text, expected):
     path = write(pairs_dir / name, text)
     with pytest.raises(UsageError, match=expected) as e:
-        clip_digits.read_pairs(path)
+        image_data.read_pairs(path)
     one_line(e)
 
 

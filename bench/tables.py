@@ -36,6 +36,7 @@ def load(folder: Path) -> dict:
 
 # ------------------------------------------------------------------ sections
 
+
 def quality(R: dict, folder: Path) -> list[str]:
     out = ["## 1. Quality at equal budget", "", *command("quality", folder, R)]
     if "quality" not in R:

@@ -187,6 +187,8 @@ def plan(task: str, s: Setting, records: dict[str, dict]) -> tuple[list[TrainCon
                       "bracketed": bracketed, "grid": {lattice(k, task): grid[k] for k in sorted(grid)}}
         if bracketed:
             want += [config(task, s, arm, lattice(best, task), seed) for seed in SEEDS[1:]]
+    if "2rank" in s.starts:  # the convergence claim's pair: 2rank beside LoRA-α at the full-FT η, where it is made
+        want.append(config(task, s, Arm("2rank", "all"), facts(task).full_ft_lr, 0))
     seen, unique = set(), []
     for c in want:
         tid = trial_id(c)

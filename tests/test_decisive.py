@@ -19,6 +19,7 @@ from loralpha.sweep import trial_id  # noqa: E402
 TASK = "teacher-student"
 S = Setting(steps=10, batch_size=8, targets=None, starts={"2rank": 3}, evals=2, select="rel_mse", report="rel_mse")
 ARM = Arm("2rank", "all", True, 3)
+FULL_FT = 5e-5  # teacher-student's full-FT η
 
 
 def record(c, value, status="done"):
@@ -34,8 +35,9 @@ def fill(records, losses):
 
 
 def wanted_points(records):
+    """The seed-0 η of ARM's grid the plan wants (its convergence pair at the full-FT η aside)."""
     configs, state = protocol.plan(TASK, S, records)
-    return sorted({c.lr for c in configs if c.rule == "2rank" and c.seed == 0}), state[ARM], configs
+    return sorted({c.lr for c in configs if c.rule == "2rank" and c.seed == 0} - {FULL_FT}), state[ARM], configs
 
 
 def test_the_grid_starts_at_three_points_around_the_guess():
@@ -69,6 +71,13 @@ def test_the_untuned_arm_runs_three_seeds_at_the_full_ft_rate():
     s = Setting(steps=10, batch_size=8, targets=None, starts={}, select="rel_mse")
     configs, state = protocol.plan(TASK, s, {})
     assert [(c.rule, c.lr, c.seed) for c in configs] == [("lora-alpha", 5e-5, seed) for seed in (0, 1, 2)]
+
+
+def test_2rank_also_runs_at_the_full_ft_rate_beside_untuned_lora_alpha_whatever_its_grid():
+    configs, _ = protocol.plan(TASK, S, {})
+    pair = [(c.rule, c.seed) for c in configs if c.lr == FULL_FT]
+    assert ("2rank", 0) in pair and ("lora-alpha", 0) in pair
+    assert FULL_FT not in [protocol.lattice(k, TASK) for k in (2, 3, 4)]  # 2rank's grid starts elsewhere
 
 
 def test_forgiveness_interpolates_in_log_eta_and_says_when_it_reaches_an_end():

@@ -7,6 +7,12 @@ bracketed, 3 seeds with intervals, and every finished trial kept in the repo as 
     python bench/decisive.py --render                 # results/decisive.json from the records (then tables.py)
     python bench/decisive.py --quick                  # a tiny teacher-student: a smoke run (records in quick/)
 
+On a GPU machine (bench/gpu_check.py --prepare carries the embedded model and corpora there), many trials share
+the one GPU and no trial starts after --deadline minutes, so the records are back before the machine's limit:
+
+    PYTHONPATH=src:gpu-carry/site python3 bench/decisive.py --tasks tweets,bbc-news,clip-digits,teacher-student \
+        --workers 8 --deadline 6; cp -r bench/results/decisive $OUT/
+
 Records: bench/results/decisive/<task>/<trial id>.json, one per finished trial (config, status, metrics, the
 held-out curve, the train-loss curve, the Signal-Drift per-factor motion, wall time split into load, train
 and eval, machine). A rerun reads them and runs only what is missing, on any machine; `bench/tables.py`
@@ -95,11 +101,11 @@ def store_path(task: str, quick: bool) -> Path:
     return WORK / ("quick" if quick else "full") / "decisive" / task / "study.db"
 
 
-def run(tasks: list[str], quick: bool, workers: int) -> None:
+def run(tasks: list[str], quick: bool, workers: int, deadline_min: float | None = None) -> None:
     """Run the missing trials of `tasks`, in that order, `workers` at a time. Each worker slot takes the next
     trial the protocol wants given every record so far (so a grid grows, and seeds start, as soon as the trial
     they wait for lands), runs it through the local sweep engine on cores // workers threads, and writes its
-    record."""
+    record. After `deadline_min` minutes no trial starts; those running finish."""
     from loralpha.sweep import Store, Trial, run_sweep, trial_id
     from loralpha.sweep.engine import local_threads
 
@@ -107,9 +113,15 @@ def run(tasks: list[str], quick: bool, workers: int) -> None:
     running: set[str] = set()
     failed: set[str] = set()
     tries: dict[str, int] = {}
+    stop_at = None if deadline_min is None else time.monotonic() + 60 * deadline_min
+
+    def late() -> bool:
+        return stop_at is not None and time.monotonic() > stop_at
 
     def take() -> tuple[str, TrainConfig] | None:
         with lock:
+            if late():
+                return None
             for task in tasks:
                 records = load(task, quick)
                 for c in plan(task, settings(quick)[task], records)[0]:
@@ -123,6 +135,8 @@ def run(tasks: list[str], quick: bool, workers: int) -> None:
         while True:
             picked = take()
             if picked is None:
+                if late():
+                    return
                 with lock:
                     if not running:
                         return
@@ -181,6 +195,8 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="a tiny teacher-student: a smoke run")
     p.add_argument("--tasks", default=None, help=f"comma-separated (default: {','.join(ORDER)})")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--deadline", type=float, default=None, metavar="MIN",
+                   help="start no trial after MIN minutes (those running finish): for a machine lent for a while")
     p.add_argument("--status", action="store_true", help="only say how complete each table is")
     p.add_argument("--render", action="store_true", help="only write results/decisive.json from the records")
     args = p.parse_args()
@@ -193,7 +209,7 @@ def main() -> None:
         return
     began = time.time()
     if not args.render:
-        run(tasks, args.quick, args.workers)
+        run(tasks, args.quick, args.workers, args.deadline)
         status(tasks, args.quick)
         print(f"took {(time.time() - began) / 60:.1f} min")
     print(f"wrote {write_summary(list(settings(args.quick)), args.quick)}")

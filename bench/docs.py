@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+import rl_arith as rl_bench  # noqa: E402  (bench/rl_arith.py: the comparison's rules, seeds and steps)
 from decisive_analysis import CLAIMS  # noqa: E402
 
 from loralpha import scaling  # noqa: E402
@@ -207,6 +208,66 @@ def sft_gemma() -> str:
     return "\n".join(out)
 
 
+def clip_digits() -> str:
+    """README's contrastive measurement, from docs/results/clip-digits/clip_digits.json (bench/clip_digits.py)."""
+    d = load(DOCS / "clip-digits" / "clip_digits.json")
+    s = d["summary"]
+    runs = {(r["rule"], r["seed"]): r for r in d["runs"] if r["status"] == "done"}
+    lr = {r["rule"]: r["lr"] for r in d["runs"]}
+
+    def acc(rule: str) -> str:
+        z = s[rule]["zero_shot_accuracy"]
+        return f"{z['mean']:.3f} ± {z['std']:.3f}"
+
+    lead = [(runs[("2rank", k)]["final"]["zero_shot_accuracy"] - runs[("lora-alpha", k)]["final"]["zero_shot_accuracy"])
+            for k in d["seeds"] if ("2rank", k) in runs and ("lora-alpha", k) in runs]
+    drift = max(abs(r["last_fifth_eval_loss_change"]) for r in runs.values()
+                if r["last_fifth_eval_loss_change"] is not None)
+    recall = [s[rule]["recall_at_1"]["mean"] for rule in d["rules"]]
+    who = ("2rank led lora-alpha" if all(x > 0 for x in lead) else "lora-alpha led 2rank" if all(x < 0 for x in lead)
+           else "2rank − lora-alpha")
+    return (f"Measured (`python bench/clip_digits.py`: rank 8, {d['steps']} steps of "
+            f"{TASKS['clip-digits'].batch_size}, {len(d['seeds'])} seeds; {d['machine']['date']}; "
+            "[the figures](docs/results/clip-digits/clip_digits.json)): "
+            f"held-out zero-shot accuracy {s['base']['zero_shot_accuracy']['mean']:.2f} untouched, then "
+            + ", ".join(f"{acc(rule)} for `{rule}` ({fmt_lr(lr[rule])})" for rule in d["rules"])
+            + f"; recall@1 {span(recall, '.2f')} for all {len(d['rules'])}. The held-out loss had flattened (it moved "
+            f"under {drift:.1%} over the last fifth of every run). Per seed, {who} by "
+            f"{span([abs(x) for x in lead], '.3f')} zero-shot accuracy"
+            + (": within a seed's spread, but every time." if who != "2rank − lora-alpha" else "."))
+
+
+def rl_arith() -> str:
+    """README's GRPO comparison, from docs/results/rl-arith/ (python bench/rl_arith.py): the base accuracy and each
+    finished run (rule × seed) at its budget."""
+    folder = DOCS / "rl-arith"
+    base = load(folder / "base.json")
+    runs = sorted((load(p) for p in folder.glob("*-s*-*steps.json")), key=lambda r: (r["steps"], r["seed"], r["rule"]))
+    out = [f"Before any training the embedded Gemma-3-270M gets {base['accuracy']:.1%} of the {base['n_eval']} "
+           f"held-out problems right with greedy decoding ({base['mean_reward']:.1%} of its samples at temperature 1; "
+           f"`python bench/rl_arith.py --only base`)."]
+    if not runs:
+        return " ".join(out + [f"The comparison of rules (`python bench/rl_arith.py --only runs`: "
+                               f"{', '.join(rl_bench.RULES)} at {rl_bench.STEPS} GRPO steps, seeds "
+                               f"{', '.join(map(str, rl_bench.SEEDS))}) has no finished run yet."])
+    rows = []
+    for r in runs:
+        before, after = r["before"] or {}, r["after"] or {}
+        m = r["machine"]
+        rows.append([f"`{r['rule']}`", fmt_lr(r["lr"]), str(r["seed"]), str(r["steps"]),
+                     f"{before.get('accuracy', float('nan')):.3f} → {after.get('accuracy', float('nan')):.3f}",
+                     f"{after.get('format_rate', float('nan')):.3f}", f"{after.get('mean_reward', float('nan')):.3f}",
+                     f"{r['train_reward_last10']:.3f}", f"{r['train_time_s'] / max(r['steps'], 1):.1f}",
+                     f"{r['wall_time_s'] / 60:.0f}", f"{m['load_average'][0]:g}"])
+    planned = len(rl_bench.RULES) * len(rl_bench.SEEDS)
+    out.append(f"{len(runs)} of {planned} planned runs done "
+               f"(`python bench/rl_arith.py --only runs`, rank 8, each rule at its default η; a rerun continues a "
+               "stopped run from its checkpoint):")
+    return "\n".join([" ".join(out), "", table(["rule", "η", "seed", "steps", "held-out accuracy (before → after)",
+                                                 "format rate", "sampled reward", "train reward (last 10 steps)",
+                                                 "s / step", "wall (min)", "1-min load"], rows)])
+
+
 # ------------------------------------------------------------------ docs/findings.md
 
 
@@ -324,7 +385,8 @@ def decisive(link: str = "BENCHMARKS.md", lead: str = "decides between these two
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "rules": rules, "demo": demo, "bench-headline": bench_headline, "spectrum-line": spectrum_line,
-    "law-line": law_line, "sft-gemma": sft_gemma, "alpha-vs-eta": alpha_vs_eta,
+    "law-line": law_line, "sft-gemma": sft_gemma, "clip-digits": clip_digits, "rl-arith": rl_arith,
+    "alpha-vs-eta": alpha_vs_eta,
     "spectrum-teacher-student": spectrum_table("spectrum-teacher-student"),
     "spectrum-tweets": spectrum_table("spectrum-tweets"), "equivalence": equivalence, "tracker": tracker,
     "law-teacher-student": law_teacher_student, "law-tweets": law_tweets, "decisive": decisive,

@@ -33,6 +33,7 @@ from loralpha.checkpoints import CHECKPOINT  # noqa: E402
 from loralpha.tasks.causal_lm import tiny_causal_lm  # noqa: E402
 
 OUT = ROOT / "docs" / "results" / "rl-arith"
+RULES, SEEDS, STEPS = ("lora-alpha", "2rank", "full"), (0, 1), 100  # the comparison's runs, rule × seed
 CHECKPOINT_EVERY = 5  # GRPO steps between a run's checkpoints (a step is tens of seconds on 2 cores)
 
 
@@ -103,9 +104,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a small, fast smoke run on a tiny random Llama")
     p.add_argument("--only", default="base,step,runs", help="parts to run: base, step, runs")
-    p.add_argument("--steps", type=int, default=100, help="GRPO steps of every run")
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("--rules", default="lora-alpha,2rank,full")
+    p.add_argument("--steps", type=int, default=STEPS, help="GRPO steps of every run")
+    p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    p.add_argument("--rules", default=",".join(RULES))
     p.add_argument("--step-repeats", type=int, default=3)
     args = p.parse_args()
     parts = set(args.only.split(","))

@@ -33,6 +33,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 def lora_config(rule: str = "lora-alpha", rank: int = 8, targets: list[str] | None = None, **spec: Any):
     """A PEFT `LoraConfig` whose `lora_alpha` follows `rule` — for `get_peft_model`, `Trainer`
     or `trl.SFTTrainer(peft_config=...)`. Keyword arguments are those of `AdapterSpec`."""

@@ -35,7 +35,9 @@ def decisive(R: dict, folder: Path) -> list[str]:
            "```", "make bench-decisive                 # the same, then these tables and the docs' blocks",
            "python bench/decisive.py            # runs what is missing (hours on 2 cores), then writes "
            "bench/results/decisive.json", "python bench/decisive.py --status   # how complete each table is",
-           "python bench/decisive.py --render   # only decisive.json, from the records", "```", ""]
+           "python bench/decisive.py --render   # only decisive.json, from the records",
+           "python bench/decisive.py --workers 8 --deadline 6   # a lent GPU: many trials at once, none started "
+           "after 6 min (see its docstring)", "```", ""]
     if "decisive" not in R:
         return out + missing("decisive")
     D = R["decisive"]

@@ -260,12 +260,31 @@ def rl_arith() -> str:
                      f"{r['train_reward_last10']:.3f}", f"{r['train_time_s'] / max(r['steps'], 1):.1f}",
                      f"{r['wall_time_s'] / 60:.0f}", f"{m['load_average'][0]:g}"])
     planned = len(rl_bench.RULES) * len(rl_bench.SEEDS)
+    acc = {(r["rule"], r["seed"]): (r["after"] or {}).get("accuracy") for r in runs if r["status"] == "done"}
+    means = []
+    for rule in rl_bench.RULES:
+        got = [acc[(rule, k)] for k in rl_bench.SEEDS if acc.get((rule, k)) is not None]
+        if len(got) == len(rl_bench.SEEDS):
+            means.append(f"`{rule}` {sum(got) / len(got):.3f}")
+    subject = rl_bench.RULES[0]
+    gaps = [f"`{rule}`: " + ", ".join(f"{acc[(subject, k)] - acc[(rule, k)]:+.3f}" for k in rl_bench.SEEDS)
+            for rule in rl_bench.RULES[1:] if all(acc.get((x, k)) is not None for x in (subject, rule)
+                                                  for k in rl_bench.SEEDS)]
     out.append(f"{len(runs)} of {planned} planned runs done "
                f"(`python bench/rl_arith.py --only runs`, rank 8, each rule at its default η; a rerun continues a "
                "stopped run from its checkpoint):")
+    after = []
+    if means:
+        after.append(f"Held-out accuracy after the run, mean over seeds {', '.join(map(str, rl_bench.SEEDS))}: "
+                     + ", ".join(means) + ".")
+    if gaps:
+        after.append(f"Paired by seed ({', '.join(map(str, rl_bench.SEEDS))}: the same training problems), `{subject}` "
+                     "minus " + "; minus ".join(gaps) + f" (one held-out set of {base['n_eval']} problems: "
+                     f"{1 / base['n_eval']:.3f} is one problem).")
     return "\n".join([" ".join(out), "", table(["rule", "η", "seed", "steps", "held-out accuracy (before → after)",
                                                  "format rate", "sampled reward", "train reward (last 10 steps)",
-                                                 "s / step", "wall (min)", "1-min load"], rows)])
+                                                 "s / step", "wall (min)", "1-min load"], rows)]
+                     + ([""] + [" ".join(after)] if after else []))
 
 
 # ------------------------------------------------------------------ docs/findings.md

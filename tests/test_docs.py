@@ -10,6 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+import blocks  # noqa: E402  (bench/blocks.py)
+
 import docs  # noqa: E402  (bench/docs.py)
 
 
@@ -35,7 +37,7 @@ def test_an_edited_figure_is_put_back():
 
 
 def test_a_changed_result_changes_the_rendered_block(monkeypatch):
-    original = docs.load
+    original = blocks.load
 
     def altered(path):
         data = copy.deepcopy(original(path))
@@ -43,7 +45,7 @@ def test_a_changed_result_changes_the_rendered_block(monkeypatch):
             data["rows"][1]["relative_difference"] = 2e-3
         return data
 
-    monkeypatch.setattr(docs, "load", altered)
+    monkeypatch.setattr(blocks, "load", altered)
     text = (ROOT / "docs" / "findings.md").read_text()
     assert "| 1e-08 | 0 | 2.00e-03 |" in docs.fill(text)
 
@@ -51,8 +53,8 @@ def test_a_changed_result_changes_the_rendered_block(monkeypatch):
 def test_the_alpha_equals_r_column_reads_the_grid_at_alpha_equals_r():
     fit = json.loads((ROOT / "docs" / "results" / "sweep-teacher-student-alpha" / "fit.json").read_text())
     by_rank = {o["rank"]: o for o in fit["optima"]}
-    assert docs._at(by_rank[32], 32.0) == pytest.approx(0.602, abs=5e-4)  # α = r = 32 is a grid point
-    assert docs._at(by_rank[8], 8.0) is None  # α = 8 is not
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in docs.law_teacher_student().splitlines()
+    assert blocks._at(by_rank[32], 32.0) == pytest.approx(0.602, abs=5e-4)  # α = r = 32 is a grid point
+    assert blocks._at(by_rank[8], 8.0) is None  # α = 8 is not
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in blocks.law_teacher_student().splitlines()
             if line.startswith("| ") and line[2].isdigit()}
     assert "| 0.602 |" in rows["32"] and "not on the grid" in rows["8"]

@@ -14,6 +14,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 import rl_arith as rl_bench  # noqa: E402  (bench/rl_arith.py: the comparison's rules, seeds and steps)
 from decisive_analysis import CLAIMS  # noqa: E402
+from decisive_plan import ORDER  # noqa: E402
 
 from loralpha import scaling  # noqa: E402
 from loralpha.reporting import fmt  # noqa: E402
@@ -372,6 +373,7 @@ def decisive(link: str = "BENCHMARKS.md", lead: str = "decides between these two
     if not path.is_file():
         return "The decisive benchmark (`python bench/decisive.py`, BENCHMARKS.md §7) has no finished trial yet."
     tasks = load(path)["tasks"]
+    unstarted = [t for t in ORDER if t not in tasks]
     decided, waiting = [], []
     for task, t in tasks.items():
         if not t["complete"]:
@@ -384,7 +386,8 @@ def decisive(link: str = "BENCHMARKS.md", lead: str = "decides between these two
     return (f"The decisive benchmark ([BENCHMARKS.md §7]({link}#7-the-decisive-benchmark): every rule at a "
             f"tested budget, η bracketed, 3 seeds, paired intervals) {lead}runs over several sessions and keeps "
             "every trial. " + " ".join(decided)
-            + (f" Still running, so no verdict yet: {'; '.join(waiting)}." if waiting else ""))
+            + (f" Still running, so no verdict yet: {'; '.join(waiting)}." if waiting else "")
+            + (f" Not started yet: {', '.join(unstarted)}." if unstarted else ""))
 
 
 BLOCKS: dict[str, Callable[[], str]] = {

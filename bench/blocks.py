@@ -390,6 +390,32 @@ def decisive(link: str = "BENCHMARKS.md", lead: str = "decides between these two
             + (f" Not started yet: {', '.join(unstarted)}." if unstarted else ""))
 
 
+def decisive_headline() -> str:
+    """README's first word on the paper's main claim: each complete decisive table's untuned-vs-tuned verdict."""
+    path = RESULTS / "decisive.json"
+    tasks = load(path)["tasks"] if path.is_file() else {}
+    said = []
+    for task, t in tasks.items():
+        v = next((v for v in t["verdicts"] if v["claim"] == "untuned"), None)
+        if t["complete"] and v:
+            rows = {r["arm"]: r for r in t["rows"]}
+            u, best = rows["lora-alpha untuned"]["select"], rows[t["best_baseline"]]["select"]
+            verb = {"holds": "ties or beats", "does not": "does not tie or beat",
+                    "partly": "ties or beats some, not all, of"}[v["verdict"]]
+            gaps = [r["paired_select"]["mean"] for r in t["rows"]  # the tuned baselines on every linear layer
+                    if r.get("paired_select") and r["rule"] != "lora-alpha" and r["targets"] == "all"]
+            said.append(f"on {task}, untuned LoRA-α (c = 256 at the full-FT η) **{verb}** the tuned baselines: "
+                        f"held-out {t['select']} {u['mean']:.4g} [{u['lo']:.4g}, {u['hi']:.4g}] against the best, "
+                        f"{t['best_baseline']}, at {best['mean']:.4g} [{best['lo']:.4g}, {best['hi']:.4g}]; paired "
+                        f"differences {min(gaps):+.3g} to {max(gaps):+.3g} over {len(gaps)} baselines, "
+                        f"{u['n']} seeds")
+    if not said:
+        return ("What loralpha has measured of the paper's claims so far: the decisive benchmark "
+                "([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)) has no complete table yet.")
+    return ("What loralpha has measured of the paper's main claim, at tuned η and plateaued budgets "
+            "([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)): " + "; ".join(said) + ".")
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "rules": rules, "demo": demo, "bench-headline": bench_headline, "spectrum-line": spectrum_line,
     "law-line": law_line, "sft-gemma": sft_gemma, "clip-digits": clip_digits, "rl-arith": rl_arith,
@@ -397,5 +423,6 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "spectrum-teacher-student": spectrum_table("spectrum-teacher-student"),
     "spectrum-tweets": spectrum_table("spectrum-tweets"), "equivalence": equivalence, "tracker": tracker,
     "law-teacher-student": law_teacher_student, "law-tweets": law_tweets, "decisive": decisive,
+    "decisive-headline": decisive_headline,
     "decisive-findings": lambda: decisive("../BENCHMARKS.md", ""),
 }

@@ -243,8 +243,11 @@ def rl_arith() -> str:
         rows.append([f"`{r['rule']}`", fmt_lr(r["lr"]), str(r["seed"]), str(r["steps"]),
                      f"{before.get('accuracy', float('nan')):.3f} → {after.get('accuracy', float('nan')):.3f}",
                      f"{after.get('format_rate', float('nan')):.3f}", f"{after.get('mean_reward', float('nan')):.3f}",
-                     f"{r['train_reward_last10']:.3f}", f"{r['train_time_s'] / max(r['steps'], 1):.1f}",
-                     f"{r['wall_time_s'] / 60:.0f}", f"{m['load_average'][0]:g}"])
+                     f"{r['train_reward_last10']:.3f}",
+                     f"{r['train_time_s'] / max(r['steps'] - (r.get('resumed_from') or 0), 1):.1f}",
+                     f"{r['wall_time_s'] / 60:.0f}" + (f" (steps {r['resumed_from']}–{r['steps']}: resumed)"
+                                                       if r.get("resumed_from") else ""),
+                     f"{m['load_average'][0]:g}"])
     planned = len(rl_bench.RULES) * len(rl_bench.SEEDS)
     acc = {(r["rule"], r["seed"]): (r["after"] or {}).get("accuracy") for r in runs if r["status"] == "done"}
     means = []

@@ -14,7 +14,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 import rl_arith as rl_bench  # noqa: E402  (bench/rl_arith.py: the comparison's rules, seeds and steps)
 from decisive_analysis import CLAIMS  # noqa: E402
-from decisive_plan import ORDER  # noqa: E402
+from decisive_plan import ORDER, SUBJECT  # noqa: E402
 
 from loralpha import scaling  # noqa: E402
 from loralpha.reporting import fmt  # noqa: E402
@@ -406,7 +406,7 @@ def decisive_headline() -> str:
             verb = {"holds": "ties or beats", "does not": "does not tie or beat",
                     "partly": "ties or beats some, not all, of"}[v["verdict"]]
             gaps = [r["paired_select"]["mean"] for r in t["rows"]  # the tuned baselines on every linear layer
-                    if r.get("paired_select") and r["rule"] != "lora-alpha" and r["targets"] == "all"]
+                    if r.get("paired_select") and r["rule"] != SUBJECT and r["targets"] == "all"]
             said.append(f"on {task}, untuned LoRA-α (c = 256 at the full-FT η) **{verb}** the tuned baselines: "
                         f"held-out {t['select']} {u['mean']:.4g} [{u['lo']:.4g}, {u['hi']:.4g}] against the best, "
                         f"{t['best_baseline']}, at {best['mean']:.4g} [{best['lo']:.4g}, {best['hi']:.4g}]; paired "

@@ -34,7 +34,7 @@ from loralpha.tasks.causal_lm import tiny_causal_lm  # noqa: E402
 
 OUT = ROOT / "docs" / "results" / "rl-arith"
 RULES, SEEDS, STEPS = ("lora-alpha", "2rank", "full"), (0, 1), 100  # the comparison's runs, rule × seed
-CHECKPOINT_EVERY = 5  # GRPO steps between a run's checkpoints (a step is tens of seconds on 2 cores)
+CHECKPOINT_EVERY = 5  # GRPO steps between a run's checkpoints (a step took 11-14 s on one core)
 
 
 def tiny_options(folder: Path) -> dict[str, Any]:

@@ -230,8 +230,10 @@ def verdicts(task: str, quick: bool, table: dict, only: set[str] | None = None) 
                               f"forgiving width {tuned['forgiveness']['decades']:.2f} decades vs the baselines' "
                               f"median {statistics.median(widths):.2f}"})
     # 4.-5. need other ranks / the Hessian: not this suite's
-    out.append({"claim": "law", "verdict": "not tested", "figure": f"rank {RANK} only"})
-    out.append({"claim": "spectrum", "verdict": "not tested", "figure": "no Hessian in this suite"})
+    out.append({"claim": "law", "verdict": "not tested",
+                "figure": f"rank {RANK} only here; §4's rank sweeps fit the law at short budgets"})
+    out.append({"claim": "spectrum", "verdict": "not tested",
+                "figure": "no Hessian in this suite; docs/findings.md §2 measures it at init"})
     # 6. a larger γ raises the signal without raising the drift ratio (LoRA rules at one η, seed 0)
     by_lr: dict[float, list[tuple[float, dict]]] = {}
     for rec in records.values():

@@ -509,3 +509,20 @@ def test_many_connections_opening_one_new_store_at_once_all_get_it(tmp_path):
     assert errors == []
     with Store(path) as store:
         assert len(store.records()) == 8
+
+
+def test_a_store_opened_while_another_connection_is_writing_the_new_file_waits_for_it(tmp_path):
+    # a writer that holds the new file's reserved lock makes SQLite refuse the switch to WAL at once, without
+    # its busy wait: Store must retry until the writer is done, not report the store as locked
+    path = tmp_path / "study.db"
+    writer = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    done = threading.Timer(0.3, writer.execute, args=("COMMIT",))
+    done.start()
+    try:
+        with Store(path) as store:
+            store.add(tiny_trials(1))
+            assert len(store.records()) == 1
+    finally:
+        done.join()
+        writer.close()

@@ -66,15 +66,19 @@ def record_of(trial: dict, device: str = "cpu") -> dict:
                        "drift_ratio": weighted.get("drift_ratio"), "signal": mean.get("abs_signal"),
                        "update_norm": mean.get("update_norm")})
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    facts = machine()
     if (run / "config.json").is_file():  # where it ran, as the run recorded it (runs before that are CPU runs)
-        device = json.loads((run / "config.json").read_text()).get("runtime", {}).get("device", device)
+        runtime = json.loads((run / "config.json").read_text()).get("runtime", {})
+        device = runtime.get("device", device)
+        if "threads" in runtime:  # the trial's own threads, not this process's
+            facts["torch_threads"] = runtime["threads"]
     return {"id": trial["id"], "config": trial["config"], "status": trial["status"], "error": trial.get("error"),
             "final_loss": trial.get("final_loss"), "eval": trial.get("eval") or {},
             "diverged_at": summary.get("diverged_at"),
             "wall_time_s": trial.get("wall_time_s"), "load_time_s": trial.get("load_time_s"),
             "train_time_s": trial.get("train_time_s"), "eval_time_s": trial.get("eval_time_s"),
             "curve": curve, "train_loss": _thin(losses, CURVE_POINTS), "motion": motion,
-            "device": device, "finished_at": trial.get("finished_at"), "machine": machine()}
+            "device": device, "finished_at": trial.get("finished_at"), "machine": facts}
 
 
 def export(store_path: Path, task: str, quick: bool, ids: set[str]) -> int:

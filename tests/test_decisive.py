@@ -154,3 +154,16 @@ def test_no_trial_starts_after_the_deadline(tmp_path, monkeypatch):
     assert protocol.plan(task, s, {})[0]  # there is something to run
     decisive.run([task], quick=True, workers=2, deadline_min=0)
     assert protocol.load(task, quick=True) == {} and not (tmp_path / "work").exists()
+
+
+def test_a_record_states_the_threads_its_trial_ran_on_not_the_runners(tmp_path):
+    import decisive
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    threads = torch.get_num_threads() + 3  # what a sweep worker was given, unlike this process
+    (run / "config.json").write_text(json.dumps({"runtime": {"device": "cuda", "threads": threads}}))
+    trial = {"id": "t", "config": {}, "status": "done", "run_dir": str(run)}
+    rec = decisive.record_of(trial)
+    assert (rec["device"], rec["machine"]["torch_threads"]) == ("cuda", threads)

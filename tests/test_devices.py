@@ -152,7 +152,8 @@ def test_train_records_and_shows_the_device_and_the_dtypes(tmp_path, capsys, mon
     assert (record["config"]["device"], record["config"]["dtype"]) == ("auto", "bfloat16")  # what was asked
     runtime = record["runtime"]  # what the run computed on, read off the model
     assert runtime == {"device": "cpu", "device_name": devices.device_name(torch.device("cpu")),
-                       "base_dtype": "bfloat16", "trainable_dtype": "float32", "autocast": "bfloat16"}
+                       "base_dtype": "bfloat16", "trainable_dtype": "float32", "autocast": "bfloat16",
+                       "threads": torch.get_num_threads()}
     assert runtime["device_name"]
     row = next(line for line in text.splitlines() if "device" in line)
     assert "cpu (" in row and "base bfloat16, trained float32, bfloat16 autocast" in " ".join(text.split())

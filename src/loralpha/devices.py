@@ -188,7 +188,9 @@ def device_name(device: torch.device) -> str:
 
 def runtime(model: nn.Module, device: torch.device, autocast_to: torch.dtype | None) -> dict[str, Any]:
     """What a run computed on, read off the model: the device and its hardware, the dtypes of the frozen
-    and of the trainable parameters (None when there are none) and the autocast precision."""
+    and of the trainable parameters (None when there are none), the autocast precision, and torch's CPU
+    threads (what a sweep worker was given, which its parent process need not share)."""
+    import torch
 
     def dtypes(params: list) -> str | None:
         names = sorted({str(p.dtype).removeprefix("torch.") for p in params})
@@ -198,4 +200,5 @@ def runtime(model: nn.Module, device: torch.device, autocast_to: torch.dtype | N
     return {"device": str(device), "device_name": device_name(device),
             "base_dtype": dtypes([p for p in params if not p.requires_grad]),
             "trainable_dtype": dtypes([p for p in params if p.requires_grad]),
-            "autocast": None if autocast_to is None else str(autocast_to).removeprefix("torch.")}
+            "autocast": None if autocast_to is None else str(autocast_to).removeprefix("torch."),
+            "threads": torch.get_num_threads()}

@@ -384,13 +384,24 @@ def decisive(link: str = "BENCHMARKS.md", lead: str = "decides between these two
             continue
         said = [f"{CLAIMS[v['claim']]}: **{v['verdict']}** ({v['figure']})" for v in t["verdicts"]
                 if v["verdict"] != "not tested"]
-        decided.append(f"On {task} (complete, {t['trials_done']} trials, {t['steps']} steps per trial): "
+        decided.append(f"On {task} (complete, {t['trials_done']} trials, {budget_said(t)}): "
                        + "; ".join(said) + ".")
     return (f"The decisive benchmark ([BENCHMARKS.md §7]({link}#7-the-decisive-benchmark): every rule at a "
             f"tested budget, η bracketed, 3 seeds, paired intervals) {lead}runs over several sessions and keeps "
             "every trial. " + " ".join(decided)
             + (f" Still running, so no verdict yet: {'; '.join(waiting)}." if waiting else "")
             + (f" Not started yet: {', '.join(unstarted)}." if unstarted else ""))
+
+
+def budget_said(t: dict) -> str:
+    """A decisive table's budget and whether its best-tuned baseline had plateaued there."""
+    b = t.get("budget")
+    if not b:
+        return f"{t['steps']} steps"
+    if b["holds"]:
+        return f"{t['steps']} steps, where the best-tuned baseline has plateaued"
+    return (f"{t['steps']} steps, where the best-tuned baseline had **not** plateaued: {100 * b['gain']:.1f}% better "
+            f"over the last quarter")
 
 
 def decisive_headline() -> str:
@@ -411,11 +422,11 @@ def decisive_headline() -> str:
                         f"held-out {t['select']} {u['mean']:.4g} [{u['lo']:.4g}, {u['hi']:.4g}] against the best, "
                         f"{t['best_baseline']}, at {best['mean']:.4g} [{best['lo']:.4g}, {best['hi']:.4g}]; paired "
                         f"differences {min(gaps):+.3g} to {max(gaps):+.3g} over {len(gaps)} baselines, "
-                        f"{u['n']} seeds")
+                        f"{u['n']} seeds, {budget_said(t)}")
     if not said:
         return ("What loralpha has measured of the paper's claims so far: the decisive benchmark "
                 "([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)) has no complete table yet.")
-    return ("What loralpha has measured of the paper's main claim, at tuned η and plateaued budgets "
+    return ("What loralpha has measured of the paper's main claim, at tuned η and a budget each table tests "
             "([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)): " + "; ".join(said) + ".")
 
 

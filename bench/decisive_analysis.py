@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import decisive_plan  # noqa: E402
 from decisive_plan import PLATEAU, RANK, SEEDS, SUBJECT, Arm, Setting, config, cost, lattice, load, plan, settings  # noqa: E402, E501
 
 from loralpha.tasks.base import facts  # noqa: E402
@@ -129,6 +130,13 @@ def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
             row[f"paired_{key}"] = interval([u - b for u, b in pairs if u is not None and b is not None])
     baselines = [row for arm, row, _ in rows if arm.tuned and arm.rule != SUBJECT and row["select"]]
     best_baseline = min(baselines, key=lambda r: r["select"]["mean"], default=None)
+    longer = []  # the best-tuned baseline at longer budgets: where its curve flattens
+    best = decisive_plan.best_baseline(task, s, records, state)
+    for n in s.longer if best else ():
+        rec = records.get(trial_id(config(task, s, best[0], best[1], 0, steps=n)))
+        longer.append({"arm": best[0].name, "lr": best[1], "steps": n, "status": rec["status"] if rec else None,
+                       s.select: _metric(rec, s.select), s.report: _metric(rec, s.report),
+                       "plateau": plateau(rec, s)})
     n_records = sum(1 for c in wanted if trial_id(c) in records)
     walls = [r.get("wall_time_s") or 0.0 for r in records.values()]
     left = len(wanted) - n_records  # at the median trial so far: what the rest of the plan as it stands costs
@@ -139,7 +147,7 @@ def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
             "trials_done": n_records, "trials_wanted": len(wanted),
             "complete": n_records == len(wanted) and all(r["bracketed"] for _, r, _ in rows),
             "best_baseline": best_baseline["arm"] if best_baseline else None,
-            "budget": best_baseline["plateau"] if best_baseline else None,
+            "budget": best_baseline["plateau"] if best_baseline else None, "longer": longer,
             "compute_s": sum(walls), "median_trial_s": median_wall,
             "remaining_s": left * median_wall if median_wall is not None else None,
             "devices": sorted({r.get("device", "cpu") for r in records.values()}),

@@ -11,7 +11,9 @@ clip-digits, of both towers: the text tower's linear layers and the CNN's convol
   diverged point counts as worse), at most MAX_POINTS points.
 - seeds: 0 on the grid; 1 and 2 at each arm's best η, as soon as it is bracketed, and for the untuned arm.
 - the budget is each task's STEPS; the tables test it (the best-tuned baseline's held-out loss must improve
-  by less than 2% over the last quarter of its run) and say so where it fails.
+  by less than 2% over the last quarter of its run) and say so where it fails. A task's `longer` budgets run the
+  best-tuned baseline (seed 0, at its best η) again at those step counts once its three seeds are in, so the
+  table shows where the curve does flatten.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Setting:
     qv: dict[str, int] = field(default_factory=dict)  # rule -> first guess, on the task's default targets
     select: str = "eval_loss"  # what picks the best η (lower is better)
     report: str = "eval_loss"  # the headline metric of the table
+    longer: tuple[int, ...] = ()  # budgets at which the best-tuned baseline runs again (seed 0, its best η)
 
     def arms(self) -> list[Arm]:
         out = [Arm(rule, "all", True, self.starts[rule]) for rule in RULES if rule in self.starts]
@@ -86,7 +89,7 @@ SETTINGS: dict[str, Setting] = {
                                  "full-model": 0}),
     "tweets": Setting(steps=500, batch_size=16, targets=BERT_LINEAR, task_options={"n_eval": 500},
                       starts={"lora-alpha": 1, "rank": 4, "2rank": 3, "rslora": 2, "loraplus": 2, "full-model": 0},
-                      qv={"lora-alpha": 2, "2rank": 4}, evals=10, report="accuracy"),
+                      qv={"lora-alpha": 2, "2rank": 4}, evals=10, report="accuracy", longer=(1000, 2000)),
     "bbc-news": Setting(steps=300, batch_size=16, targets=BERT_LINEAR, task_options={"n_eval": 300,
                                                                                       "max_length": 128},
                         starts={"lora-alpha": 1, "rank": 4, "2rank": 3, "rslora": 2, "loraplus": 2, "full-model": 0},
@@ -121,14 +124,16 @@ def folder(task: str, quick: bool) -> Path:
     return (RESULTS / "quick" / "decisive" if quick else DECISIVE) / task
 
 
-def config(task: str, s: Setting, arm: Arm, lr: float, seed: int) -> TrainConfig:
+def config(task: str, s: Setting, arm: Arm, lr: float, seed: int, steps: int | None = None) -> TrainConfig:
+    """The trial of `arm` at η = lr and `seed`, at the task's budget (or at `steps`, a longer one)."""
     from loralpha.scaling import trains_full_weights
 
     full = trains_full_weights(arm.rule)
-    return TrainConfig(task=task, rule=arm.rule, rank=RANK, lr=lr, steps=s.steps, batch_size=s.batch_size,
-                       seed=seed, eval_every=max(1, s.steps // s.evals), task_options=dict(s.task_options),
+    steps = steps or s.steps
+    return TrainConfig(task=task, rule=arm.rule, rank=RANK, lr=lr, steps=steps, batch_size=s.batch_size,
+                       seed=seed, eval_every=max(1, steps // s.evals), task_options=dict(s.task_options),
                        targets=list(s.targets) if arm.targets == "all" and s.targets else None,
-                       track_every=None if full else max(1, s.steps // s.tracks))
+                       track_every=None if full else max(1, steps // s.tracks))
 
 
 def load(task: str, quick: bool, only: set[str] | None = None) -> dict[str, dict]:
@@ -148,6 +153,27 @@ def cost(rec: dict | None, s: Setting) -> float:
         return math.inf
     v = rec["eval"].get(s.select)
     return v if v is not None and math.isfinite(v) else math.inf
+
+
+def best_baseline(task: str, s: Setting, records: dict[str, dict], state: dict[Arm, dict]) -> tuple[Arm, float] | None:
+    """The tuned baseline (every linear layer) with the lowest mean held-out `select` over its 3 seeds at its
+    best η, once every such baseline is bracketed and has its seeds; None before."""
+    from loralpha.sweep import trial_id
+
+    means = {}
+    for arm, st in state.items():
+        if not arm.tuned or arm.rule == SUBJECT or arm.targets != "all":
+            continue
+        if not st["bracketed"]:
+            return None
+        seeds = [records.get(trial_id(config(task, s, arm, st["lr"], seed))) for seed in SEEDS]
+        if any(r is None for r in seeds):
+            return None
+        means[arm] = sum(cost(r, s) for r in seeds) / len(seeds)
+    if not means:
+        return None
+    arm = min(means, key=lambda a: means[a])
+    return arm, state[arm]["lr"]
 
 
 def plan(task: str, s: Setting, records: dict[str, dict]) -> tuple[list[TrainConfig], dict[Arm, dict]]:
@@ -188,6 +214,9 @@ def plan(task: str, s: Setting, records: dict[str, dict]) -> tuple[list[TrainCon
                       "bracketed": bracketed, "grid": {lattice(k, task): grid[k] for k in sorted(grid)}}
         if bracketed:
             want += [config(task, s, arm, lattice(best, task), seed) for seed in SEEDS[1:]]
+    best = best_baseline(task, s, records, state)
+    if best is not None:  # does the budget plateau? the best-tuned baseline at longer budgets
+        want += [config(task, s, best[0], best[1], 0, steps=n) for n in s.longer]
     if "2rank" in s.starts:  # the convergence claim's pair: 2rank beside LoRA-α at the full-FT η, where it is made
         want.append(config(task, s, Arm("2rank", "all"), facts(task).full_ft_lr, 0))
     seen, unique = set(), []

@@ -66,6 +66,15 @@ def decisive(R: dict, folder: Path) -> list[str]:
                      f"{verb} (threshold 2%).")
         else:
             btext = "Budget test: no tuned baseline has finished yet."
+        for L in T.get("longer", []):
+            if L["plateau"] is None:
+                said = "not run yet" if L["status"] is None else f"{L['status']}, no held-out curve"
+                btext += f" At {L['steps']} steps ({L['arm']} at {L['lr']:.3g}, seed 0): {said}."
+                continue
+            verb = "plateaued" if L["plateau"]["holds"] else "**not** plateaued"
+            btext += (f" At {L['steps']} steps ({L['arm']} at {L['lr']:.3g}, seed 0): held-out {sel} "
+                      f"{fmt(L[sel], '.4g')}, {100 * L['plateau']['gain']:.1f}% better from step "
+                      f"{L['plateau']['from_step']} to {L['plateau']['to_step']}: {verb}.")
         out += [f"### {task}", "",
                 f"{T['steps']} steps of batch {T['batch_size'] or 'default'}"
                 f"{', ' + str(T['task_options']) if T['task_options'] else ''}; targets "

@@ -55,9 +55,10 @@ def decisive(R: dict, folder: Path) -> list[str]:
             "what is missing.", ""]
     for task, T in D["tasks"].items():
         sel, rep = T["select"], T["report"]
+        open_rows = sum(not r["bracketed"] for r in T["rows"])
         state = ("**complete**" if T["complete"] else
-                 f"**not complete**: {sum(not r['bracketed'] for r in T['rows'])} of {len(T['rows'])} rows not "
-                 "bracketed yet")
+                 f"**not complete**: {open_rows} of {len(T['rows'])} rows not bracketed yet" if open_rows else
+                 f"**not complete**: every optimum bracketed, {T['trials_wanted'] - T['trials_done']} trials to go")
         budget = T.get("budget")
         if budget:
             verb = "has plateaued" if budget["holds"] else "has **not** plateaued"
@@ -75,6 +76,10 @@ def decisive(R: dict, folder: Path) -> list[str]:
             btext += (f" At {L['steps']} steps ({L['arm']} at {L['lr']:.3g}, seed 0): held-out {sel} "
                       f"{fmt(L[sel], '.4g')}, {100 * L['plateau']['gain']:.1f}% better from step "
                       f"{L['plateau']['from_step']} to {L['plateau']['to_step']}: {verb}.")
+        flat = [L["steps"] for L in T.get("longer", []) if L["plateau"] and L["plateau"]["holds"]]
+        if budget and not budget["holds"] and flat:
+            btext += (f" So the budget that plateaus is {min(flat)} steps; this table's trials ran at {T['steps']}, "
+                      "and its verdicts hold for that budget only.")
         out += [f"### {task}", "",
                 f"{T['steps']} steps of batch {T['batch_size'] or 'default'}"
                 f"{', ' + str(T['task_options']) if T['task_options'] else ''}; targets "

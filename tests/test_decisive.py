@@ -67,6 +67,23 @@ def test_a_diverged_point_counts_as_worse_and_an_all_diverged_grid_looks_lower()
     assert lrs[0] == protocol.lattice(1, TASK) and not state["bracketed"] and state["lr"] is None
 
 
+def test_the_best_tuned_baseline_runs_again_at_the_longer_budgets_once_its_seeds_are_in():
+    s = Setting(steps=10, batch_size=8, targets=None, starts={"2rank": 3}, evals=2, select="rel_mse",
+                report="rel_mse", longer=(40,))
+    records = {}
+    for k, v in {2: 0.9, 3: 0.5, 4: 0.7}.items():
+        c = protocol.config(TASK, s, ARM, protocol.lattice(k, TASK), 0)
+        records[trial_id(c)] = record(c, v)
+    longer = [c for c in protocol.plan(TASK, s, records)[0] if c.steps != 10]
+    assert longer == []  # bracketed, but seeds 1 and 2 are not in yet
+    best = protocol.lattice(3, TASK)
+    for seed in (1, 2):
+        c = protocol.config(TASK, s, ARM, best, seed)
+        records[trial_id(c)] = record(c, 0.5)
+    longer = [c for c in protocol.plan(TASK, s, records)[0] if c.steps != 10]
+    assert [(c.rule, c.lr, c.seed, c.steps, c.eval_every) for c in longer] == [("2rank", best, 0, 40, 20)]
+
+
 def test_the_untuned_arm_runs_three_seeds_at_the_full_ft_rate():
     s = Setting(steps=10, batch_size=8, targets=None, starts={}, select="rel_mse")
     configs, state = protocol.plan(TASK, s, {})

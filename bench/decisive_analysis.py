@@ -13,8 +13,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import decisive_plan  # noqa: E402
 from decisive_plan import PLATEAU, RANK, SEEDS, SUBJECT, Arm, Setting, config, cost, lattice, load, plan, settings  # noqa: E402, E501
 
-from loralpha.tasks.base import facts  # noqa: E402
-
 CLAIMS = {  # the paper's claims, as the verdict table names them
     "untuned": "LoRA-α at the full-FT η (untuned) ties or beats each tuned baseline",
     "faster": "at the full-FT η it converges faster than 2rank",
@@ -120,7 +118,8 @@ def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
                "wall_time_s": [r.get("wall_time_s") for r in seeds if r]}
         rows.append((arm, row, seeds))
     by_name = {arm.name: (row, seeds) for arm, row, seeds in rows}
-    higher = facts(task).higher_is_better if s.report == facts(task).metric else False
+    about = decisive_plan.task_facts(task)
+    higher = about.higher_is_better if s.report == about.metric else False
     for arm, row, seeds in rows:  # paired differences (same seeds, same batch order) against untuned LoRA-α
         untuned = by_name.get(Arm(SUBJECT, arm.targets, False).name)
         if untuned is None or not arm.tuned:
@@ -143,7 +142,7 @@ def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
     median_wall = statistics.median(walls) if walls else None
     return {"task": task, "steps": s.steps, "batch_size": s.batch_size, "rank": RANK,
             "targets": s.targets, "task_options": s.task_options, "select": s.select, "report": s.report,
-            "report_higher_is_better": higher, "full_ft_lr": facts(task).full_ft_lr,
+            "report_higher_is_better": higher, "full_ft_lr": decisive_plan.task_facts(task).full_ft_lr,
             "trials_done": n_records, "trials_wanted": len(wanted),
             "complete": n_records == len(wanted) and all(r["bracketed"] for _, r, _ in rows),
             "best_baseline": best_baseline["arm"] if best_baseline else None,
@@ -202,7 +201,7 @@ def verdicts(task: str, quick: bool, table: dict, only: set[str] | None = None) 
     # at every evaluation of seed 0; the other η both ran at are said beside it, as context
     records = load(task, quick, only)
     la, tr = Arm(SUBJECT, "all"), Arm("2rank", "all")
-    full_ft = facts(task).full_ft_lr
+    full_ft = decisive_plan.task_facts(task).full_ft_lr
     at: dict[float, tuple[int, int]] = {}  # η -> (evaluations where lora-alpha is lower, evaluations compared)
     for lr in sorted({full_ft} | {lattice(k, task) for k in range(-4, 12)}):
         a = records.get(trial_id(config(task, s, la, lr, 0)))

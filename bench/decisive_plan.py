@@ -111,9 +111,18 @@ ORDER = ["sft-gemma", "tweets", "bbc-news", "clip-digits", "teacher-student"]
 # machine without a registry, so its grid would be CPU hours on top of sft-gemma's.
 
 
+def task_of(table: str) -> str:
+    """The task a table runs: its name up to any "@" (`tweets@1000`: tweets at another budget)."""
+    return table.partition("@")[0]
+
+
+def task_facts(table: str):
+    return facts(task_of(table))
+
+
 def lattice(k: int, task: str) -> float:
     """The k-th η of the task's lattice: its full-FT η × 10^(k/2), to 3 significant digits."""
-    return float(f"{facts(task).full_ft_lr * 10 ** (k / 2):.3g}")
+    return float(f"{task_facts(task).full_ft_lr * 10 ** (k / 2):.3g}")
 
 
 def settings(quick: bool) -> dict[str, Setting]:
@@ -121,7 +130,7 @@ def settings(quick: bool) -> dict[str, Setting]:
 
 
 def folder(task: str, quick: bool) -> Path:
-    return (RESULTS / "quick" / "decisive" if quick else DECISIVE) / task
+    return (RESULTS / "quick" / "decisive" if quick else DECISIVE) / task_of(task)  # a task's tables share it
 
 
 def config(task: str, s: Setting, arm: Arm, lr: float, seed: int, steps: int | None = None) -> TrainConfig:
@@ -130,7 +139,7 @@ def config(task: str, s: Setting, arm: Arm, lr: float, seed: int, steps: int | N
 
     full = trains_full_weights(arm.rule)
     steps = steps or s.steps
-    return TrainConfig(task=task, rule=arm.rule, rank=RANK, lr=lr, steps=steps, batch_size=s.batch_size,
+    return TrainConfig(task=task_of(task), rule=arm.rule, rank=RANK, lr=lr, steps=steps, batch_size=s.batch_size,
                        seed=seed, eval_every=max(1, steps // s.evals), task_options=dict(s.task_options),
                        targets=list(s.targets) if arm.targets == "all" and s.targets else None,
                        track_every=None if full else max(1, steps // s.tracks))
@@ -184,9 +193,9 @@ def plan(task: str, s: Setting, records: dict[str, dict]) -> tuple[list[TrainCon
     state: dict[Arm, dict] = {}
     for arm in s.arms():
         if not arm.tuned:
-            c = [config(task, s, arm, facts(task).full_ft_lr, seed) for seed in SEEDS]
+            c = [config(task, s, arm, task_facts(task).full_ft_lr, seed) for seed in SEEDS]
             want += c
-            state[arm] = {"lr": facts(task).full_ft_lr, "bracketed": True, "grid": {}}
+            state[arm] = {"lr": task_facts(task).full_ft_lr, "bracketed": True, "grid": {}}
             continue
         ks = range(arm.start - 1, arm.start + 2)
         grid = {k: records.get(trial_id(config(task, s, arm, lattice(k, task), 0))) for k in ks}
@@ -218,7 +227,7 @@ def plan(task: str, s: Setting, records: dict[str, dict]) -> tuple[list[TrainCon
     if best is not None:  # does the budget plateau? the best-tuned baseline at longer budgets
         want += [config(task, s, best[0], best[1], 0, steps=n) for n in s.longer]
     if "2rank" in s.starts:  # the convergence claim's pair: 2rank beside LoRA-α at the full-FT η, where it is made
-        want.append(config(task, s, Arm("2rank", "all"), facts(task).full_ft_lr, 0))
+        want.append(config(task, s, Arm("2rank", "all"), task_facts(task).full_ft_lr, 0))
     seen, unique = set(), []
     for c in want:
         tid = trial_id(c)

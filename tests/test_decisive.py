@@ -84,6 +84,13 @@ def test_the_best_tuned_baseline_runs_again_at_the_longer_budgets_once_its_seeds
     assert [(c.rule, c.lr, c.seed, c.steps, c.eval_every) for c in longer] == [("2rank", best, 0, 40, 20)]
 
 
+def test_a_table_at_another_budget_runs_its_task_and_shares_its_records_folder():
+    configs, _ = protocol.plan(f"{TASK}@40", S, {})
+    assert {c.task for c in configs} == {TASK}
+    assert protocol.folder(f"{TASK}@40", quick=False) == protocol.folder(TASK, quick=False)
+    assert protocol.lattice(0, f"{TASK}@40") == protocol.lattice(0, TASK) == FULL_FT
+
+
 def test_the_untuned_arm_runs_three_seeds_at_the_full_ft_rate():
     s = Setting(steps=10, batch_size=8, targets=None, starts={}, select="rel_mse")
     configs, state = protocol.plan(TASK, s, {})

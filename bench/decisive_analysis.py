@@ -72,14 +72,18 @@ def forgiveness(grid: dict[float, dict | None], s: Setting) -> dict | None:
 
 
 def plateau(rec: dict | None, s: Setting) -> dict | None:
-    """How much the held-out `select` improved over the last quarter of a run (relative): the budget test."""
+    """How much the held-out `select` improved over the last quarter of a run (relative): the budget test. Where
+    no evaluation fell on the quarter mark, its value is read linearly between the two evaluations around it."""
     curve = [(r["step"], r.get(s.select)) for r in (rec or {}).get("curve", []) if r.get(s.select) is not None]
     if len(curve) < 2:
         return None
     end_step, end = curve[-1]
-    start = min(curve, key=lambda p: abs(p[0] - 0.75 * end_step))
-    gain = (start[1] - end) / abs(start[1]) if start[1] else 0.0
-    return {"from_step": start[0], "to_step": end_step, "gain": gain, "holds": gain < PLATEAU}
+    mark = 0.75 * end_step
+    (s0, v0), (s1, v1) = next((a, b) for a, b in zip(curve, curve[1:]) if a[0] <= mark <= b[0])
+    start = v0 if s1 == s0 else v0 + (v1 - v0) * (mark - s0) / (s1 - s0)
+    gain = (start - end) / abs(start) if start else 0.0
+    return {"from_step": round(mark, 1), "between": [s0, s1], "to_step": end_step, "gain": gain,
+            "holds": gain < PLATEAU}
 
 
 def _motion(rec: dict | None) -> dict | None:

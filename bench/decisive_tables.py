@@ -14,6 +14,14 @@ from decisive_analysis import CLAIMS  # noqa: E402
 from loralpha.reporting import fmt  # noqa: E402
 
 
+def _span(p: dict) -> str:
+    """The stretch the budget test read: from the quarter mark (between which evaluations) to the end."""
+    between = p.get("between")
+    read = (f" (read between the evaluations at {between[0]} and {between[1]})"
+            if between and p["from_step"] not in between else "")
+    return f"{p['from_step']:g}{read} to {p['to_step']}"
+
+
 def _ci(d: dict | None, spec: str = ".4g") -> str:
     if not d:
         return "—"
@@ -63,7 +71,7 @@ def decisive(R: dict, folder: Path) -> list[str]:
         if budget:
             verb = "has plateaued" if budget["holds"] else "has **not** plateaued"
             btext = (f"Budget test: the best-tuned baseline ({T['best_baseline']}) improved its held-out {sel} by "
-                     f"{100 * budget['gain']:.1f}% from step {budget['from_step']} to {budget['to_step']}: it "
+                     f"{100 * budget['gain']:.1f}% from step {_span(budget)}: it "
                      f"{verb} (threshold 2%).")
         else:
             btext = "Budget test: no tuned baseline has finished yet."
@@ -75,7 +83,7 @@ def decisive(R: dict, folder: Path) -> list[str]:
             verb = "plateaued" if L["plateau"]["holds"] else "**not** plateaued"
             btext += (f" At {L['steps']} steps ({L['arm']} at {L['lr']:.3g}, seed 0): held-out {sel} "
                       f"{fmt(L[sel], '.4g')}, {100 * L['plateau']['gain']:.1f}% better from step "
-                      f"{L['plateau']['from_step']} to {L['plateau']['to_step']}: {verb}.")
+                      f"{_span(L['plateau'])}: {verb}.")
         flat = [L["steps"] for L in T.get("longer", []) if L["plateau"] and L["plateau"]["holds"]]
         if budget and not budget["holds"] and flat:
             btext += (f" So the budget that plateaus is {min(flat)} steps; this table's trials ran at {T['steps']}, "

@@ -125,6 +125,11 @@ def test_the_budget_test_reads_the_last_quarter_of_the_curve():
                      {"step": 100, "rel_mse": 0.39}]}
     p = analysis.plateau(rec, S)
     assert (p["from_step"], p["to_step"]) == (75, 100) and p["gain"] == pytest.approx(0.025) and not p["holds"]
+    rec["curve"][2:] = [{"step": 70, "rel_mse": 0.40}, {"step": 100, "rel_mse": 0.394}]  # none at 75: read between
+    p = analysis.plateau(rec, S)
+    at_75 = 0.40 - 0.006 * 5 / 30
+    assert (p["from_step"], p["between"]) == (75, [70, 100]) and p["gain"] == pytest.approx((at_75 - 0.394) / at_75)
+    assert p["holds"]  # 1.3%, where the evaluation at 70 alone would say 1.5%
 
 
 def stored(quick):

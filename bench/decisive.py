@@ -10,7 +10,7 @@ bracketed, 3 seeds with intervals, and every finished trial kept in the repo as 
 On a GPU machine (bench/gpu_check.py --prepare carries the embedded model and corpora there), many trials share
 the one GPU and no trial starts after --deadline minutes, so the records are back before the machine's limit:
 
-    PYTHONPATH=src:gpu-carry/site python3 bench/decisive.py --tasks tweets,bbc-news,clip-digits,teacher-student \
+    PYTHONPATH=src:gpu-carry/site python3 bench/decisive.py --tasks tweets@1000,bbc-news,clip-digits,teacher-student \
         --workers 8 --deadline 6; cp -r bench/results/decisive $OUT/
 
 Records: bench/results/decisive/<task>/<trial id>.json, one per finished trial (config, status, metrics, the

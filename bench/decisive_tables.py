@@ -59,8 +59,10 @@ def decisive(R: dict, folder: Path) -> list[str]:
             "the span of η, in decades, whose seed-0 held-out loss is within 1% of the rule's best (interpolated "
             "in log η; \"≥\" where it reaches an end of the grid). ‖ΔA‖/‖A₀‖, ‖B‖ and the drift ratio are the "
             "Signal-Drift tracker's per-factor motion at the end of the seed-0 run (the drift ratio: its median "
-            "over the run). Each finished trial is a record in `bench/results/decisive/<task>/`; a rerun runs only "
-            "what is missing.", ""]
+            "over the run). The budget test reads the best-tuned baseline's held-out loss at three quarters of its run "
+            "and at its end; where a task's budget fails it, the baseline also runs at longer budgets, and a table "
+            "named `<task>@<steps>` repeats the task's protocol at the budget that passed. Each finished trial is a "
+            "record in `bench/results/decisive/<task>/`; a rerun runs only what is missing.", ""]
     for task, T in D["tasks"].items():
         sel, rep = T["select"], T["report"]
         open_rows = sum(not r["bracketed"] for r in T["rows"])

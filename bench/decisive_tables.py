@@ -88,8 +88,15 @@ def decisive(R: dict, folder: Path) -> list[str]:
                       f"{_span(L['plateau'])}: {verb}.")
         flat = [L["steps"] for L in T.get("longer", []) if L["plateau"] and L["plateau"]["holds"]]
         if budget and not budget["holds"] and flat:
-            btext += (f" So the budget that plateaus is {min(flat)} steps; this table's trials ran at {T['steps']}, "
+            n = min(flat)
+            btext += (f" So the smallest budget that passes is {n} steps; this table's trials ran at {T['steps']}, "
                       "and its verdicts hold for that budget only.")
+            at = {L["steps"]: L for L in T["longer"]}
+            later = [L for L in T["longer"] if L["steps"] > n and L["plateau"] and not L["plateau"]["holds"]]
+            if later and at[n][sel] and later[-1][sel]:
+                drop = 100 * (at[n][sel] - later[-1][sel]) / at[n][sel]
+                btext += (f" It passes narrowly: at {later[-1]['steps']} steps the test fails again, and the held-out "
+                          f"{sel} is {drop:.1f}% below the {n}-step run's, so the curve is still falling slowly.")
         out += [f"### {task}", "",
                 f"{T['steps']} steps of batch {T['batch_size'] or 'default'}"
                 f"{', ' + str(T['task_options']) if T['task_options'] else ''}; targets "

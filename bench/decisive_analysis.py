@@ -141,7 +141,8 @@ def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
                        s.select: _metric(rec, s.select), s.report: _metric(rec, s.report),
                        "plateau": plateau(rec, s)})
     n_records = sum(1 for c in wanted if trial_id(c) in records)
-    walls = [r.get("wall_time_s") or 0.0 for r in records.values()]
+    mine = {trial_id(c) for c in wanted}  # a task's tables share its folder: count this table's trials only
+    walls = [r.get("wall_time_s") or 0.0 for tid, r in records.items() if tid in mine]
     left = len(wanted) - n_records  # at the median trial so far: what the rest of the plan as it stands costs
     median_wall = statistics.median(walls) if walls else None
     return {"task": task, "steps": s.steps, "batch_size": s.batch_size, "rank": RANK,

@@ -196,3 +196,18 @@ def test_a_record_states_the_threads_its_trial_ran_on_not_the_runners(tmp_path):
     trial = {"id": "t", "config": {}, "status": "done", "run_dir": str(run)}
     rec = decisive.record_of(trial)
     assert (rec["device"], rec["machine"]["torch_threads"]) == ("cuda", threads)
+
+
+def test_a_tables_compute_counts_its_own_trials_not_those_of_the_folder_it_shares(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setattr(protocol, "RESULTS", tmp_path)
+    s = protocol.QUICK[TASK]
+    monkeypatch.setitem(protocol.QUICK, f"{TASK}@24", replace(s, steps=24))
+    c = protocol.config(TASK, s, Arm("2rank", "all", True, 3), protocol.lattice(3, TASK), 0)  # the 12-step table's
+    out = protocol.folder(TASK, quick=True)
+    out.mkdir(parents=True)
+    (out / f"{trial_id(c)}.json").write_text(json.dumps({**record(c, 0.5), "wall_time_s": 100.0}))
+    assert analysis.summarize(TASK, quick=True)["compute_s"] == 100.0
+    other = analysis.summarize(f"{TASK}@24", quick=True)
+    assert (other["compute_s"], other["trials_done"]) == (0, 0)

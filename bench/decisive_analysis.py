@@ -131,7 +131,9 @@ def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
         for key, name in (("select", s.select), ("report", s.report)):
             pairs = [(_metric(u, name), _metric(b, name)) for u, b in zip(untuned[1], seeds)]
             row[f"paired_{key}"] = interval([u - b for u, b in pairs if u is not None and b is not None])
-    baselines = [row for arm, row, _ in rows if arm.tuned and arm.rule != SUBJECT and row["select"]]
+    # the baselines decisive_plan.best_baseline chooses among (tuned, every linear layer), with the seeds so far
+    baselines = [row for arm, row, _ in rows if arm.tuned and arm.rule != SUBJECT and arm.targets == "all"
+                 and row["select"]]
     best_baseline = min(baselines, key=lambda r: r["select"]["mean"], default=None)
     longer = []  # the best-tuned baseline at longer budgets: where its curve flattens
     best = decisive_plan.best_baseline(task, s, records, state)

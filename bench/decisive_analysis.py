@@ -250,7 +250,8 @@ def verdicts(task: str, quick: bool, table: dict, only: set[str] | None = None) 
                 "figure": "no Hessian in this suite; docs/findings.md §2 measures it at init"})
     # 6. a larger γ raises the signal without raising the drift ratio (LoRA rules at one η, seed 0)
     by_lr: dict[float, list[tuple[float, dict]]] = {}
-    for rec in records.values():
+    mine = {trial_id(c) for c in plan(task, s, records)[0]}  # a task's tables share its folder: this table's own
+    for rec in (r for tid, r in records.items() if tid in mine):
         c = rec["config"]
         g = _gamma(c["rule"])
         m = _motion(rec)

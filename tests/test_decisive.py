@@ -211,3 +211,28 @@ def test_a_tables_compute_counts_its_own_trials_not_those_of_the_folder_it_share
     assert analysis.summarize(TASK, quick=True)["compute_s"] == 100.0
     other = analysis.summarize(f"{TASK}@24", quick=True)
     assert (other["compute_s"], other["trials_done"]) == (0, 0)
+
+
+def test_a_tables_drift_verdict_reads_its_own_trials_not_those_of_the_folder_it_shares(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setattr(protocol, "RESULTS", tmp_path)
+    s = protocol.QUICK[TASK]
+    monkeypatch.setitem(protocol.QUICK, f"{TASK}@24", replace(s, steps=24))
+    out = protocol.folder(TASK, quick=True)
+    out.mkdir(parents=True)
+    lr = FULL_FT  # on lora-alpha's first grid, and 2rank's convergence pair
+    for rule, k in (("lora-alpha", 1), ("2rank", 3)):  # two LoRA rules at one η, seed 0: the 12-step table's
+        c = protocol.config(TASK, s, Arm(rule, "all", True, k), lr, 0)
+        motion = [{"step": 12, "signal": 1e-3 * (2 if rule == "lora-alpha" else 1), "drift_ratio": 5.0,
+                   "a_motion": 0.1, "b_norm": 0.1}]
+        rec = {**record(c, 0.5), "motion": motion}
+        rec["config"]["targets"] = c.targets
+        (out / f"{trial_id(c)}.json").write_text(json.dumps(rec))
+
+    def drift(table):
+        t = analysis.summarize(table, quick=True)
+        return next(v for v in analysis.verdicts(table, True, t) if v["claim"] == "drift")
+
+    assert drift(TASK)["verdict"] == "holds"  # signal up, drift ratio flat
+    assert drift(f"{TASK}@24")["verdict"] == "pending"  # none of its own trials has run

@@ -156,7 +156,7 @@ def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
             "budget": best_baseline["plateau"] if best_baseline else None, "longer": longer,
             "compute_s": sum(walls), "median_trial_s": median_wall,
             "remaining_s": left * median_wall if median_wall is not None else None,
-            "devices": sorted({r.get("device", "cpu") for r in records.values()}),
+            "devices": sorted({r.get("device", "cpu") for tid, r in records.items() if tid in mine}),
             "rows": [row for _, row, _ in rows], "record_ids": sorted(records)}
 
 

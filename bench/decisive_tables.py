@@ -102,7 +102,8 @@ def decisive(R: dict, folder: Path) -> list[str]:
                 f"{', ' + str(T['task_options']) if T['task_options'] else ''}; targets "
                 f"{', '.join(T['targets']) if T['targets'] else 'the task default (every layer)'}; η chosen by "
                 f"held-out `{sel}`. {T['trials_done']} of {T['trials_wanted']} planned trials done — {state}. "
-                f"Compute so far: {T['compute_s'] / 3600:.1f} h of trial wall time on {', '.join(T['devices'])}"
+                f"Compute so far: {T['compute_s'] / 3600:.1f} h of trial wall time"
+                + (f" on {', '.join(T['devices'])}" if T["devices"] else "")
                 + (f" (median trial {T['median_trial_s'] / 60:.0f} min; the {T['trials_wanted'] - T['trials_done']} "
                    f"trials still planned ≈ {T['remaining_s'] / 3600:.1f} h more of it, and the plan grows while an "
                    "optimum sits at an edge of its grid)" if T.get("remaining_s") else "") + ". " + btext, ""]

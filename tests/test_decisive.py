@@ -210,7 +210,7 @@ def test_a_tables_compute_counts_its_own_trials_not_those_of_the_folder_it_share
     (out / f"{trial_id(c)}.json").write_text(json.dumps({**record(c, 0.5), "wall_time_s": 100.0}))
     assert analysis.summarize(TASK, quick=True)["compute_s"] == 100.0
     other = analysis.summarize(f"{TASK}@24", quick=True)
-    assert (other["compute_s"], other["trials_done"]) == (0, 0)
+    assert (other["compute_s"], other["trials_done"], other["devices"]) == (0, 0, [])
 
 
 def test_a_tables_drift_verdict_reads_its_own_trials_not_those_of_the_folder_it_shares(tmp_path, monkeypatch):

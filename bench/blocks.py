@@ -13,7 +13,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 import rl_arith as rl_bench  # noqa: E402  (bench/rl_arith.py: the comparison's rules, seeds and steps)
-from decisive_analysis import CLAIMS  # noqa: E402
+from decisive_analysis import CLAIMS, successors  # noqa: E402
 from decisive_plan import ORDER, SUBJECT  # noqa: E402
 
 from loralpha import scaling  # noqa: E402
@@ -378,13 +378,15 @@ def decisive(link: str = "BENCHMARKS.md", lead: str = "decides between these two
     tasks = load(path)["tasks"]
     unstarted = [t for t in ORDER if t not in tasks]
     decided, waiting = [], []
+    after = successors(tasks)
     for task, t in tasks.items():
         if not t["complete"]:
             waiting.append(f"{task} {t['trials_done']} of {t['trials_wanted']} planned trials")
             continue
         said = [f"{CLAIMS[v['claim']]}: **{v['verdict']}** ({v['figure']})" for v in t["verdicts"]
                 if v["verdict"] != "not tested"]
-        decided.append(f"On {task} (complete, {t['trials_done']} trials, {budget_said(t)}): "
+        decided.append(f"On {task} (complete, {t['trials_done']} trials, {budget_said(t)}"
+                       + (f"; {after[task]} takes its place" if task in after else "") + "): "
                        + "; ".join(said) + ".")
     return (f"The decisive benchmark ([BENCHMARKS.md §7]({link}#7-the-decisive-benchmark): every rule at a "
             f"tested budget, η bracketed, 3 seeds, paired intervals) {lead}runs over several sessions and keeps "
@@ -409,8 +411,11 @@ def decisive_headline() -> str:
     path = RESULTS / "decisive.json"
     tasks = load(path)["tasks"] if path.is_file() else {}
     said = []
+    after = successors(tasks)
     for task, t in tasks.items():
         v = next((v for v in t["verdicts"] if v["claim"] == "untuned"), None)
+        if task in after and tasks[after[task]]["complete"]:
+            continue  # a table whose budget failed gives way to its task's table at a budget that passed
         if t["complete"] and v:
             rows = {r["arm"]: r for r in t["rows"]}
             u, best = rows["lora-alpha untuned"]["select"], rows[t["best_baseline"]]["select"]
@@ -422,7 +427,10 @@ def decisive_headline() -> str:
                         f"held-out {t['select']} {u['mean']:.4g} [{u['lo']:.4g}, {u['hi']:.4g}] against the best, "
                         f"{t['best_baseline']}, at {best['mean']:.4g} [{best['lo']:.4g}, {best['hi']:.4g}]; paired "
                         f"differences {min(gaps):+.3g} to {max(gaps):+.3g} over {len(gaps)} baselines, "
-                        f"{u['n']} seeds, {budget_said(t)}")
+                        f"{u['n']} seeds, {budget_said(t)}"
+                        + (f" (at {tasks[after[task]]['steps']} steps, {after[task]} is running: "
+                           f"{tasks[after[task]]['trials_done']} of {tasks[after[task]]['trials_wanted']} planned "
+                           "trials)" if task in after else ""))
     if not said:
         return ("What loralpha has measured of the paper's claims so far: the decisive benchmark "
                 "([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)) has no complete table yet.")

@@ -275,6 +275,18 @@ def verdicts(task: str, quick: bool, table: dict, only: set[str] | None = None) 
     return out
 
 
+def successors(tables: dict[str, dict]) -> dict[str, str]:
+    """Table -> the table that takes its place: where a table's budget test failed, the same task's table at the
+    next longer budget (`<task>@<steps>`), if there is one. A table that stands has no entry."""
+    out = {}
+    for name, t in tables.items():
+        later = [n for n, u in tables.items()
+                 if decisive_plan.task_of(n) == decisive_plan.task_of(name) and u["steps"] > t["steps"]]
+        if t.get("budget") and not t["budget"]["holds"] and later:
+            out[name] = min(later, key=lambda n: tables[n]["steps"])
+    return out
+
+
 def write_summary(tasks: list[str], quick: bool) -> Path:
     """results/decisive.json (quick/decisive.json): every task's table, from the records."""
     from common import save

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import missing, stamp  # noqa: E402
-from decisive_analysis import CLAIMS  # noqa: E402
+from decisive_analysis import CLAIMS, successors  # noqa: E402
 
 from loralpha.reporting import fmt  # noqa: E402
 
@@ -140,9 +140,13 @@ def decisive(R: dict, folder: Path) -> list[str]:
             out.append(f"| {r['arm']} | " + " | ".join(cells) + " |")
         out.append("")
     tasks = list(D["tasks"])
-    out += ["### Verdicts", "", "One row per claim of the paper, one column per task, each from the table above "
-            "(pending: the trials it needs are not all done).", "",
-            "| claim | " + " | ".join(tasks) + " |", "| --- " * (len(tasks) + 1) + "|"]
+    after = successors(D["tasks"])
+    heads = [f"{t} ({D['tasks'][t]['steps']} steps: budget test failed; see {after[t]})" if t in after else t
+             for t in tasks]
+    out += ["### Verdicts", "", "One row per claim of the paper, one column per table, each from the table above "
+            "(pending: the trials it needs are not all done). A table whose budget test failed gives way to its "
+            "task's table at the budget that passed.", "",
+            "| claim | " + " | ".join(heads) + " |", "| --- " * (len(tasks) + 1) + "|"]
     for key, claim in CLAIMS.items():
         cells = []
         for task in tasks:

@@ -58,3 +58,27 @@ def test_the_alpha_equals_r_column_reads_the_grid_at_alpha_equals_r():
     rows = {line.split(" | ")[0].lstrip("| "): line for line in blocks.law_teacher_student().splitlines()
             if line.startswith("| ") and line[2].isdigit()}
     assert "| 0.602 |" in rows["32"] and "not on the grid" in rows["8"]
+
+
+def test_a_table_whose_budget_failed_gives_way_in_the_headline_to_its_tasks_table_at_the_budget_that_passed(
+        monkeypatch):
+    original = blocks.load
+    tasks = original(blocks.RESULTS / "decisive.json")["tasks"]
+    after = blocks.successors(tasks)
+    failed = next(name for name, t in tasks.items() if t["complete"] and name in after)
+    later = after[failed]
+    assert tasks[later]["steps"] > tasks[failed]["steps"] and not tasks[failed]["budget"]["holds"]
+    if not tasks[later]["complete"]:
+        running = blocks.decisive_headline()
+        assert f"on {failed}," in running and f"{later} is running" in running
+
+    def finished(path):  # the longer table complete, its budget passed (its figures: a copy of the failed one's)
+        data = copy.deepcopy(original(path))
+        if path.name == "decisive.json":
+            data["tasks"][later] = {**copy.deepcopy(data["tasks"][failed]), "steps": tasks[later]["steps"],
+                                    "budget": {**tasks[failed]["budget"], "gain": 0.01, "holds": True}}
+        return data
+
+    monkeypatch.setattr(blocks, "load", finished)
+    said = blocks.decisive_headline()
+    assert f"on {later}," in said and f"on {failed}," not in said

@@ -4,7 +4,8 @@ bracketed, 3 seeds with intervals, and every finished trial kept in the repo as 
     python bench/decisive.py                          # run what is missing: sft-gemma, tweets, bbc-news, ...
     python bench/decisive.py --tasks tweets           # one task
     python bench/decisive.py --status                 # how complete each table is, from the stored records
-    python bench/decisive.py --render                 # results/decisive.json from the records (then tables.py)
+    python bench/decisive.py --render                 # results/decisive.json and each table's figure from the
+                                                      # records (then tables.py)
     python bench/decisive.py --quick                  # a tiny teacher-student: a smoke run (records in quick/)
 
 On a GPU machine (bench/gpu_check.py --prepare carries the embedded model and corpora there), many trials share
@@ -34,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import WORK, machine  # noqa: E402
 from decisive_analysis import write_summary  # noqa: E402
+from decisive_figures import draw  # noqa: E402
 from decisive_plan import CURVE_POINTS, ORDER, folder, load, plan, settings  # noqa: E402
 
 from loralpha import TrainConfig  # noqa: E402
@@ -216,6 +218,9 @@ def main() -> None:
         run(tasks, args.quick, args.workers, args.deadline)
         status(tasks, args.quick)
         print(f"took {(time.time() - began) / 60:.1f} min")
+    for table in settings(args.quick):  # the tables' figures, from the records
+        if load(table, args.quick) and (path := draw(table, args.quick)):
+            print(f"wrote {path}")
     print(f"wrote {write_summary(list(settings(args.quick)), args.quick)}")
 
 

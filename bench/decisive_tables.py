@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import missing, stamp  # noqa: E402
+from common import ROOT, missing, stamp  # noqa: E402
 from decisive_analysis import CLAIMS, successors  # noqa: E402
+from decisive_figures import path_of  # noqa: E402
 
 from loralpha.reporting import fmt  # noqa: E402
 
@@ -138,6 +139,10 @@ def decisive(R: dict, folder: Path) -> list[str]:
                     best = r["lr"] is not None and math.isclose(x, r["lr"])
                     cells.append(f"**{g[sel]:.4g}**" if best else f"{g[sel]:.4g}")
             out.append(f"| {r['arm']} | " + " | ".join(cells) + " |")
+        figure = path_of(task, quick=False)
+        if figure.is_file():  # drawn from the same records by bench/decisive.py --render
+            out += ["", f"![{task}: held-out curves at each best η, the budget test, the per-factor motion]"
+                    f"({figure.relative_to(ROOT)})"]
         out.append("")
     tasks = list(D["tasks"])
     after = successors(D["tasks"])

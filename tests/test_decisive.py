@@ -236,3 +236,44 @@ def test_a_tables_drift_verdict_reads_its_own_trials_not_those_of_the_folder_it_
 
     assert drift(TASK)["verdict"] == "holds"  # signal up, drift ratio flat
     assert drift(f"{TASK}@24")["verdict"] == "pending"  # none of its own trials has run
+
+
+def test_a_tables_figure_draws_each_row_at_its_best_eta_and_the_best_baseline_at_each_budget(tmp_path, monkeypatch):
+    import decisive_figures as figures
+
+    s = Setting(steps=10, batch_size=8, targets=None, starts={"2rank": 3}, evals=2, select="rel_mse",
+                report="rel_mse", longer=(40,))
+    monkeypatch.setattr(protocol, "RESULTS", tmp_path)
+    monkeypatch.setitem(protocol.QUICK, TASK, s)
+    out = protocol.folder(TASK, quick=True)
+    out.mkdir(parents=True)
+
+    def put(c, value, status="done", motion=()):
+        rec = {**record(c, value, status), "motion": list(motion),
+               "curve": [{"step": 0, "rel_mse": 1.0}, {"step": c.steps, "rel_mse": value}]}
+        (out / f"{trial_id(c)}.json").write_text(json.dumps(rec))
+
+    best = protocol.lattice(3, TASK)
+    for k, v in {2: 0.9, 3: 0.5, 4: None}.items():  # 2rank bracketed at k = 3 (k = 4 diverged)
+        put(protocol.config(TASK, s, ARM, protocol.lattice(k, TASK), 0), v, "done" if v else "diverged",
+            [{"step": 0, "a_motion": 0.0, "b_norm": 0.0}, {"step": 5, "a_motion": 0.1 * k, "b_norm": 0.2}])
+    data = figures.series(TASK, quick=True)
+    assert list(data["rows"]) == ["2rank"] and data["rows"]["2rank"]["lr"] == best
+    assert data["rows"]["2rank"]["eval"] == [(0, 1.0), (10, 0.5)]
+    assert data["rows"]["2rank"]["a_motion"] == [(5, 0.1 * 3)]  # the best η's run; a zero has no place on a log axis
+    assert data["budgets"] == {} and data["baseline"] is None  # its seeds are not in yet
+    for seed in (1, 2):
+        put(protocol.config(TASK, s, ARM, best, seed), 0.5)
+    put(protocol.config(TASK, s, ARM, best, 0, steps=40), 0.3)
+    data = figures.series(TASK, quick=True)
+    assert data["baseline"] == "2rank" and data["budgets"] == {10: [(0, 1.0), (10, 0.5)], 40: [(0, 1.0), (40, 0.3)]}
+    assert figures.draw(TASK, quick=True) == figures.path_of(TASK, quick=True) and figures.path_of(TASK, True).is_file()
+
+
+def test_every_stored_table_has_its_figure_linked_in_benchmarks():
+    import decisive_figures as figures
+
+    text = (BENCH.parent / "BENCHMARKS.md").read_text()
+    for task in stored(False):
+        path = figures.path_of(task, quick=False)
+        assert path.is_file() and f"]({path.relative_to(BENCH.parent)})" in text, task

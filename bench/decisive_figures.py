@@ -1,0 +1,96 @@
+"""BENCHMARKS.md §7's figures, one per decisive table, drawn from the committed records alone
+(`python bench/decisive.py --render` writes them beside decisive.json):
+
+1. the held-out selection metric over training of each row at its best η (seed 0; untuned LoRA-α at the full-FT η);
+2. the budget test: the best-tuned baseline's held-out curve at the table's budget and at each longer one, with
+   the quarter mark each test reads from;
+3. why: the Signal-Drift tracker's ‖ΔA‖/‖A₀‖ and ‖B‖ over training for each LoRA row (seed 0, its best η).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import decisive_plan  # noqa: E402
+from decisive_plan import config, load, plan, settings  # noqa: E402
+
+
+def series(table: str, quick: bool) -> dict:
+    """What the figure of `table` draws, from its records: {"rows": {row: {"lr", "eval", "a_motion", "b_norm"}},
+    "budgets": {steps: eval curve of the best-tuned baseline}, "baseline": its row name or None}; each curve a
+    list of (step, value)."""
+    from loralpha.sweep import trial_id
+
+    s = settings(quick)[table]
+    records = load(table, quick)
+    _, state = plan(table, s, records)
+
+    def done(c):
+        rec = records.get(trial_id(c))
+        return rec if rec and rec["status"] == "done" else None
+
+    def curve(rec, key, rows="curve"):
+        return [(r["step"], r[key]) for r in rec.get(rows) or [] if r.get(key) is not None]
+
+    rows = {}
+    for arm, st in state.items():
+        rec = done(config(table, s, arm, st["lr"], 0)) if st["lr"] is not None else None
+        if rec:
+            rows[arm.name] = {"lr": st["lr"], "eval": curve(rec, s.select),  # motion on a log axis: > 0 only
+                              **{k: [p for p in curve(rec, k, "motion") if p[1] > 0] for k in ("a_motion", "b_norm")}}
+    best = decisive_plan.best_baseline(table, s, records, state)
+    budgets = {}
+    for n in (s.steps, *s.longer) if best else ():
+        rec = done(config(table, s, best[0], best[1], 0, steps=n))
+        if rec:
+            budgets[n] = curve(rec, s.select)
+    return {"rows": rows, "budgets": budgets, "baseline": best[0].name if best else None,
+            "baseline_lr": best[1] if best else None, "select": s.select}
+
+
+def path_of(table: str, quick: bool) -> Path:
+    return decisive_plan.folder(table, quick).parent / f"{table}.png"
+
+
+def draw(table: str, quick: bool) -> Path | None:
+    """The figure of `table` (None where no row has a finished seed-0 run at its best η yet)."""
+    data = series(table, quick)
+    if not data["rows"]:
+        return None
+    from loralpha.reporting.plots import pyplot
+
+    plt = pyplot()
+    fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(16, 4.4), dpi=100)
+    sel = data["select"]
+    for i, (name, r) in enumerate(data["rows"].items()):
+        color, style = f"C{i % 10}", ("--" if "untuned" in name else "-")
+        if r["eval"]:
+            ax.plot(*zip(*r["eval"]), style, marker="o", ms=3, color=color, label=f"{name} (η {r['lr']:.3g})")
+        if r["a_motion"]:
+            cx.plot(*zip(*r["a_motion"]), style, color=color, label=f"{name}: ‖ΔA‖/‖A₀‖")
+        if r["b_norm"]:
+            cx.plot(*zip(*r["b_norm"]), style, color=color, alpha=0.45, lw=1, label=f"{name}: ‖B‖")
+    for i, (n, c) in enumerate(sorted(data["budgets"].items())):
+        if c:
+            bx.plot(*zip(*c), marker="o", ms=3, color=f"C{i}", label=f"{n} steps")
+            bx.axvline(0.75 * n, color=f"C{i}", ls=":", lw=1)
+    ax.set_title(f"held-out {sel}, each row at its best η (seed 0)", fontsize=10)
+    bx.set_title(f"budget test: {data['baseline'] or 'no best-tuned baseline yet'}"
+                 + (f" at η {data['baseline_lr']:.3g}" if data["baseline_lr"] else "")
+                 + " (dotted: each run's quarter mark)", fontsize=10)
+    cx.set_title("Signal-Drift per-factor motion (pale: ‖B‖)", fontsize=10)
+    cx.set_yscale("log")
+    ax.set_ylabel(f"held-out {sel}")
+    for a in (ax, bx, cx):
+        a.set_xlabel("optimizer step")
+        a.grid(alpha=0.3)
+        if a.has_data():
+            a.legend(fontsize=6)
+    fig.suptitle(f"decisive benchmark: {table}", fontsize=11)
+    fig.tight_layout()
+    path = path_of(table, quick)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -136,7 +136,7 @@ def summarize(task: str, quick: bool, only: set[str] | None = None) -> dict:
                  and row["select"]]
     best_baseline = min(baselines, key=lambda r: r["select"]["mean"], default=None)
     longer = []  # the best-tuned baseline at longer budgets: where its curve flattens
-    best = decisive_plan.best_baseline(task, s, records, state)
+    best = decisive_plan.budget_baseline(task, s, records, state)
     for n in s.longer if best else ():
         rec = records.get(trial_id(config(task, s, best[0], best[1], 0, steps=n)))
         longer.append({"arm": best[0].name, "lr": best[1], "steps": n, "status": rec["status"] if rec else None,

@@ -40,7 +40,7 @@ def series(table: str, quick: bool) -> dict:
         if rec:
             rows[arm.name] = {"lr": st["lr"], "eval": curve(rec, s.select),  # motion on a log axis: > 0 only
                               **{k: [p for p in curve(rec, k, "motion") if p[1] > 0] for k in ("a_motion", "b_norm")}}
-    best = decisive_plan.best_baseline(table, s, records, state)
+    best = decisive_plan.budget_baseline(table, s, records, state)
     budgets = {}
     for n in (s.steps, *s.longer) if best else ():
         rec = done(config(table, s, best[0], best[1], 0, steps=n))

@@ -61,8 +61,10 @@ def decisive(R: dict, folder: Path) -> list[str]:
             "in log η; \"≥\" where it reaches an end of the grid). ‖ΔA‖/‖A₀‖, ‖B‖ and the drift ratio are the "
             "Signal-Drift tracker's per-factor motion at the end of the seed-0 run (the drift ratio: its median "
             "over the run). The budget test reads the best-tuned baseline's held-out loss at three quarters of its run "
-            "and at its end; where a task's budget fails it, the baseline also runs at longer budgets, and a table "
-            "named `<task>@<steps>` repeats the task's protocol at the budget that passed. Each finished trial is a "
+            "and at its end; the baseline also runs at the longer budgets its task names (seed 0; the best of the "
+            "seed-0 grids first, so that a failing budget shows before seeds 1 and 2 are spent on it), and where a "
+            "table's budget fails, a table named `<task>@<steps>` repeats the task's protocol at the budget that "
+            "passed. Each finished trial is a "
             "record in `bench/results/decisive/<task>/`; a rerun runs only what is missing.", ""]
     for task, T in D["tasks"].items():
         sel, rep = T["select"], T["report"]

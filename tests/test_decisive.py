@@ -67,21 +67,34 @@ def test_a_diverged_point_counts_as_worse_and_an_all_diverged_grid_looks_lower()
     assert lrs[0] == protocol.lattice(1, TASK) and not state["bracketed"] and state["lr"] is None
 
 
-def test_the_best_tuned_baseline_runs_again_at_the_longer_budgets_once_its_seeds_are_in():
-    s = Setting(steps=10, batch_size=8, targets=None, starts={"2rank": 3}, evals=2, select="rel_mse",
+def test_the_best_tuned_baseline_runs_again_at_the_longer_budgets_before_the_seeds_are_spent():
+    s = Setting(steps=10, batch_size=8, targets=None, starts={"2rank": 3, "rslora": 3}, evals=2, select="rel_mse",
                 report="rel_mse", longer=(40,))
+    rslora = Arm("rslora", "all", True, 3)
     records = {}
+
+    def put(arm, k, seed, value):
+        c = protocol.config(TASK, s, arm, protocol.lattice(k, TASK), seed)
+        records[trial_id(c)] = record(c, value)
+
+    def longer():
+        return [(c.rule, c.lr, c.seed, c.steps, c.eval_every) for c in protocol.plan(TASK, s, records)[0]
+                if c.steps != 10]
+
     for k, v in {2: 0.9, 3: 0.5, 4: 0.7}.items():
-        c = protocol.config(TASK, s, ARM, protocol.lattice(k, TASK), 0)
-        records[trial_id(c)] = record(c, v)
-    longer = [c for c in protocol.plan(TASK, s, records)[0] if c.steps != 10]
-    assert longer == []  # bracketed, but seeds 1 and 2 are not in yet
+        put(ARM, k, 0, v)
+    assert longer() == []  # rslora's grid is not bracketed yet: no best baseline to name
+    for k, v in {2: 0.9, 3: 0.55, 4: 0.7}.items():
+        put(rslora, k, 0, v)
     best = protocol.lattice(3, TASK)
-    for seed in (1, 2):
-        c = protocol.config(TASK, s, ARM, best, seed)
-        records[trial_id(c)] = record(c, 0.5)
-    longer = [c for c in protocol.plan(TASK, s, records)[0] if c.steps != 10]
-    assert [(c.rule, c.lr, c.seed, c.steps, c.eval_every) for c in longer] == [("2rank", best, 0, 40, 20)]
+    assert longer() == [("2rank", best, 0, 40, 20)]  # the best of the seed-0 grids, at once
+    order = [(c.rule, c.seed, c.steps) for c in protocol.plan(TASK, s, records)[0]]
+    assert order.index(("2rank", 0, 40)) < min(order.index((rule, seed, 10)) for rule in ("2rank", "rslora")
+                                               for seed in (1, 2))  # before any seed is spent on this budget
+    for seed in (1, 2):  # the seeds make rslora the best: its longer run takes 2rank's place
+        put(ARM, 3, seed, 0.7)
+        put(rslora, 3, seed, 0.55)
+    assert longer() == [("rslora", best, 0, 40, 20)]
 
 
 def test_a_table_at_another_budget_runs_its_task_and_shares_its_records_folder():
@@ -261,7 +274,7 @@ def test_a_tables_figure_draws_each_row_at_its_best_eta_and_the_best_baseline_at
     assert list(data["rows"]) == ["2rank"] and data["rows"]["2rank"]["lr"] == best
     assert data["rows"]["2rank"]["eval"] == [(0, 1.0), (10, 0.5)]
     assert data["rows"]["2rank"]["a_motion"] == [(5, 0.1 * 3)]  # the best η's run; a zero has no place on a log axis
-    assert data["budgets"] == {} and data["baseline"] is None  # its seeds are not in yet
+    assert data["baseline"] == "2rank" and data["budgets"] == {10: [(0, 1.0), (10, 0.5)]}  # seed 0's best; no 40 yet
     for seed in (1, 2):
         put(protocol.config(TASK, s, ARM, best, seed), 0.5)
     put(protocol.config(TASK, s, ARM, best, 0, steps=40), 0.3)

@@ -14,40 +14,44 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import decisive_plan  # noqa: E402
-from decisive_plan import config, load, plan, settings  # noqa: E402
+from decisive_plan import config, load, settings  # noqa: E402
 
 
 def series(table: str, quick: bool) -> dict:
     """What the figure of `table` draws, from its records: {"rows": {row: {"lr", "eval", "a_motion", "b_norm"}},
-    "budgets": {steps: eval curve of the best-tuned baseline}, "baseline": its row name or None}; each curve a
-    list of (step, value)."""
+    "budgets": {steps: held-out curve}, "baseline", "baseline_lr", "select"}; each curve a list of (step, value).
+    The budget panel's baseline is the one the table's budget test names (bench/decisive_analysis.py)."""
+    from decisive_analysis import summarize
+
     from loralpha.sweep import trial_id
 
     s = settings(quick)[table]
     records = load(table, quick)
-    _, state = plan(table, s, records)
+    t = summarize(table, quick)
+    arms = {arm.name: arm for arm in s.arms()}
 
-    def done(c):
-        rec = records.get(trial_id(c))
+    def done(arm, lr, steps=None):
+        rec = records.get(trial_id(config(table, s, arms[arm], lr, 0, steps=steps)))
         return rec if rec and rec["status"] == "done" else None
 
     def curve(rec, key, rows="curve"):
         return [(r["step"], r[key]) for r in rec.get(rows) or [] if r.get(key) is not None]
 
     rows = {}
-    for arm, st in state.items():
-        rec = done(config(table, s, arm, st["lr"], 0)) if st["lr"] is not None else None
+    for row in t["rows"]:
+        rec = done(row["arm"], row["lr"]) if row["lr"] is not None else None
         if rec:
-            rows[arm.name] = {"lr": st["lr"], "eval": curve(rec, s.select),  # motion on a log axis: > 0 only
-                              **{k: [p for p in curve(rec, k, "motion") if p[1] > 0] for k in ("a_motion", "b_norm")}}
-    best = decisive_plan.budget_baseline(table, s, records, state)
+            rows[row["arm"]] = {"lr": row["lr"], "eval": curve(rec, s.select),  # motion on a log axis: > 0 only
+                                **{k: [p for p in curve(rec, k, "motion") if p[1] > 0] for k in ("a_motion", "b_norm")}}
+    longer = t["longer"]
+    baseline = longer[0]["arm"] if longer else t["best_baseline"]
+    lr = longer[0]["lr"] if longer else next((r["lr"] for r in t["rows"] if r["arm"] == baseline), None)
     budgets = {}
-    for n in (s.steps, *s.longer) if best else ():
-        rec = done(config(table, s, best[0], best[1], 0, steps=n))
+    for n in (s.steps, *s.longer) if baseline else ():
+        rec = done(baseline, lr, n)
         if rec:
             budgets[n] = curve(rec, s.select)
-    return {"rows": rows, "budgets": budgets, "baseline": best[0].name if best else None,
-            "baseline_lr": best[1] if best else None, "select": s.select}
+    return {"rows": rows, "budgets": budgets, "baseline": baseline, "baseline_lr": lr, "select": s.select}
 
 
 def path_of(table: str, quick: bool) -> Path:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import WORK, machine  # noqa: E402
-from decisive_analysis import write_summary  # noqa: E402
+from decisive_analysis import table, write_summary  # noqa: E402
 from decisive_figures import draw  # noqa: E402
 from decisive_plan import CURVE_POINTS, ORDER, folder, load, plan, settings  # noqa: E402
 
@@ -218,10 +218,11 @@ def main() -> None:
         run(tasks, args.quick, args.workers, args.deadline)
         status(tasks, args.quick)
         print(f"took {(time.time() - began) / 60:.1f} min")
-    for table in settings(args.quick):  # the tables' figures, from the records
-        if load(table, args.quick) and (path := draw(table, args.quick)):
+    tables = {t: table(t, args.quick) for t in settings(args.quick) if load(t, args.quick)}  # from the records
+    for name, summary in tables.items():
+        if path := draw(name, args.quick, summary):
             print(f"wrote {path}")
-    print(f"wrote {write_summary(list(settings(args.quick)), args.quick)}")
+    print(f"wrote {write_summary(list(tables), args.quick, tables)}")
 
 
 if __name__ == "__main__":

@@ -287,8 +287,11 @@ def successors(tables: dict[str, dict]) -> dict[str, str]:
     return out
 
 
-def write_summary(tasks: list[str], quick: bool) -> Path:
-    """results/decisive.json (quick/decisive.json): every task's table, from the records."""
+def write_summary(tasks: list[str], quick: bool, tables: dict[str, dict] | None = None) -> Path:
+    """results/decisive.json (quick/decisive.json): every task's table, from the records (or `tables`, where the
+    caller has summarized them already)."""
     from common import save
 
-    return save("decisive", {"tasks": {t: table(t, quick) for t in tasks if load(t, quick)}}, quick)
+    if tables is None:
+        tables = {t: table(t, quick) for t in tasks if load(t, quick)}
+    return save("decisive", {"tasks": tables}, quick)

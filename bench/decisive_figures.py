@@ -17,17 +17,18 @@ import decisive_plan  # noqa: E402
 from decisive_plan import config, load, settings  # noqa: E402
 
 
-def series(table: str, quick: bool) -> dict:
+def series(table: str, quick: bool, summary: dict | None = None) -> dict:
     """What the figure of `table` draws, from its records: {"rows": {row: {"lr", "eval", "a_motion", "b_norm"}},
     "budgets": {steps: held-out curve}, "baseline", "baseline_lr", "select"}; each curve a list of (step, value).
-    The budget panel's baseline is the one the table's budget test names (bench/decisive_analysis.py)."""
+    The budget panel's baseline is the one the table's budget test names (bench/decisive_analysis.py); `summary`
+    is the table's summary where the caller has it already."""
     from decisive_analysis import summarize
 
     from loralpha.sweep import trial_id
 
     s = settings(quick)[table]
     records = load(table, quick)
-    t = summarize(table, quick)
+    t = summary or summarize(table, quick)
     arms = {arm.name: arm for arm in s.arms()}
 
     def done(arm, lr, steps=None):
@@ -58,9 +59,9 @@ def path_of(table: str, quick: bool) -> Path:
     return decisive_plan.folder(table, quick).parent / f"{table}.png"
 
 
-def draw(table: str, quick: bool) -> Path | None:
+def draw(table: str, quick: bool, summary: dict | None = None) -> Path | None:
     """The figure of `table` (None where no row has a finished seed-0 run at its best η yet)."""
-    data = series(table, quick)
+    data = series(table, quick, summary)
     if not data["rows"]:
         return None
     from loralpha.reporting.plots import pyplot

@@ -251,6 +251,30 @@ def test_a_tables_drift_verdict_reads_its_own_trials_not_those_of_the_folder_it_
     assert drift(f"{TASK}@24")["verdict"] == "pending"  # none of its own trials has run
 
 
+def test_the_drift_verdict_is_read_at_the_full_ft_eta_with_the_eta_most_rules_share_beside_it(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setattr(protocol, "RESULTS", tmp_path)
+    s = replace(protocol.QUICK[TASK], starts={**protocol.QUICK[TASK].starts, "rslora": 3})
+    monkeypatch.setitem(protocol.QUICK, TASK, s)
+    out = protocol.folder(TASK, quick=True)
+    out.mkdir(parents=True)
+    higher = protocol.lattice(2, TASK)  # on the first grids of lora-alpha, 2rank and rslora, above the full-FT η
+    runs = [("lora-alpha", 1, FULL_FT, 2.0, 5.0), ("2rank", 3, FULL_FT, 1.0, 5.0),  # the paper's regime: holds
+            ("lora-alpha", 1, higher, 0.5, 9.0), ("2rank", 3, higher, 1.0, 5.0),  # more rules, where a larger γ
+            ("rslora", 3, higher, 0.8, 5.0)]  # has less signal: does not
+    for rule, k, lr, signal, ratio in runs:
+        c = protocol.config(TASK, s, Arm(rule, "all", True, k), lr, 0)
+        rec = {**record(c, 0.5), "motion": [{"step": 12, "signal": 1e-3 * signal, "drift_ratio": ratio,
+                                             "a_motion": 0.1, "b_norm": 0.1}]}
+        rec["config"]["targets"] = c.targets
+        (out / f"{trial_id(c)}.json").write_text(json.dumps(rec))
+    t = analysis.summarize(TASK, quick=True)
+    v = next(v for v in analysis.verdicts(TASK, True, t) if v["claim"] == "drift")
+    assert v["verdict"] == "holds" and v["figure"].startswith(f"η = {FULL_FT:.3g},")
+    assert f"(elsewhere, η = {higher:.3g}," in v["figure"] and v["figure"].endswith("does not)")
+
+
 def test_a_tables_figure_draws_each_row_at_its_best_eta_and_the_best_baseline_at_each_budget(tmp_path, monkeypatch):
     import decisive_figures as figures
 

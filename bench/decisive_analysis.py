@@ -250,7 +250,7 @@ def verdicts(task: str, quick: bool, table: dict, only: set[str] | None = None) 
                 "figure": "no Hessian in this suite; docs/findings.md §2 measures it at init"})
     # 6. a larger γ raises the signal without raising the drift ratio (LoRA rules at one η, seed 0): read at the
     # full-FT η, the paper's regime (as claim 2), where two LoRA rules ran there; else at the η most LoRA rules
-    # share. The η most rules share besides is said beside it: there a larger γ may have stopped the run learning.
+    # share. Beside it, the other η that most LoRA rules share: there a larger γ may have stopped a run learning.
     by_lr: dict[float, list[tuple[float, dict]]] = {}
     mine = {trial_id(c) for c in plan(task, s, records)[0]}  # a task's tables share its folder: this table's own
     for rec in (r for tid, r in records.items() if tid in mine):

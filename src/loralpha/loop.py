@@ -53,6 +53,7 @@ from .faults import StopRequest, finite_grads, locate_fault
 __all__ = ["FitOptions", "RunResult", "TrainConfig", "fit", "train"]
 
 FINAL_WINDOW = 10  # final_loss = mean train loss over the last this-many steps
+IN_PROCESS = ("model", "signal_drift", "losses")  # RunResult fields kept out of summary.json (metrics.jsonl has the losses)
 TIMINGS = ("wall_time_s", "load_time_s", "train_time_s", "eval_time_s")  # the summary's clock readings
 
 
@@ -72,6 +73,7 @@ class RunResult:
     signal_drift: list[dict[str, Any]] = field(default_factory=list, repr=False)  # tracker records, in-process
     eval_time_s: float = 0.0  # of wall_time_s, the part spent in held-out evaluations
     load_time_s: float | None = None  # building the model and data before the loop (train() measures it)
+    losses: list[float] = field(default_factory=list, repr=False)  # the train loss of every step, in-process
 
     @property
     def train_time_s(self) -> float:
@@ -79,7 +81,7 @@ class RunResult:
         return self.wall_time_s - self.eval_time_s
 
     def summary(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "signal_drift")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in IN_PROCESS}
         return {**out, "train_time_s": self.train_time_s}
 
 
@@ -270,7 +272,8 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                        eval=metrics if status != "diverged" else {}, wall_time_s=wall, diverged_at=diverged_at,
                        reason=reason, run_dir=str(run_dir) if run_dir else None, model=model,
                        signal_drift=tracker.records if tracker else [], diverged_layer=diverged_layer,
-                       resumed_from=start_step if state else None, eval_time_s=eval_time, load_time_s=load_time_s)
+                       resumed_from=start_step if state else None, eval_time_s=eval_time, load_time_s=load_time_s,
+                       losses=list(losses))
     if run_dir is not None:
         _close_run(run_dir, model, spec, result, checkpoint_every)
     return result

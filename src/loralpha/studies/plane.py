@@ -1,0 +1,335 @@
+"""Calibrate a LoRA run from short probes: the point (η_A, γ·η_B) of the Adam plane for a model + task + budget.
+
+Under Adam with B = 0 at init, α and B's learning rate are one knob (`scaling.adam_plane`): choosing LoRA's α and
+η is choosing a point (x, y) = (η_A, γ·η_B), and every rule (LoRA-α, plain LoRA, LoRA+) reaches every point. A probe
+at (x, y) trains rule lora-alpha at η = x with c = y·√r / x for a few steps, on the target run's schedule compressed
+to the probe's length. Its score is its mean train loss over the last third of its steps: every probe sees the same
+batches in the same order, so scores are paired, and a batch the model has not trained on yet is held-out data (on
+data seen at most once, as in every task's default here, the running train loss is a held-out loss; nothing of the
+task's held-out split is looked at).
+
+Short probes favour large steps, so one short horizon is not enough. The method corrects for it with two horizons:
+
+1. map (T_s steps): a lattice of points half a decade apart, `xs` × `ys`, by default x from 2e-5 to 2e-3 around the
+   ecosystem's LoRA η (2e-4) and y around the paper's point (256/√r × the task's full-fine-tuning η). The best point
+   and its lattice neighbours give the short-horizon optimum p_s: the minimum of a quadratic in (log x, log y) fitted
+   to them, kept within one lattice step of the best point (a parabola per axis when the fit is not convex; the best
+   point itself when neither is).
+2. check (T_l = 3·T_s steps): a plus of 5 points around p_s, half a decade out along each axis. A parabola per axis
+   through its three points gives p_l (the best of the three when the parabola does not open upward).
+3. carry to the target (T steps): per axis, log p moves along the line through (log T_s, log p_s) and (log T_l,
+   log p_l): log p(T) = log p_l + s·log(T / T_l), with the slope s clamped to [−1, 0] (a longer run never asks for a
+   larger step, and at most for one that shrinks as 1/T) and the move to at most one decade.
+
+T_s is the largest step count with which the two stages fit the probe budget (`budget_steps`: optimizer steps over
+every probe and seed, never exceeded), and T_l at most T (then nothing is carried). How sure it is: per axis, the
+width (in decades) over which the check's parabola stays within `FLAT` of its minimum, how far the horizon moved
+the optimum from T_s to T_l and how far it is carried to T, and whether the map's best point lies on the lattice's
+edge (the optimum may lie beyond it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from .. import scaling
+from ..checks import positive, positive_int
+from ..errors import UsageError
+from ..loop import TrainConfig, train
+from ..tasks.base import facts
+from .laws import parabola_vertex
+
+HALF_DECADE = math.sqrt(10.0)
+X_OFFSETS = (-2, -1, 0, 1, 2)  # the map's x: LORA_LR × √10^k
+Y_OFFSETS = (-1.5, -0.5, 0.5, 1.5)  # the map's y: the paper's point × √10^k
+CHECK_RATIO = 3  # T_l / T_s
+CHECK_PROBES = 5  # the plus: its centre and one point each side along each axis
+MIN_PROBE_STEPS = 10
+SCORE_SHARE = 3  # a probe's score: its mean train loss over the last 1/SCORE_SHARE of its steps
+FLAT = 0.01  # the certainty width: where the check's parabola stays within 1% of its minimum
+MAX_CARRY_DECADES = 1.0
+SET_BY_CALIBRATE = ("task", "rule", "rank", "coef", "lr", "steps", "seed", "eval_every", "alpha", "loraplus_ratio")
+CURVE_POINTS = 40  # train-loss points kept per probe
+
+
+def default_lattice(task: str, rank: int) -> tuple[list[float], list[float]]:
+    """The map's x (η_A) and y (γ·η_B) by default: x around the usual LoRA η, y around the paper's point."""
+    y0 = scaling.gamma("lora-alpha", rank) * facts(task).full_ft_lr
+    return ([float(f"{scaling.LORA_LR * HALF_DECADE ** k:.3g}") for k in X_OFFSETS],
+            [float(f"{y0 * HALF_DECADE ** k:.3g}") for k in Y_OFFSETS])
+
+
+def horizons(n_map: int, n_seeds: int, budget_steps: int, steps: int) -> tuple[int, int]:
+    """(T_s, T_l): the largest T_s with which the map (n_map probes) and the check fit the budget, T_l = 3·T_s ≤ T."""
+    units = (n_map + CHECK_PROBES * CHECK_RATIO) * n_seeds
+    short = min(budget_steps // units, max(MIN_PROBE_STEPS, steps // CHECK_RATIO))
+    if short < MIN_PROBE_STEPS:
+        raise UsageError(f"a probe budget of {budget_steps} steps is too small: the map and the check need "
+                         f"{units} × {MIN_PROBE_STEPS} = {units * MIN_PROBE_STEPS} steps at least ({n_map} map points, "
+                         f"{CHECK_PROBES} check points at {CHECK_RATIO}× the length, {n_seeds} seed(s)); raise "
+                         "budget_steps= or give fewer lattice points or seeds")
+    short = min(short, steps)
+    return short, min(CHECK_RATIO * short, steps)
+
+
+def coef_of(x: float, y: float, rank: int) -> float:
+    """c of lora-alpha that puts a run at η = x on the point (x, y): γ = c/√r = y/x."""
+    return y / x * math.sqrt(rank)
+
+
+def settings(x: float, y: float, rank: int) -> dict[str, dict[str, float]]:
+    """The point (x, y) as each rule writes it: LoRA-α (c, η), plain LoRA (lora_alpha, η) and LoRA+ (α = 16, η, ratio)."""
+    gamma = y / x
+    return {"lora-alpha": {"coef": coef_of(x, y, rank), "alpha": gamma * rank, "lr": x},
+            "lora": {"alpha": gamma * rank, "lr": x},
+            "loraplus": {"alpha": scaling.DEFAULT_ALPHA, "lr": x,
+                         "loraplus_ratio": gamma * rank / scaling.DEFAULT_ALPHA}}
+
+
+@dataclass
+class PlaneCalibration:
+    """The chosen point, every probe, how sure, and what it cost."""
+
+    task: str
+    rank: int
+    steps: int  # T: the target run's optimizer steps
+    eta_A: float  # the chosen point
+    gamma_eta_B: float
+    settings: dict[str, dict[str, float]]  # the point as LoRA-α, plain LoRA and LoRA+ write it
+    command: str  # the `loralpha train` command of the chosen point
+    horizons: dict[str, int]  # short (T_s), long (T_l), target (T)
+    xs: list[float]  # the map's lattice
+    ys: list[float]
+    probes: list[dict[str, Any]]  # stage, x, y, coef, steps, seed, status, score, curve
+    short: dict[str, Any]  # p_s: x, y, how ("quadratic", "parabolas", "best point"), best lattice point, edge
+    long: dict[str, Any]  # p_l: x, y, how per axis
+    carried: dict[str, Any]  # per axis: slope (clamped), decades moved T_s→T_l and T_l→T
+    certainty: dict[str, Any]  # per axis: flat width (decades), horizon moves; edge; a one-line summary
+    seeds: list[int]
+    budget_steps: int
+    cost_steps: int  # optimizer steps actually taken (a diverged probe stops early)
+    wall_time_s: float
+    config: dict[str, Any]  # the target run's TrainConfig (the command's)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_fields(extra: dict[str, Any]) -> None:
+    names = {f.name for f in fields(TrainConfig)}
+    for key in extra:
+        if key in SET_BY_CALIBRATE:
+            raise UsageError(f"calibrate sets {key} itself; it cannot be given")
+        if key not in names:
+            raise UsageError(f"unknown TrainConfig field {key!r}; fields: {', '.join(sorted(names))}")
+
+
+def _lattice(values: Sequence[float] | None, default: list[float], what: str) -> list[float]:
+    grid = sorted({positive(v, what) for v in (default if values is None else values)})
+    if len(grid) < 3:
+        raise UsageError(f"give 3 or more distinct values of {what} to map, got {len(grid)}")
+    return grid
+
+
+def _score(losses: list[float]) -> float:
+    tail = losses[-max(1, len(losses) // SCORE_SHARE):]
+    return sum(tail) / len(tail)
+
+
+def _thin(values: list[float], n: int) -> list[list[float]]:
+    if len(values) <= n:
+        return [[i + 1, v] for i, v in enumerate(values)]
+    picks = sorted({round(i * (len(values) - 1) / (n - 1)) for i in range(n)})
+    return [[i + 1, values[i]] for i in picks]
+
+
+def quadratic_minimum(points: list[tuple[float, float, float]]) -> tuple[float, float] | None:
+    """The minimum (u, v) of z = a + b·u + c·v + d·u² + e·v² + f·u·v fitted (least squares) to (u, v, z) points;
+    None with fewer than 6 points or a fit that is not convex (a Hessian that is not positive definite)."""
+    if len(points) < 6:
+        return None
+    u, v, z = (np.array(col, dtype=float) for col in zip(*points))
+    design = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
+    (_, b, c, d, e, f), *_ = np.linalg.lstsq(design, z, rcond=None)
+    hessian = np.array([[2 * d, f], [f, 2 * e]])
+    if not (np.all(np.isfinite(hessian)) and 2 * d > 0 and np.linalg.det(hessian) > 0):
+        return None
+    su, sv = np.linalg.solve(hessian, -np.array([b, c]))
+    return float(su), float(sv)
+
+
+def _axis_parabola(us: list[float], zs: list[float]) -> float | None:
+    """The vertex of the parabola through three (u, z) with u ascending, or None (not convex or a diverged point)."""
+    if len(us) != 3 or not all(math.isfinite(z) for z in zs):
+        return None
+    return parabola_vertex(us, zs)
+
+
+def short_optimum(xs: list[float], ys: list[float], scores: dict[tuple[int, int], float]) -> dict[str, Any]:
+    """p_s from the map's scores (lattice index (i, j) -> score, +∞ diverged); see the module docstring."""
+    finite = {k: s for k, s in scores.items() if math.isfinite(s)}
+    if not finite:
+        raise UsageError(f"every map probe diverged (η_A from {xs[0]:g} to {xs[-1]:g}, γ·η_B from {ys[0]:g} to "
+                         f"{ys[-1]:g}); give smaller xs= and ys=")
+    bi, bj = min(finite, key=lambda k: (finite[k], k))
+    lu, lv = [math.log10(x) for x in xs], [math.log10(y) for y in ys]
+    near = [(lu[i], lv[j], s) for (i, j), s in finite.items() if abs(i - bi) <= 1 and abs(j - bj) <= 1]
+    lo_u, hi_u = lu[max(bi - 1, 0)], lu[min(bi + 1, len(xs) - 1)]
+    lo_v, hi_v = lv[max(bj - 1, 0)], lv[min(bj + 1, len(ys) - 1)]
+    found, how = quadratic_minimum(near), "quadratic"
+    if found is not None:
+        u, v = found
+    else:
+        how = "parabolas"
+        u = v = None
+        if 0 < bi < len(xs) - 1:
+            u = _axis_parabola(lu[bi - 1:bi + 2], [scores.get((i, bj), math.inf) for i in (bi - 1, bi, bi + 1)])
+        if 0 < bj < len(ys) - 1:
+            v = _axis_parabola(lv[bj - 1:bj + 2], [scores.get((bi, j), math.inf) for j in (bj - 1, bj, bj + 1)])
+        if u is None and v is None:
+            how = "best point"
+        u = lu[bi] if u is None else u
+        v = lv[bj] if v is None else v
+    u, v = min(max(u, lo_u), hi_u), min(max(v, lo_v), hi_v)
+    edge = [axis for axis, k, n in (("x", bi, len(xs)), ("y", bj, len(ys))) if k in (0, n - 1)]
+    return {"x": 10 ** u, "y": 10 ** v, "how": how, "best": [xs[bi], ys[bj]], "best_score": finite[(bi, bj)],
+            "edge": edge}
+
+
+def long_optimum(centre: tuple[float, float], scores: dict[str, list[float]]) -> dict[str, Any]:
+    """p_l from the check: per axis, the three scores at centre / √10, centre, centre × √10 (+∞ diverged)."""
+    out: dict[str, Any] = {}
+    for axis, c in zip(("x", "y"), centre):
+        us = [math.log10(c) - 0.5, math.log10(c), math.log10(c) + 0.5]
+        zs = scores[axis]
+        vertex = _axis_parabola(us, zs)
+        if vertex is not None:
+            u, how = min(max(vertex, us[0]), us[2]), "parabola"
+            width = _flat_width(us, zs)
+        else:
+            k = min(range(3), key=lambda i: (zs[i], abs(i - 1)))
+            u, how, width = us[k], "best of three" if math.isfinite(zs[k]) else "centre (all diverged)", None
+        out[axis] = 10 ** u
+        out[f"{axis}_how"] = how
+        out[f"{axis}_flat_decades"] = width
+    return out
+
+
+def _flat_width(us: list[float], zs: list[float]) -> float | None:
+    """Decades over which the parabola through (us, zs) stays within FLAT of its minimum (None: not convex)."""
+    (u0, u1, u2), (z0, z1, z2) = us, zs
+    d1, d2 = (z1 - z0) / (u1 - u0), (z2 - z1) / (u2 - u1)
+    a = (d2 - d1) / (u2 - u0)
+    if not a > 0:
+        return None
+    b = d1 - a * (u0 + u1)
+    vertex = -b / (2 * a)
+    bottom = a * vertex ** 2 + b * vertex + (z0 - a * u0 ** 2 - b * u0)
+    if not bottom > 0:
+        return None
+    return 2 * math.sqrt(FLAT * bottom / a)
+
+
+def carry(short: float, long: float, t_short: int, t_long: int, target: int) -> dict[str, float]:
+    """Carry one axis from T_l to the target along the line through (log T_s, log p_s), (log T_l, log p_l)."""
+    moved = math.log10(long / short)
+    slope = moved / math.log10(t_long / t_short) if t_long > t_short else 0.0
+    slope = min(max(slope, -1.0), 0.0)
+    shift = slope * math.log10(target / t_long) if target > t_long else 0.0
+    shift = max(shift, -MAX_CARRY_DECADES)
+    return {"value": long * 10 ** shift, "slope": slope, "moved_decades": moved, "carried_decades": shift}
+
+
+def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, budget_steps: int | None = None,
+              xs: Sequence[float] | None = None, ys: Sequence[float] | None = None, seeds: Sequence[int] = (0,),
+              on_probe: Callable[[dict[str, Any]], None] | None = None,
+              known: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+              **config_fields: Any) -> PlaneCalibration:
+    """Pick the point (η_A, γ·η_B) of a `steps`-step run of `task` at rank `rank` from short probes (see above).
+
+    `budget_steps`: optimizer steps over all probes (default: 3 × steps, three target runs' worth). `xs`, `ys`: the
+    map's lattice (default: `default_lattice`). `config_fields` are further `TrainConfig` fields of the target run
+    and of every probe (batch_size, targets, task_options, schedule, warmup, …). `on_probe` is called with each
+    finished probe; `known` may return a probe's result from an earlier, interrupted calibration (given the probe's
+    key: stage, x, y, steps, seed), so that a calibration resumes without training it again. Raises `UsageError`
+    for bad input, a budget too small for the probes, or a map on which every probe diverged.
+    """
+    start = time.perf_counter()
+    _check_fields(config_fields)
+    steps = positive_int(steps, "steps of the target run")
+    rank = scaling.check_rank(rank)
+    base = TrainConfig(task=task, rule="lora-alpha", rank=rank, steps=steps, **config_fields).check()
+    dx, dy = default_lattice(task, rank)
+    xs, ys = _lattice(xs, dx, "η_A (xs=)"), _lattice(ys, dy, "γ·η_B (ys=)")
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) < len(seeds):
+        raise UsageError(f"seeds must be distinct integers, at least one, got {seeds!r}")
+    budget = positive_int(3 * steps if budget_steps is None else budget_steps, "probe budget (budget_steps=)")
+    t_short, t_long = horizons(len(xs) * len(ys), len(seeds), budget, steps)
+    probes: list[dict[str, Any]] = []
+
+    def probe(stage: str, x: float, y: float, n: int) -> float:
+        values = []
+        for seed in seeds:
+            key = {"stage": stage, "x": x, "y": y, "steps": n, "seed": seed}
+            found = known(key) if known else None
+            if found is None:
+                config = TrainConfig(**{**asdict(base), "coef": coef_of(x, y, rank), "lr": x, "steps": n,
+                                        "seed": seed, "eval_every": n})
+                result = train(config, evaluate=False)
+                if result.status == "interrupted":
+                    raise KeyboardInterrupt
+                done = result.status == "done"
+                found = {**key, "coef": config.coef, "status": result.status, "steps_taken": result.steps,
+                         "score": _score(result.losses) if done else None, "curve": _thin(result.losses, CURVE_POINTS),
+                         "wall_time_s": result.wall_time_s}
+                if on_probe:
+                    on_probe(found)
+            probes.append(found)
+            values.append(math.inf if found["score"] is None else found["score"])
+        return sum(values) / len(values)
+
+    scores = {(i, j): probe("map", x, y, t_short) for i, x in enumerate(xs) for j, y in enumerate(ys)}
+    short = short_optimum(xs, ys, scores)
+    cx, cy = short["x"], short["y"]
+    centre = probe("check", cx, cy, t_long)
+    check = {"x": [probe("check", cx / HALF_DECADE, cy, t_long), centre, probe("check", cx * HALF_DECADE, cy, t_long)],
+             "y": [probe("check", cx, cy / HALF_DECADE, t_long), centre, probe("check", cx, cy * HALF_DECADE, t_long)]}
+    long = long_optimum((cx, cy), check)
+    moves = {axis: carry(short[axis], long[axis], t_short, t_long, steps) for axis in ("x", "y")}
+    x, y = moves["x"]["value"], moves["y"]["value"]
+    certainty = {axis: {"flat_decades": long[f"{axis}_flat_decades"],
+                        "moved_decades": moves[axis]["moved_decades"],
+                        "carried_decades": moves[axis]["carried_decades"]} for axis in ("x", "y")}
+    certainty["edge"] = short["edge"]
+    certainty["summary"] = summary_line(certainty)
+    target = {**asdict(base), "coef": coef_of(x, y, rank), "lr": x}
+    from ..reporting.sections import train_command
+
+    return PlaneCalibration(
+        task=task, rank=rank, steps=steps, eta_A=x, gamma_eta_B=y, settings=settings(x, y, rank),
+        command=train_command(target), horizons={"short": t_short, "long": t_long, "target": steps}, xs=xs, ys=ys,
+        probes=probes, short=short, long=long, carried={axis: {k: v for k, v in m.items() if k != "value"}
+                                                        for axis, m in moves.items()},
+        certainty=certainty, seeds=seeds, budget_steps=budget, cost_steps=sum(p["steps_taken"] for p in probes),
+        wall_time_s=time.perf_counter() - start, config=target)
+
+
+def summary_line(certainty: dict[str, Any]) -> str:
+    """How sure, in one line: per axis the flat width and the horizon's moves; the map's edge if any."""
+    parts = []
+    for axis, name in (("x", "η_A"), ("y", "γ·η_B")):
+        c = certainty[axis]
+        width = "not convex at the check" if c["flat_decades"] is None else f"flat over {c['flat_decades']:.2f} decades"
+        parts.append(f"{name}: {width}; horizon moved it {c['moved_decades']:+.2f} decades, carried "
+                     f"{c['carried_decades']:+.2f} more")
+    if certainty["edge"]:
+        parts.append(f"the map's best point is on its edge along {' and '.join(certainty['edge'])}: the optimum may lie "
+                     "beyond it")
+    return "; ".join(parts)

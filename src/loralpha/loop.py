@@ -53,7 +53,7 @@ from .faults import StopRequest, finite_grads, locate_fault
 __all__ = ["FitOptions", "RunResult", "TrainConfig", "fit", "train"]
 
 FINAL_WINDOW = 10  # final_loss = mean train loss over the last this-many steps
-IN_PROCESS = ("model", "signal_drift", "losses")  # RunResult fields kept out of summary.json (metrics.jsonl has the losses)
+IN_PROCESS = ("model", "signal_drift", "losses")  # RunResult fields summary.json leaves out (metrics.jsonl has losses)
 TIMINGS = ("wall_time_s", "load_time_s", "train_time_s", "eval_time_s")  # the summary's clock readings
 
 

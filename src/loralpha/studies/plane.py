@@ -84,7 +84,7 @@ def coef_of(x: float, y: float, rank: int) -> float:
 
 
 def settings(x: float, y: float, rank: int) -> dict[str, dict[str, float]]:
-    """The point (x, y) as each rule writes it: LoRA-α (c, η), plain LoRA (lora_alpha, η) and LoRA+ (α = 16, η, ratio)."""
+    """The point (x, y) as each rule writes it: LoRA-α (c, η), plain LoRA (lora_alpha, η), LoRA+ (α = 16, η, ratio)."""
     gamma = y / x
     return {"lora-alpha": {"coef": coef_of(x, y, rank), "alpha": gamma * rank, "lr": x},
             "lora": {"alpha": gamma * rank, "lr": x},
@@ -303,7 +303,8 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
              "y": [probe("check", cx, cy / HALF_DECADE, t_long), centre, probe("check", cx, cy * HALF_DECADE, t_long)]}
     long = long_optimum((cx, cy), check)
     moves = {axis: carry(short[axis], long[axis], t_short, t_long, steps) for axis in ("x", "y")}
-    x, y = moves["x"]["value"], moves["y"]["value"]
+    x = float(f"{moves['x']['value']:.3g}")  # a point one can type: η to 3 digits, c to 4
+    y = float(f"{coef_of(x, moves['y']['value'], rank):.4g}") * x / math.sqrt(rank)
     certainty = {axis: {"flat_decades": long[f"{axis}_flat_decades"],
                         "moved_decades": moves[axis]["moved_decades"],
                         "carried_decades": moves[axis]["carried_decades"]} for axis in ("x", "y")}
@@ -330,6 +331,6 @@ def summary_line(certainty: dict[str, Any]) -> str:
         parts.append(f"{name}: {width}; horizon moved it {c['moved_decades']:+.2f} decades, carried "
                      f"{c['carried_decades']:+.2f} more")
     if certainty["edge"]:
-        parts.append(f"the map's best point is on its edge along {' and '.join(certainty['edge'])}: the optimum may lie "
-                     "beyond it")
+        parts.append(f"the map's best point is on its edge along {' and '.join(certainty['edge'])}: the optimum may "
+                     "lie beyond it")
     return "; ".join(parts)

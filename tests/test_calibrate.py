@@ -166,7 +166,7 @@ def run(args, capsys, monkeypatch):
 
 
 def test_calibrate_command_prints_rounds_and_alphas_and_writes_json(tmp_path, capsys, monkeypatch):
-    code, out, err = run(["calibrate", "--rank", "2", "--budget", "90", "--coefs", "16,64,256,1024,4096",
+    code, out, err = run(["calibrate-c", "--rank", "2", "--budget", "90", "--coefs", "16,64,256,1024,4096",
                           "--ranks", "1,4,16", "--out", str(tmp_path), *TINY_ARGS], capsys, monkeypatch)
     assert code == 0, err
     assert "round 1: 5 c × 10 steps" in out and "round 2: 2 c × 20 steps" in out
@@ -193,7 +193,7 @@ def test_calibrate_command_prints_rounds_and_alphas_and_writes_json(tmp_path, ca
     (["--lr", "-1"], "learning rate must be a positive finite number"),
 ])
 def test_calibrate_command_bad_input_is_one_line(tmp_path, capsys, monkeypatch, args, message):
-    code, _, err = run(["calibrate", "--budget", "130", "--out", str(tmp_path / "o"), *args], capsys, monkeypatch)
+    code, _, err = run(["calibrate-c", "--budget", "130", "--out", str(tmp_path / "o"), *args], capsys, monkeypatch)
     assert code == 2 and message in err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()

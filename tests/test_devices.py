@@ -127,7 +127,8 @@ def test_device_and_dtype_keep_stored_trial_ids_and_count_once_set():
     ["train", *TINY_ARGS],
     ["compare", "--task", "teacher-student", "--rules", "lora-alpha,2rank", "--steps", "2", "--quiet"],
     ["spectrum", "--task", "teacher-student", "--rank", "2"],
-    ["calibrate", "--task", "teacher-student", "--budget", "40", "--coefs", "1,2"],
+    ["calibrate-c", "--task", "teacher-student", "--budget", "40", "--coefs", "1,2"],
+    ["calibrate", "--task", "teacher-student", "--steps", "30", "--xs", "1e-3,2e-3,4e-3", "--ys", "1e-3,2e-3,4e-3"],
     ["demo", "--quick", "--quiet"],
 ])
 def test_every_command_refuses_an_unavailable_cuda_in_one_line_before_it_writes(tmp_path, capsys, monkeypatch,
@@ -183,7 +184,13 @@ def test_compare_and_calibrate_take_the_dtype_into_every_run(tmp_path, capsys, m
         return original(config, **kw)
 
     monkeypatch.setattr("loralpha.studies.calibrate.train", spy)
-    code, _, err = run(["calibrate", "--task", "teacher-student", "--rank", "2", "--budget", "40", "--coefs", "1,2",
+    monkeypatch.setattr("loralpha.studies.plane.train", spy)
+    code, _, err = run(["calibrate", "--task", "teacher-student", "--rank", "2", "--steps", "30", "--budget", "300",
+                        "--xs", "1e-3,2e-3,4e-3", "--ys", "1e-3,2e-3,4e-3", "--batch-size", "16", "--task-options",
+                        "width=16,depth=2", "--device", "cpu", "--dtype", "bfloat16", "--out", str(tmp_path / "p")],
+                       capsys, monkeypatch)
+    assert code == 0, err
+    code, _, err = run(["calibrate-c", "--task", "teacher-student", "--rank", "2", "--budget", "40", "--coefs", "1,2",
                         "--batch-size", "16", "--task-options", "width=16,depth=2", "--device", "cpu", "--dtype",
                         "bfloat16", "--out", str(tmp_path / "cal")], capsys, monkeypatch)
     assert code == 0, err

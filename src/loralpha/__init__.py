@@ -3,6 +3,7 @@
     import loralpha
     config = loralpha.lora_config("lora-alpha", rank=8, targets=["q_proj", "v_proj"])  # α = 256·√8
     result = loralpha.train(loralpha.TrainConfig(task="tweets", rule="lora-alpha", rank=8))
+    found = loralpha.calibrate("tweets", steps=1000)  # η_A, γ·η_B from short probes; found.command trains it
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from .scaling import RULES, gamma, lora_alpha
 if TYPE_CHECKING:
     from .adapters import adapt
     from .loop import RunResult, fit, train
+    from .studies.plane import calibrate
 
 __version__ = "0.1.0"
 
 # what needs torch and PEFT loads on first use, so that `import loralpha.config` (and the command line's
 # --help, its flags and its one-line errors) do not pay for them
-_LAZY = {"adapt": "adapters", "RunResult": "loop", "fit": "loop", "train": "loop"}
+_LAZY = {"adapt": "adapters", "RunResult": "loop", "fit": "loop", "train": "loop", "calibrate": "studies.plane"}
 
 
 def __getattr__(name: str) -> Any:
@@ -45,5 +47,5 @@ def lora_config(rule: str = "lora-alpha", rank: int = 8, targets: list[str] | No
     return adapters.lora_config(AdapterSpec(rule=rule, rank=rank, targets=list(targets or []), **spec))
 
 
-__all__ = ["AdapterSpec", "FitOptions", "RULES", "RunResult", "TrainConfig", "UsageError", "adapt", "fit", "gamma",
-           "lora_alpha", "lora_config", "train"]
+__all__ = ["AdapterSpec", "FitOptions", "RULES", "RunResult", "TrainConfig", "UsageError", "adapt", "calibrate", "fit",
+           "gamma", "lora_alpha", "lora_config", "train"]

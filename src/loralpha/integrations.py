@@ -5,12 +5,18 @@
                       callbacks=[SignalDriftCallback(every=10)])
 
 The callback writes `signal_drift.jsonl` into `args.output_dir` (and TensorBoard
-scalars there when tensorboard is installed).
+scalars there when tensorboard is installed). A calibrated point (`loralpha.calibrate`) becomes a
+`Trainer`'s adapter and learning rate with `trainer_settings`:
+
+    found = loralpha.calibrate("tweets", steps=1000)
+    peft_config, lr = trainer_settings(found, targets=["query", "value"], task_type="SEQ_CLS")
+    args = TrainingArguments(learning_rate=lr, max_steps=1000, lr_scheduler_type="cosine", ...)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from transformers import TrainerCallback
 
@@ -39,3 +45,19 @@ class SignalDriftCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.tracker is not None:
             self.tracker.close()
+
+
+def trainer_settings(calibration: Any, targets: list[str], **spec: Any) -> tuple[Any, float]:
+    """The calibrated point as PEFT's `LoraConfig` (rule lora-alpha: r = the calibration's rank, lora_alpha =
+    c·√r) and the learning rate for `TrainingArguments(learning_rate=...)`, which A and B share.
+
+    `calibration`: what `loralpha.calibrate` returned, or its dict (calibrate.json). `spec`: further `AdapterSpec`
+    fields (task_type, dropout, …). The probes trained on the calibration's schedule (cosine by default, no
+    warm-up, no weight decay) at its batch size for its steps; train the same way (`lr_scheduler_type="cosine"`,
+    `max_steps`) for the point to mean what it meant there.
+    """
+    from . import lora_config
+
+    cal = calibration if isinstance(calibration, dict) else calibration.to_dict()
+    chosen = cal["settings"]["lora-alpha"]
+    return lora_config("lora-alpha", rank=cal["rank"], targets=targets, coef=chosen["coef"], **spec), chosen["lr"]

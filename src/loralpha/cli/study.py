@@ -1,4 +1,4 @@
-"""The study commands of `loralpha`: sweep, fit and calibrate (registered on `cli.app`)."""
+"""The study commands of `loralpha`: sweep, fit, calibrate and calibrate-c (registered on `cli.app`)."""
 
 from __future__ import annotations
 
@@ -142,6 +142,69 @@ def fit_law(
 
 
 @app.command("calibrate")
+@config_options("config", TrainConfig, only=("task", "rank", "steps", "batch_size", "targets", "task_options", "schedule",
+                                             "warmup", "weight_decay", "head_lr", "device", "dtype"),
+                helps={"steps": "optimizer steps of the run to calibrate for (the target budget T)"})
+def calibrate_plane(
+    config: dict,
+    budget_steps: Optional[int] = typer.Option(None, "--budget", help="optimizer steps over all probes, never "
+                                                                      "exceeded (default: 3 × --steps)"),
+    xs: Optional[str] = typer.Option(None, help="the map's η_A, comma-separated (default: 2e-5 … 2e-3, half a "
+                                                "decade apart)"),
+    ys: Optional[str] = typer.Option(None, help="the map's γ·η_B, comma-separated (default: the paper's point "
+                                                "× 10^±0.25, 10^±0.75)"),
+    seeds: str = typer.Option("0", help="seeds of every probe, comma-separated (a point scores their mean)"),
+    out: Path = typer.Option(Path("runs/calibrate"), help="directory for calibrate.json and calibrate.png"),
+) -> None:
+    """Pick LoRA's learning rates for a task and a budget from short probes: the point (η_A, γ·η_B) of the
+    Adam plane, from a map at a short horizon and a check at 3× it, carried to --steps. Prints it as LoRA-α's c
+    and η, as plain LoRA's and LoRA+'s settings, and as the `loralpha train` command that uses it."""
+    from ..studies import plane
+
+    task = config.pop("task")
+    x_grid = numbers(xs, float, "--xs") if xs is not None else None
+    y_grid = numbers(ys, float, "--ys") if ys is not None else None
+    seed_list = numbers(seeds, int, "--seeds")
+
+    def said(p):
+        score = "diverged" if p["score"] is None else f"{p['score']:.4g}"
+        console.print(f"{p['stage']:5s} η_A = {p['x']:.3g}  γ·η_B = {p['y']:.3g}  {p['steps']} steps: {score}")
+
+    try:
+        cal = plane.calibrate(task, budget_steps=budget_steps, xs=x_grid, ys=y_grid, seeds=seed_list, on_probe=said,
+                              **config)
+    except KeyboardInterrupt:
+        err.print("calibration interrupted; nothing written")
+        raise typer.Exit(130) from None
+    h = cal.horizons
+    console.print(f"short-horizon optimum ({h['short']} steps): η_A = {cal.short['x']:.3g}, γ·η_B = "
+                  f"{cal.short['y']:.3g} ({cal.short['how']}); at {h['long']} steps: η_A = {cal.long['x']:.3g}, "
+                  f"γ·η_B = {cal.long['y']:.3g}; carried to {h['target']} steps")
+    table = Table(title=f"{task}, rank {cal.rank}, {cal.steps} steps: the point (η_A, γ·η_B) = "
+                        f"({cal.eta_A:.3g}, {cal.gamma_eta_B:.3g})")
+    for column in ("as", "lora_alpha", "η", "more"):
+        table.add_column(column, justify="right")
+    st = cal.settings
+    table.add_row("LoRA-α", f"c = {st['lora-alpha']['coef']:.4g} (α = {st['lora-alpha']['alpha']:.4g})",
+                  f"{st['lora-alpha']['lr']:.3g}", f"paper: c = {scaling.PAPER_COEF:g}")
+    table.add_row("plain LoRA", f"{st['lora']['alpha']:.4g}", f"{st['lora']['lr']:.3g}", "")
+    table.add_row("LoRA+", f"{st['loraplus']['alpha']:.4g}", f"{st['loraplus']['lr']:.3g}",
+                  f"η_B/η_A = {st['loraplus']['loraplus_ratio']:.3g}")
+    console.print(table)
+    console.print(f"how sure: {cal.certainty['summary']}")
+    console.print(f"cost: {cal.cost_steps} optimizer steps of a {cal.budget_steps}-step budget, "
+                  f"{cal.wall_time_s:.1f} s")
+    console.print(f"train it: {cal.command}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        runs.write_json(out / "calibrate.json", cal.to_dict())
+        plane.plot(cal.to_dict(), out / "calibrate.png")
+    except OSError as e:
+        raise UsageError(f"cannot write calibrate.json into {out}: {e.strerror or e}") from None
+    console.print(f"wrote {out / 'calibrate.json'} and {out / 'calibrate.png'}")
+
+
+@app.command("calibrate-c")
 @config_options("config", TrainConfig, only=("task", "rank", "lr", "batch_size", "task_options", "device", "dtype"),
                 defaults={"rank": 4},
                 helps={"rank": "the small rank R0 every probe trains at",
@@ -152,10 +215,11 @@ def calibrate_coef(
     ranks: str = typer.Option("1,4,16,64", help="ranks to show α = c·√r at, comma-separated"),
     coefs: Optional[str] = typer.Option(None, help="grid of c, comma-separated (default: 1, 2, 4, …, 4096)"),
     seeds: str = typer.Option("0", help="seeds of every probe, comma-separated (a c scores their mean loss)"),
-    out: Path = typer.Option(Path("runs/calibrate"), help="directory for calibrate.json"),
+    out: Path = typer.Option(Path("runs/calibrate-c"), help="directory for calibrate.json"),
 ) -> None:
-    """Pick c of LoRA-α (α = c·√r) for a task: successive halving of short probes at rank R0 over a
-    log grid of c, ranked by train loss, then a parabola in log c. Prints α = c·√r at --ranks."""
+    """Pick only c of LoRA-α (α = c·√r) at one η: successive halving of short probes at rank R0 over a log grid
+    of c, ranked by train loss, then a parabola in log c. Prints α = c·√r at --ranks. (`calibrate` picks η too,
+    and corrects for the probes' short horizon.)"""
     task = config.pop("task")
     show = [scaling.check_rank(r) for r in numbers(ranks, int, "--ranks")]
     grid = numbers(coefs, float, "--coefs") if coefs is not None else None

@@ -10,8 +10,9 @@ task's held-out split is looked at).
 
 Short probes favour large steps, so one short horizon is not enough. The method corrects for it with two horizons:
 
-1. map (T_s steps): a lattice of points half a decade apart, `xs` × `ys`, by default x from 2e-5 to 2e-3 around the
-   ecosystem's LoRA η (2e-4) and y around the paper's point (256/√r × the task's full-fine-tuning η). The best point
+1. map (T_s steps): a lattice of points half a decade apart, `xs` × `ys`, by default x within a decade of 10× the
+   task's full-fine-tuning η (the usual rule that LoRA's η is about ten times full fine-tuning's: 2e-4 on a task
+   fine-tuned fully at 2e-5) and y within 0.75 decades of the paper's point (256/√r × the full-fine-tuning η). The best point
    and its lattice neighbours give the short-horizon optimum p_s: the minimum of a quadratic in (log x, log y) fitted
    to them, kept within one lattice step of the best point (a parabola per axis when the fit is not convex; the best
    point itself when neither is).
@@ -46,7 +47,8 @@ from ..tasks.base import facts
 from .laws import parabola_vertex
 
 HALF_DECADE = math.sqrt(10.0)
-X_OFFSETS = (-2, -1, 0, 1, 2)  # the map's x: LORA_LR × √10^k
+LORA_TIMES_FULL = 10.0  # the map's centre in x: LoRA's η ≈ 10 × the full-fine-tuning η
+X_OFFSETS = (-2, -1, 0, 1, 2)  # the map's x: that centre × √10^k
 Y_OFFSETS = (-1.5, -0.5, 0.5, 1.5)  # the map's y: the paper's point × √10^k
 CHECK_RATIO = 3  # T_l / T_s
 CHECK_PROBES = 5  # the plus: its centre and one point each side along each axis
@@ -59,9 +61,10 @@ CURVE_POINTS = 40  # train-loss points kept per probe
 
 
 def default_lattice(task: str, rank: int) -> tuple[list[float], list[float]]:
-    """The map's x (η_A) and y (γ·η_B) by default: x around the usual LoRA η, y around the paper's point."""
-    y0 = scaling.gamma("lora-alpha", rank) * facts(task).full_ft_lr
-    return ([float(f"{scaling.LORA_LR * HALF_DECADE ** k:.3g}") for k in X_OFFSETS],
+    """The map's x (η_A) and y (γ·η_B) by default: x around 10 × the full-FT η, y around the paper's point."""
+    full = facts(task).full_ft_lr
+    y0 = scaling.gamma("lora-alpha", rank) * full
+    return ([float(f"{LORA_TIMES_FULL * full * HALF_DECADE ** k:.3g}") for k in X_OFFSETS],
             [float(f"{y0 * HALF_DECADE ** k:.3g}") for k in Y_OFFSETS])
 
 
@@ -149,19 +152,30 @@ def _thin(values: list[float], n: int) -> list[list[float]]:
     return [[i + 1, values[i]] for i in picks]
 
 
-def quadratic_minimum(points: list[tuple[float, float, float]]) -> tuple[float, float] | None:
-    """The minimum (u, v) of z = a + b·u + c·v + d·u² + e·v² + f·u·v fitted (least squares) to (u, v, z) points;
-    None with fewer than 6 points or a fit that is not convex (a Hessian that is not positive definite)."""
-    if len(points) < 6:
+def quadratic_fit(points: list[tuple[float, float, float]]) -> tuple[float, ...] | None:
+    """(a, b, c, d, e, f) of z = a + b·u + c·v + d·u² + e·v² + f·u·v fitted (least squares) to (u, v, z) points; None
+    with fewer than 6 points or fewer than 3 distinct values along an axis (a curvature it cannot see)."""
+    if len(points) < 6 or min(len({p[0] for p in points}), len({p[1] for p in points})) < 3:
         return None
     u, v, z = (np.array(col, dtype=float) for col in zip(*points))
     design = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
-    (_, b, c, d, e, f), *_ = np.linalg.lstsq(design, z, rcond=None)
-    hessian = np.array([[2 * d, f], [f, 2 * e]])
-    if not (np.all(np.isfinite(hessian)) and 2 * d > 0 and np.linalg.det(hessian) > 0):
+    coefs, *_ = np.linalg.lstsq(design, z, rcond=None)
+    return tuple(float(k) for k in coefs)
+
+
+def vertex(b: float, c: float, d: float, e: float, f: float) -> tuple[float, float] | None:
+    """The minimum of b·u + c·v + d·u² + e·v² + f·u·v; None unless convex (its Hessian positive definite)."""
+    if not all(math.isfinite(k) for k in (b, c, d, e, f)) or not (d > 0 and 4 * d * e - f * f > 0):
         return None
-    su, sv = np.linalg.solve(hessian, -np.array([b, c]))
-    return float(su), float(sv)
+    det = 4 * d * e - f * f
+    return (f * c - 2 * e * b) / det, (f * b - 2 * d * c) / det
+
+
+def quadratic_minimum(points: list[tuple[float, float, float]]) -> tuple[float, float] | None:
+    """The minimum (u, v) of the quadratic fitted to (u, v, z) points; None with fewer than 6 points or a fit that
+    is not convex."""
+    fit = quadratic_fit(points)
+    return None if fit is None else vertex(*fit[1:])
 
 
 def _axis_parabola(us: list[float], zs: list[float]) -> float | None:
@@ -182,9 +196,13 @@ def short_optimum(xs: list[float], ys: list[float], scores: dict[tuple[int, int]
     near = [(lu[i], lv[j], s) for (i, j), s in finite.items() if abs(i - bi) <= 1 and abs(j - bj) <= 1]
     lo_u, hi_u = lu[max(bi - 1, 0)], lu[min(bi + 1, len(xs) - 1)]
     lo_v, hi_v = lv[max(bj - 1, 0)], lv[min(bj + 1, len(ys) - 1)]
-    found, how = quadratic_minimum(near), "quadratic"
+    fit, how = quadratic_fit(near), "quadratic"
+    found = None if fit is None else vertex(*fit[1:])
+    coupling = 0.0
     if found is not None:
         u, v = found
+        _, _, _, d, e, f = fit
+        coupling = f / (2 * math.sqrt(d * e))  # the map's correlation of the two axes, which the check cannot see
     else:
         how = "parabolas"
         u = v = None
@@ -199,26 +217,49 @@ def short_optimum(xs: list[float], ys: list[float], scores: dict[tuple[int, int]
     u, v = min(max(u, lo_u), hi_u), min(max(v, lo_v), hi_v)
     edge = [axis for axis, k, n in (("x", bi, len(xs)), ("y", bj, len(ys))) if k in (0, n - 1)]
     return {"x": 10 ** u, "y": 10 ** v, "how": how, "best": [xs[bi], ys[bj]], "best_score": finite[(bi, bj)],
-            "edge": edge}
+            "edge": edge, "coupling": coupling}
 
 
-def long_optimum(centre: tuple[float, float], scores: dict[str, list[float]]) -> dict[str, Any]:
-    """p_l from the check: per axis, the three scores at centre / √10, centre, centre × √10 (+∞ diverged)."""
+def long_optimum(centre: tuple[float, float], scores: dict[str, list[float]], coupling: float = 0.0) -> dict[str, Any]:
+    """p_l from the check: per axis, the three scores at centre / √10, centre, centre × √10 (+∞ diverged).
+
+    Each arm gives its axis's slope and curvature; the plus cannot see how the axes trade off, so the cross term is
+    the map's (`coupling`: its correlation f/(2√(d·e))), and p_l is the joint minimum of that quadratic, kept within
+    the plus. An arm that does not curve upward gives its best point instead (and the coupling is dropped)."""
     out: dict[str, Any] = {}
+    arms = {}
     for axis, c in zip(("x", "y"), centre):
         us = [math.log10(c) - 0.5, math.log10(c), math.log10(c) + 0.5]
         zs = scores[axis]
-        vertex = _axis_parabola(us, zs)
-        if vertex is not None:
-            u, how = min(max(vertex, us[0]), us[2]), "parabola"
-            width = _flat_width(us, zs)
+        arms[axis] = _arm(us, zs)
+        out[f"{axis}_flat_decades"] = _flat_width(us, zs)
+    if arms["x"] is not None and arms["y"] is not None:
+        (bx, dx), (by, dy) = arms["x"], arms["y"]
+        f = 2 * coupling * math.sqrt(dx * dy)
+        u, v = vertex(bx, by, dx, dy, f) or vertex(bx, by, dx, dy, 0.0)
+        for axis, c, w in (("x", centre[0], u), ("y", centre[1], v)):
+            out[axis] = c * 10 ** min(max(w, -0.5), 0.5)
+            out[f"{axis}_how"] = "quadratic (the map's coupling)" if coupling else "parabola"
+        return out
+    for axis, c in zip(("x", "y"), centre):
+        zs = scores[axis]
+        if arms[axis] is not None:
+            b, d = arms[axis]
+            out[axis], out[f"{axis}_how"] = c * 10 ** min(max(-b / (2 * d), -0.5), 0.5), "parabola"
         else:
             k = min(range(3), key=lambda i: (zs[i], abs(i - 1)))
-            u, how, width = us[k], "best of three" if math.isfinite(zs[k]) else "centre (all diverged)", None
-        out[axis] = 10 ** u
-        out[f"{axis}_how"] = how
-        out[f"{axis}_flat_decades"] = width
+            out[axis] = c * 10 ** (0.5 * (k - 1))
+            out[f"{axis}_how"] = "best of three" if math.isfinite(zs[k]) else "centre (all diverged)"
     return out
+
+
+def _arm(us: list[float], zs: list[float]) -> tuple[float, float] | None:
+    """(slope, curvature) at the centre of the parabola through an arm's three points; None unless it curves up."""
+    if not all(math.isfinite(z) for z in zs):
+        return None
+    h = us[1] - us[0]
+    d = (zs[0] - 2 * zs[1] + zs[2]) / (2 * h * h)
+    return ((zs[2] - zs[0]) / (2 * h), d) if d > 0 else None
 
 
 def _flat_width(us: list[float], zs: list[float]) -> float | None:
@@ -236,14 +277,17 @@ def _flat_width(us: list[float], zs: list[float]) -> float | None:
     return 2 * math.sqrt(FLAT * bottom / a)
 
 
-def carry(short: float, long: float, t_short: int, t_long: int, target: int) -> dict[str, float]:
-    """Carry one axis from T_l to the target along the line through (log T_s, log p_s), (log T_l, log p_l)."""
+def carry(short: float, long: float, t_short: int, t_long: int, target: int, measured: bool = True) -> dict[str, Any]:
+    """Carry one axis from T_l to the target along the line through (log T_s, log p_s), (log T_l, log p_l).
+    `measured` False (an optimum that is a probed point, not a fitted one: its move is only known to half a decade)
+    carries nothing."""
     moved = math.log10(long / short)
-    slope = moved / math.log10(t_long / t_short) if t_long > t_short else 0.0
+    slope = moved / math.log10(t_long / t_short) if t_long > t_short and measured else 0.0
     slope = min(max(slope, -1.0), 0.0)
     shift = slope * math.log10(target / t_long) if target > t_long else 0.0
     shift = max(shift, -MAX_CARRY_DECADES)
-    return {"value": long * 10 ** shift, "slope": slope, "moved_decades": moved, "carried_decades": shift}
+    return {"value": long * 10 ** shift, "slope": slope, "moved_decades": moved, "carried_decades": shift,
+            "measured": measured}
 
 
 def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, budget_steps: int | None = None,
@@ -301,13 +345,16 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
     centre = probe("check", cx, cy, t_long)
     check = {"x": [probe("check", cx / HALF_DECADE, cy, t_long), centre, probe("check", cx * HALF_DECADE, cy, t_long)],
              "y": [probe("check", cx, cy / HALF_DECADE, t_long), centre, probe("check", cx, cy * HALF_DECADE, t_long)]}
-    long = long_optimum((cx, cy), check)
-    moves = {axis: carry(short[axis], long[axis], t_short, t_long, steps) for axis in ("x", "y")}
+    long = long_optimum((cx, cy), check, short["coupling"])
+    fitted = {axis: short["how"] != "best point" and long[f"{axis}_how"] in ("parabola", "quadratic (the map's coupling)")
+              for axis in ("x", "y")}
+    moves = {axis: carry(short[axis], long[axis], t_short, t_long, steps, fitted[axis]) for axis in ("x", "y")}
     x = float(f"{moves['x']['value']:.3g}")  # a point one can type: η to 3 digits, c to 4
     y = float(f"{coef_of(x, moves['y']['value'], rank):.4g}") * x / math.sqrt(rank)
     certainty = {axis: {"flat_decades": long[f"{axis}_flat_decades"],
                         "moved_decades": moves[axis]["moved_decades"],
-                        "carried_decades": moves[axis]["carried_decades"]} for axis in ("x", "y")}
+                        "carried_decades": moves[axis]["carried_decades"], "measured": fitted[axis]}
+                 for axis in ("x", "y")}
     certainty["edge"] = short["edge"]
     certainty["summary"] = summary_line(certainty)
     target = {**asdict(base), "coef": coef_of(x, y, rank), "lr": x}
@@ -328,9 +375,70 @@ def summary_line(certainty: dict[str, Any]) -> str:
     for axis, name in (("x", "η_A"), ("y", "γ·η_B")):
         c = certainty[axis]
         width = "not convex at the check" if c["flat_decades"] is None else f"flat over {c['flat_decades']:.2f} decades"
-        parts.append(f"{name}: {width}; horizon moved it {c['moved_decades']:+.2f} decades, carried "
-                     f"{c['carried_decades']:+.2f} more")
+        carried = (f"carried {c['carried_decades']:+.2f} more" if c["measured"] else
+                   "not carried (a probed point, not a fitted one)")
+        parts.append(f"{name}: {width}; horizon moved it {c['moved_decades']:+.2f} decades, {carried}")
     if certainty["edge"]:
         parts.append(f"the map's best point is on its edge along {' and '.join(certainty['edge'])}: the optimum may "
                      "lie beyond it")
     return "; ".join(parts)
+
+
+def plot(cal: dict[str, Any], path: Any, marks: Sequence[dict[str, Any]] = (), title: str | None = None) -> None:
+    """The calibration on the Adam plane (left: the map's probes coloured by score, the check's plus, p_s → p_l →
+    the chosen point; `marks`: other points to show, each {"label", "x", "y"}) and its probe curves (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, curves) = plt.subplots(1, 2, figsize=(11, 4.6), dpi=110)
+    found = [p for p in cal["probes"] if p["stage"] == "map" and p["score"] is not None]
+    lost = [p for p in cal["probes"] if p["stage"] == "map" and p["score"] is None]
+    if found:
+        dots = ax.scatter([p["x"] for p in found], [p["y"] for p in found], c=[p["score"] for p in found], s=70,
+                          cmap="viridis_r", edgecolors="none", zorder=2)
+        fig.colorbar(dots, ax=ax, label=f"map score: train loss ({cal['horizons']['short']} steps)")
+    if lost:
+        ax.scatter([p["x"] for p in lost], [p["y"] for p in lost], marker="x", color="0.4", label="diverged")
+    check = [p for p in cal["probes"] if p["stage"] == "check"]
+    ax.scatter([p["x"] for p in check], [p["y"] for p in check], marker="+", s=90, color="k", zorder=3,
+               label=f"check ({cal['horizons']['long']} steps)")
+    path_pts = [(cal["short"]["x"], cal["short"]["y"]), (cal["long"]["x"], cal["long"]["y"]),
+                (cal["eta_A"], cal["gamma_eta_B"])]
+    ax.plot(*zip(*path_pts), "-", color="C3", zorder=3)
+    labels = [f"p_s ({cal['horizons']['short']} steps)", f"p_l ({cal['horizons']['long']})",
+              f"chosen ({cal['horizons']['target']})"]
+    if math.isclose(path_pts[1][0], path_pts[2][0], rel_tol=0.01) and math.isclose(path_pts[1][1], path_pts[2][1],
+                                                                                  rel_tol=0.01):
+        path_pts, labels = path_pts[:2], [labels[0], f"p_l = chosen ({cal['horizons']['long']} → "
+                                                     f"{cal['horizons']['target']})"]
+    for (x, y), label in zip(path_pts, labels):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7, color="C3")
+    ax.plot([cal["eta_A"]], [cal["gamma_eta_B"]], "*", ms=15, color="C3", zorder=4, label="chosen point")
+    for i, m in enumerate(marks):
+        ax.plot([m["x"]], [m["y"]], "D", ms=6, color=f"C{(i + 4) % 10}", mfc="none",
+                label=m["label"], zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("η_A: learning rate of A")
+    ax.set_ylabel("γ·η_B: learning rate of B × γ = α/r")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title or f"{cal['task']}: calibration on the Adam plane", fontsize=10)
+    for p in cal["probes"]:
+        if not p["curve"]:
+            continue
+        steps, losses = zip(*p["curve"])
+        mapped = p["stage"] == "map"
+        curves.plot(steps, losses, color="0.7" if mapped else "C0", lw=0.7 if mapped else 1.2, alpha=0.8)
+    curves.plot([], [], color="0.7", label="map probes")
+    curves.plot([], [], color="C0", label="check probes")
+    curves.set_xlabel("step")
+    curves.set_ylabel("train loss")
+    curves.set_title("probe curves", fontsize=10)
+    curves.legend(fontsize=7)
+    curves.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,235 @@
+"""The plane calibrator (`loralpha calibrate`, `loralpha.calibrate`): its method on a loss surface with a known
+optimum that moves with the horizon, its budget, its answer as each rule writes it, the real teacher-student MLP
+against a grid at the target budget, and bad input."""
+
+import importlib
+import json
+import math
+import sys
+
+import pytest
+from rich.console import Console
+
+import loralpha
+from loralpha import cli, scaling
+from loralpha.errors import UsageError
+from loralpha.loop import RunResult, TrainConfig, train
+from loralpha.studies import plane
+from loralpha.studies.plane import calibrate, carry, coef_of, horizons, quadratic_minimum
+
+TINY = {"batch_size": 32, "task_options": {"width": 32, "depth": 2, "n_eval": 64}}
+TINY_ARGS = ["--batch-size", "32", "--task-options", "width=32,depth=2,n_eval=64"]
+XS = [1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2]
+YS = [1e-3, 3.16e-3, 1e-2, 3.16e-2]
+
+
+def optimum(steps):
+    """The known optimum of the surface below at a horizon: log10 x* = −2.6 − 0.3·log10(T/100), log10 y* = −1.9 −
+    0.2·log10(T/100) (shorter runs want larger steps, as real ones do)."""
+    return -2.6 - 0.3 * math.log10(steps / 100), -1.9 - 0.2 * math.log10(steps / 100)
+
+
+def surface(diverge_above=math.inf, calls=None):
+    """A stand-in for train on a loss surface quadratic in (log x, log y) with a cross term, whose minimum moves with
+    the horizon (`optimum`); the probe's every step has that loss. η_A above `diverge_above` diverges at step 2."""
+
+    def fake(config, out=None, evaluate=True, **_):
+        x = config.lr
+        y = scaling.gamma("lora-alpha", config.rank, config.coef) * x
+        if calls is not None:
+            calls.append(config)
+        if x > diverge_above:
+            return RunResult("diverged", 2, None, {}, 0.0, diverged_at=2, losses=[1.0, 50.0])
+        u0, v0 = optimum(config.steps)
+        du, dv = math.log10(x) - u0, math.log10(y) - v0
+        loss = 0.5 + du * du + 0.8 * dv * dv + 0.3 * du * dv + 1e-3 * config.seed
+        return RunResult("done", config.steps, loss, {}, 0.0, losses=[loss] * config.steps)
+
+    return fake
+
+
+def test_the_method_finds_a_known_optimum_that_moves_with_the_horizon(monkeypatch):
+    monkeypatch.setattr(plane, "train", surface())
+    cal = calibrate("teacher-student", steps=1000, rank=4, budget_steps=3500, xs=XS, ys=YS)
+    assert cal.horizons == {"short": 100, "long": 300, "target": 1000}  # (20 + 5·3)·100 = 3500
+    u, v = optimum(100)
+    assert (math.log10(cal.short["x"]), math.log10(cal.short["y"])) == pytest.approx((u, v), abs=1e-9)
+    assert cal.short["how"] == "quadratic" and cal.short["edge"] == []
+    u, v = optimum(300)
+    assert (math.log10(cal.long["x"]), math.log10(cal.long["y"])) == pytest.approx((u, v), abs=1e-9)
+    assert cal.carried["x"]["slope"] == pytest.approx(-0.3) and cal.carried["y"]["slope"] == pytest.approx(-0.2)
+    u, v = optimum(1000)  # the target's optimum, carried there from the two horizons (rounded to 3 and 4 digits)
+    assert math.log10(cal.eta_A) == pytest.approx(u, abs=0.003) and math.log10(cal.gamma_eta_B) == pytest.approx(
+        v, abs=0.003)
+    assert cal.certainty["x"]["carried_decades"] == pytest.approx(-0.3 * math.log10(1000 / 300))
+    assert cal.certainty["x"]["flat_decades"] > 0 and "flat over" in cal.certainty["summary"]
+    # the same point, as each rule writes it, is one point of the Adam plane
+    for rule, st in (("lora-alpha", {"coef": cal.settings["lora-alpha"]["coef"]}),
+                     ("fixed", {"alpha": cal.settings["lora"]["alpha"]}),
+                     ("loraplus", {"alpha": cal.settings["loraplus"]["alpha"],
+                                   "loraplus_ratio": cal.settings["loraplus"]["loraplus_ratio"]})):
+        point = scaling.adam_plane(rule, 4, cal.eta_A, **st)
+        assert point == pytest.approx((cal.eta_A, cal.gamma_eta_B), rel=1e-9)
+    assert cal.command == (f"loralpha train --task teacher-student --rank 4 --coef "
+                           f"{cal.settings['lora-alpha']['coef']:g} --lr {cal.eta_A:g} --steps 1000")
+
+
+def test_without_the_horizon_the_short_probes_would_pick_larger_steps(monkeypatch):
+    monkeypatch.setattr(plane, "train", surface())
+    cal = calibrate("teacher-student", steps=1000, rank=4, budget_steps=3500, xs=XS, ys=YS)
+    assert math.log10(cal.short["x"] / cal.eta_A) == pytest.approx(0.3, abs=0.003)  # a whole decade of T: −0.3
+    assert cal.long["x"] > cal.eta_A and cal.long["y"] > cal.gamma_eta_B
+
+
+def test_diverged_probes_count_as_worst_and_the_map_edge_is_said(monkeypatch):
+    monkeypatch.setattr(plane, "train", surface(diverge_above=9e-3))
+    cal = calibrate("teacher-student", steps=1000, rank=4, budget_steps=3500, xs=XS, ys=YS)
+    # the map's column x = 1e-2 and the check's arm beyond the best finite x (3.16e-3) diverge: x stays a probed
+    # point (1e-3, the best of the arm's finite two), not carried, 0.1 decades from the optimum; y is fitted
+    assert [(p["stage"], p["x"]) for p in cal.probes if p["status"] == "diverged"] == [("map", 1e-2)] * 4 + [
+        ("check", pytest.approx(1e-2, rel=1e-3))]
+    assert cal.short["how"] == "parabolas" and cal.long["x_how"] == "best of three"
+    assert cal.eta_A == pytest.approx(1e-3, rel=2e-3) and not cal.certainty["x"]["measured"] and cal.certainty["y"]["measured"]
+    assert "not carried" in cal.certainty["summary"]
+    monkeypatch.setattr(plane, "train", surface())
+    cal = calibrate("teacher-student", steps=1000, rank=4, budget_steps=3500, xs=XS[:3], ys=YS)  # x* > 1e-3
+    assert cal.short["edge"] == ["x"] and "on its edge along x" in cal.certainty["summary"]
+
+
+@pytest.mark.parametrize("budget, seeds", [(350, [0]), (1000, [0]), (3333, [0]), (700, [0, 1]), (5000, [3, 4, 5])])
+def test_the_probes_never_exceed_the_budget(monkeypatch, budget, seeds):
+    calls = []
+    monkeypatch.setattr(plane, "train", surface(calls=calls))
+    cal = calibrate("teacher-student", steps=400, rank=4, budget_steps=budget, xs=XS, ys=YS, seeds=seeds)
+    assert sum(c.steps for c in calls) == cal.cost_steps <= budget
+    assert len(calls) == 25 * len(seeds) and {c.seed for c in calls} == set(seeds)
+    short, long = cal.horizons["short"], cal.horizons["long"]
+    assert long <= 400 and (long == 3 * short or long == 400)
+
+
+def test_a_calibration_resumes_from_its_probes_without_training_them_again(monkeypatch):
+    calls, seen = [], []
+    monkeypatch.setattr(plane, "train", surface(calls=calls))
+    first = calibrate("teacher-student", steps=1000, rank=4, budget_steps=3500, xs=XS, ys=YS, on_probe=seen.append)
+    assert len(seen) == len(calls) == 25
+    stored = {(p["stage"], p["x"], p["y"], p["steps"], p["seed"]): p for p in seen}
+    again = calibrate("teacher-student", steps=1000, rank=4, budget_steps=3500, xs=XS, ys=YS,
+                      known=lambda k: stored.get((k["stage"], k["x"], k["y"], k["steps"], k["seed"])))
+    assert len(calls) == 25 and (again.eta_A, again.gamma_eta_B) == (first.eta_A, first.gamma_eta_B)
+
+
+def test_the_pieces_of_the_method():
+    assert horizons(20, 1, 3500, 1000) == (100, 300)
+    assert horizons(20, 1, 10**6, 90) == (30, 90)  # a budget larger than needed: the check runs at the target
+    with pytest.raises(UsageError, match="probe budget of 349 steps is too small"):
+        horizons(20, 1, 349, 1000)
+    points = [(u, v, 1 + (u - 0.2) ** 2 + 2 * (v + 0.1) ** 2 + 0.5 * (u - 0.2) * (v + 0.1))
+              for u in (-1, 0, 1) for v in (-1, 0, 1)]
+    assert quadratic_minimum(points) == pytest.approx((0.2, -0.1))
+    assert quadratic_minimum([(u, v, -u * u - v * v) for u, v, _ in points]) is None  # a maximum, not convex
+    assert quadratic_minimum(points[:5]) is None  # too few points for six coefficients
+    down = carry(1e-2, 5e-3, 100, 300, 3000)  # moved −0.30 decades over log10 3: slope −0.63
+    assert down["slope"] == pytest.approx(math.log10(0.5) / math.log10(3))
+    assert down["value"] == pytest.approx(5e-3 * 10 ** down["slope"])
+    assert carry(1e-2, 2e-2, 100, 300, 3000)["value"] == 2e-2  # a longer run never gets a larger step
+    assert carry(1e-2, 1e-4, 100, 300, 10**6)["carried_decades"] == -1.0  # at most a decade
+    assert coef_of(2e-5, 2e-5 * 256 / math.sqrt(8), 8) == pytest.approx(256)
+
+
+def test_the_calibrated_point_for_a_hugging_face_trainer(monkeypatch):
+    from loralpha.integrations import trainer_settings
+
+    monkeypatch.setattr(plane, "train", surface())
+    cal = loralpha.calibrate("teacher-student", steps=1000, rank=4, budget_steps=3500, xs=XS, ys=YS)
+    config, lr = trainer_settings(cal, targets=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    assert lr == cal.eta_A and config.r == 4 and config.task_type == "CAUSAL_LM"
+    assert config.lora_alpha == pytest.approx(cal.settings["lora-alpha"]["coef"] * 2)  # c·√4
+    assert config.lora_alpha / config.r * lr == pytest.approx(cal.gamma_eta_B)  # γ·η_B: the point's y
+    assert trainer_settings(cal.to_dict(), targets=["q_proj"])[1] == lr
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"budget_steps": 100}, "probe budget of 100 steps is too small"),
+    ({"budget_steps": 0}, "probe budget (budget_steps=) must be a positive integer"),
+    ({"steps": 0}, "steps of the target run must be a positive integer"),
+    ({"xs": [1e-3, 1e-3, 2e-3]}, "give 3 or more distinct values of η_A"),
+    ({"ys": [1e-3, -1.0, 2e-3]}, "γ·η_B (ys=) must be a positive finite number"),
+    ({"seeds": [0, 0]}, "seeds must be distinct integers"),
+    ({"lr": 1e-3}, "calibrate sets lr itself"),
+    ({"colour": "red"}, "unknown TrainConfig field 'colour'"),
+    ({"task": "mnist"}, "unknown task 'mnist'"),
+])
+def test_bad_input_is_one_usage_error(monkeypatch, kwargs, message):
+    calls = []
+    monkeypatch.setattr(plane, "train", surface(calls=calls))
+    with pytest.raises(UsageError) as info:
+        calibrate(**{"task": "teacher-student", "steps": 300, **kwargs})
+    assert message in str(info.value) and "\n" not in str(info.value) and not calls
+
+
+def test_every_map_probe_diverging_is_one_line(monkeypatch):
+    monkeypatch.setattr(plane, "train", surface(diverge_above=0.0))
+    with pytest.raises(UsageError, match="every map probe diverged"):
+        calibrate("teacher-student", steps=300, budget_steps=3500, xs=XS, ys=YS)
+
+
+def test_on_the_teacher_student_mlp_the_point_trains_as_well_as_the_grid_best():
+    """The real MLP at the target budget (rank 4, 200 steps) over a lattice a decade apart: the calibrated point
+    lies within one grid step of a point of the grid's near-optimal set (within 3% of its best held-out rel_mse; the
+    MLP's optimum is a long valley of near-equal points, so its single best point is the noise's choice), and trains
+    to within 3% of the best."""
+    xs = ys = [1e-4, 1e-3, 1e-2, 1e-1]
+    grid = {}
+    for x in xs:
+        for y in ys:
+            r = train(TrainConfig(task="teacher-student", rule="lora-alpha", rank=4, coef=coef_of(x, y, 4), lr=x,
+                                  steps=200, eval_every=200, **TINY))
+            grid[(x, y)] = r.eval["rel_mse"] if r.status == "done" else math.inf
+    best = min(grid.values())
+    near = [k for k, v in grid.items() if v <= 1.03 * best]
+    cal = calibrate("teacher-student", steps=200, rank=4, budget_steps=31 * 15, xs=xs, ys=ys, **TINY)
+    assert cal.cost_steps <= 31 * 15
+    assert any(abs(math.log10(cal.eta_A / x)) <= 1 and abs(math.log10(cal.gamma_eta_B / y)) <= 1 for x, y in near)
+    chosen = train(TrainConfig(task="teacher-student", rule="lora-alpha", rank=4, coef=cal.settings["lora-alpha"]["coef"],
+                               lr=cal.eta_A, steps=200, eval_every=200, **TINY))
+    assert chosen.eval["rel_mse"] <= 1.03 * best
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def run(args, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["loralpha", *args])
+    monkeypatch.setattr(importlib.import_module("loralpha.cli.study"), "console", Console(width=200))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_calibrate_command_prints_the_point_as_each_rule_and_the_train_command(tmp_path, capsys, monkeypatch):
+    code, out, err = run(["calibrate", "--rank", "2", "--steps", "60", "--budget", "240", "--xs", "1e-3,1e-2,1e-1",
+                          "--ys", "1e-3,1e-2,1e-1", "--out", str(tmp_path), *TINY_ARGS], capsys, monkeypatch)
+    assert code == 0, err
+    saved = json.loads((tmp_path / "calibrate.json").read_text())
+    assert (tmp_path / "calibrate.png").stat().st_size > 10_000
+    assert saved["cost_steps"] <= 240 and saved["horizons"] == {"short": 10, "long": 30, "target": 60}
+    assert len(saved["probes"]) == 9 + 5 and out.count("map   η_A") == 9 and out.count("check η_A") == 5
+    for row in ("LoRA-α", "plain LoRA", "LoRA+", "how sure: η_A:", "cost: ", f"train it: {saved['command']}"):
+        assert row in out
+    assert saved["command"].startswith("loralpha train --task teacher-student --rank 2 --batch-size 32 --coef ")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "5"], "probe budget of 5 steps is too small"),
+    (["--xs", "a,b"], "--xs takes numbers separated by commas"),
+    (["--ys", "1e-3,2e-3"], "give 3 or more distinct values of γ·η_B"),
+    (["--seeds", "0.5"], "--seeds takes integers separated by commas"),
+    (["--steps", "0"], "steps of the target run must be a positive integer"),
+    (["--task", "mnist"], "unknown task 'mnist'"),
+])
+def test_calibrate_command_bad_input_is_one_line(tmp_path, capsys, monkeypatch, args, message):
+    code, _, err = run(["calibrate", "--out", str(tmp_path / "o"), *args], capsys, monkeypatch)
+    assert code == 2 and message in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -89,7 +89,8 @@ def test_diverged_probes_count_as_worst_and_the_map_edge_is_said(monkeypatch):
     assert [(p["stage"], p["x"]) for p in cal.probes if p["status"] == "diverged"] == [("map", 1e-2)] * 4 + [
         ("check", pytest.approx(1e-2, rel=1e-3))]
     assert cal.short["how"] == "parabolas" and cal.long["x_how"] == "best of three"
-    assert cal.eta_A == pytest.approx(1e-3, rel=2e-3) and not cal.certainty["x"]["measured"] and cal.certainty["y"]["measured"]
+    assert cal.eta_A == pytest.approx(1e-3, rel=2e-3)
+    assert not cal.certainty["x"]["measured"] and cal.certainty["y"]["measured"]
     assert "not carried" in cal.certainty["summary"]
     monkeypatch.setattr(plane, "train", surface())
     cal = calibrate("teacher-student", steps=1000, rank=4, budget_steps=3500, xs=XS[:3], ys=YS)  # x* > 1e-3
@@ -190,8 +191,9 @@ def test_on_the_teacher_student_mlp_the_point_trains_as_well_as_the_grid_best():
     cal = calibrate("teacher-student", steps=200, rank=4, budget_steps=31 * 15, xs=xs, ys=ys, **TINY)
     assert cal.cost_steps <= 31 * 15
     assert any(abs(math.log10(cal.eta_A / x)) <= 1 and abs(math.log10(cal.gamma_eta_B / y)) <= 1 for x, y in near)
-    chosen = train(TrainConfig(task="teacher-student", rule="lora-alpha", rank=4, coef=cal.settings["lora-alpha"]["coef"],
-                               lr=cal.eta_A, steps=200, eval_every=200, **TINY))
+    coef = cal.settings["lora-alpha"]["coef"]
+    chosen = train(TrainConfig(task="teacher-student", rule="lora-alpha", rank=4, coef=coef, lr=cal.eta_A, steps=200,
+                               eval_every=200, **TINY))
     assert chosen.eval["rel_mse"] <= 1.03 * best
 
 

@@ -142,8 +142,8 @@ def fit_law(
 
 
 @app.command("calibrate")
-@config_options("config", TrainConfig, only=("task", "rank", "steps", "batch_size", "targets", "task_options", "schedule",
-                                             "warmup", "weight_decay", "head_lr", "device", "dtype"),
+@config_options("config", TrainConfig, only=("task", "rank", "steps", "batch_size", "targets", "task_options",
+                                             "schedule", "warmup", "weight_decay", "head_lr", "device", "dtype"),
                 helps={"steps": "optimizer steps of the run to calibrate for (the target budget T)"})
 def calibrate_plane(
     config: dict,

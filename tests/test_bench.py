@@ -12,7 +12,8 @@ import pytest
 ROOT = Path(__file__).parent.parent
 BENCH = ROOT / "bench"
 NOT_BENCHMARKS = ("common.py", "tables.py", "headline.py", "docs.py",  # helpers and renderers, not benchmarks
-                  "decisive_plan.py", "decisive_analysis.py", "decisive_tables.py", "decisive_figures.py", "blocks.py")
+                  "decisive_plan.py", "decisive_analysis.py", "decisive_tables.py", "decisive_figures.py", "blocks.py",
+                  "calibration_analysis.py", "calibration_tables.py")
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py") if p.name not in NOT_BENCHMARKS))

@@ -1,0 +1,78 @@
+"""BENCHMARKS.md §9, the calibrator against the decisive ground truth, rendered from bench/results/calibration.json
+(which `python bench/calibration.py --render` writes from the committed records); bench/tables.py puts it in place."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import missing  # noqa: E402
+
+
+def ci(d: dict | None, spec: str = ".4g") -> str:
+    if not d:
+        return "—"
+    if d.get("lo") is None:
+        return f"{format(d['mean'], spec)} (n = {d.get('n', 1)})"
+    return f"{format(d['mean'], spec)} [{format(d['lo'], spec)}, {format(d['hi'], spec)}]"
+
+
+def rule_cell(r: dict | None) -> str:
+    return "—" if not r else f"{r['arm']} at η = {r['lr']:.3g}: {ci(r['select'])}"
+
+
+def point(c: dict) -> str:
+    st = c["settings"]["lora-alpha"]
+    return f"({c['eta_A']:.3g}, {c['gamma_eta_B']:.3g}): LoRA-α c = {st['coef']:.4g}, η = {st['lr']:.3g}"
+
+
+def outcome(t: dict) -> str:
+    v = t.get("verdict")
+    if not v or t.get("state") != "complete":
+        return f"pending ({t.get('state', '')})"
+    paired = t.get("paired_vs_best")
+    return f"{v['said']}" + (f"; paired {paired['mean']:+.3g} [{paired['lo']:+.3g}, {paired['hi']:+.3g}]"
+                             if paired and paired.get("lo") is not None else "")
+
+
+def calibration(R: dict, folder: Path) -> list[str]:
+    out = ["## 9. The calibrator against the decisive ground truth", "",
+           "```", "make bench-calibration                      # the same, then these tables and the docs' blocks",
+           "python bench/calibration.py                  # calibrate each table, then its setting with 3 seeds "
+           "(resumes from the records)", "python bench/calibration.py --render         # only calibration.json "
+           "and the figures, from the records", "```", ""]
+    if "calibration" not in R:
+        return out + missing("calibration")
+    out += ["`loralpha calibrate` picks LoRA's point (η_A, γ·η_B) on the Adam plane for a task and a budget from "
+            "short probes (its docstring, `loralpha.studies.plane`, has the method): a 5 × 4 lattice half a decade "
+            "apart at a short horizon, a plus of 5 points at 3× it, each axis carried to the target budget along "
+            "the line through the two horizons' optima. Probes are scored by their own train loss on batches not "
+            "yet seen, never by the held-out split. Its budget here is three runs' worth of steps (3 × the table's "
+            "budget); the last column is its share of the optimizer steps of the decisive table's whole grid. The "
+            "calibrated setting then trains at the table's budget with seeds 0, 1, 2, as the decisive table's rows "
+            "do (same batches per seed); its held-out metric is compared with the best tuned rule's 95% interval "
+            "(lower is better) and, paired by seed, with that rule itself. `tweets@1000 (qv)` (PEFT's default "
+            "query/value targets) was held out: the method and its defaults were fixed before any of its probes "
+            "ran, and its comparison rows are the decisive table's qv rows (and full-model, which trains every "
+            "weight).", "",
+            "| table | calibrated point (η_A, γ·η_B) | its held-out metric (3 seeds) | best tuned rule's | best tuned "
+            "LoRA rule's | paper's c = 256 (untuned) | against the best tuned rule | probe cost / grid cost |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    notes = []
+    for name, t in R["calibration"]["tables"].items():
+        label = f"{name} (held out)" if t.get("held_out") else name
+        c = t.get("calibration")
+        if not c:
+            out.append(f"| {label} | {t['state']} | — | {rule_cell(t.get('best'))} | — | — | pending | — |")
+            continue
+        share = (f"{c['cost_steps']} / {t['grid_steps']} = {t['cost_share']:.1%}" if t.get("grid_steps") else
+                 f"{c['cost_steps']} / —")
+        out.append(f"| {label} | {point(c)} | {ci(t.get('seeds'))} | {rule_cell(t.get('best'))} | "
+                   f"{rule_cell(t.get('best_lora'))} | {ci((t.get('paper') or {}).get('select'))} | {outcome(t)} | "
+                   f"{share} |")
+        figure = f"{t['folder']}.png"
+        notes.append(f"- **{name}**: horizons {c['horizons']['short']} → {c['horizons']['long']} → "
+                     f"{c['horizons']['target']} steps; how sure: {c['certainty']}. `{c['command']}`. "
+                     f"[Figure: probes and the chosen point on the Adam plane]({figure}).")
+    return out + ["", *notes, ""]

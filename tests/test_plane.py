@@ -221,6 +221,22 @@ def test_calibrate_command_prints_the_point_as_each_rule_and_the_train_command(t
         assert row in out
     assert saved["command"].startswith("loralpha train --task teacher-student --rank 2 --batch-size 32 --coef ")
 
+    code, out, err = run(["report", str(tmp_path)], capsys, monkeypatch)  # the calibration as a report
+    assert code == 0, err
+    report = (tmp_path / "report.md").read_text()
+    assert f"({saved['eta_A']:.3g}, {saved['gamma_eta_B']:.3g})" in report and "How sure: η_A:" in report
+    assert sum(line.startswith(("| map |", "| check |")) for line in report.splitlines()) == 14
+    assert (tmp_path / "calibrate-plane.png").is_file() and saved["command"] in report
+    again = ("loralpha calibrate --task teacher-student --rank 2 --steps 60 --batch-size 32 --task-options "
+             "width=32,depth=2,n_eval=64 --budget 240 --xs 0.001,0.01,0.1 --ys 0.001,0.01,0.1")
+    assert again in report  # the command that reproduces it
+
+
+def test_a_calibrate_c_result_is_not_a_plane_calibration_report(tmp_path, capsys, monkeypatch):
+    (tmp_path / "calibrate.json").write_text(json.dumps({"coef": 256.0, "rounds": []}))
+    code, _, err = run(["report", str(tmp_path)], capsys, monkeypatch)
+    assert code == 2 and "calibrate-c's (c only)" in err and err.count("\n") == 1
+
 
 @pytest.mark.parametrize("args, message", [
     (["--budget", "5"], "probe budget of 5 steps is too small"),

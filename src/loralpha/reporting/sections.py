@@ -192,3 +192,58 @@ def _plot_law(study, records, metric: str, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def calibration_command(cal: dict[str, Any]) -> str:
+    """The `loralpha calibrate` command line that reproduces a calibration (calibrate.json)."""
+    config = {k: v for k, v in cal["config"].items() if k not in ("rule", "coef", "lr", "task_options")}
+    parts = command_line("loralpha calibrate", TrainConfig, config, first=("task", "rank", "steps"),
+                         always=("task", "steps"))
+    if cal["config"].get("task_options"):
+        parts.append(f"--task-options {show_options(cal['config']['task_options'])}")
+    parts += [f"--budget {cal['budget_steps']}", "--xs " + ",".join(f"{x:g}" for x in cal["xs"]),
+              "--ys " + ",".join(f"{y:g}" for y in cal["ys"])]
+    if cal["seeds"] != [0]:
+        parts.append("--seeds " + ",".join(str(s) for s in cal["seeds"]))
+    return " ".join(parts)
+
+
+def calibration_report(path: Path, out: Path) -> Report:
+    """The report of `loralpha calibrate`'s calibrate.json: the chosen point as each rule writes it, how sure,
+    every probe, and the probes and the point on the Adam plane."""
+    from ..studies.plane import plot
+
+    try:
+        cal = runs.read_json(path)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path} is not readable JSON ({e})") from None
+    if "eta_A" not in cal:
+        raise UsageError(f"{path} is calibrate-c's (c only); `loralpha report` draws the calibrations of "
+                         "`loralpha calibrate`")
+    figure = out / "calibrate-plane.png"
+    plot(cal, figure)
+    st, h = cal["settings"], cal["horizons"]
+    rows = [["LoRA-α", f"c = {fmt(st['lora-alpha']['coef'])} (lora_alpha = {fmt(st['lora-alpha']['alpha'])})",
+             fmt(st["lora-alpha"]["lr"], ".3g"), f"paper: c = {scaling.PAPER_COEF:g}"],
+            ["plain LoRA", fmt(st["lora"]["alpha"]), fmt(st["lora"]["lr"], ".3g"), ""],
+            ["LoRA+", fmt(st["loraplus"]["alpha"]), fmt(st["loraplus"]["lr"], ".3g"),
+             f"η_B/η_A = {fmt(st['loraplus']['loraplus_ratio'], '.3g')}"]]
+    probes = [[p["stage"], str(p["steps"]), fmt(p["x"], ".3g"), fmt(p["y"], ".3g"), fmt(p.get("coef"), ".4g"),
+               str(p["seed"]), "diverged" if p["score"] is None else fmt(p["score"])] for p in cal["probes"]]
+    text = [f"The point (η_A, γ·η_B) = ({fmt(cal['eta_A'], '.3g')}, {fmt(cal['gamma_eta_B'], '.3g')}) for "
+            f"`{cal['task']}` at rank {cal['rank']} and {cal['steps']} steps, from {len(cal['probes'])} probes "
+            f"costing {cal['cost_steps']} optimizer steps (budget {cal['budget_steps']}): a map at {h['short']} steps "
+            f"put the optimum at ({fmt(cal['short']['x'], '.3g')}, {fmt(cal['short']['y'], '.3g')}), a check at "
+            f"{h['long']} steps at ({fmt(cal['long']['x'], '.3g')}, {fmt(cal['long']['y'], '.3g')}), and each axis "
+            f"was carried to {h['target']} steps along the line through the two.",
+            f"How sure: {cal['certainty']['summary']}."]
+    return Report(title=f"loralpha calibration: {cal['task']}", subtitle=f"calibration {path}",
+                  sections=[Section("Calibration", text,
+                                    [Table(["as", "lora_alpha", "η", "more"], rows, "the point as each rule writes it"),
+                                     Table(["stage", "steps", "η_A", "γ·η_B", "c", "seed", "score (train loss)"],
+                                           probes, "every probe")],
+                                    [Figure(figure, "The probes on the Adam plane (colour: the map's score), the "
+                                                    "check's plus, the optimum at each horizon and the chosen "
+                                                    "point; right: every probe's train-loss curve")],
+                                    [calibration_command(cal), cal["command"]],
+                                    data={"eta_A": cal["eta_A"], "gamma_eta_B": cal["gamma_eta_B"]})])

@@ -227,8 +227,8 @@ def test_calibrate_command_prints_the_point_as_each_rule_and_the_train_command(t
     assert f"({saved['eta_A']:.3g}, {saved['gamma_eta_B']:.3g})" in report and "How sure: η_A:" in report
     assert sum(line.startswith(("| map |", "| check |")) for line in report.splitlines()) == 14
     assert (tmp_path / "calibrate-plane.png").is_file() and saved["command"] in report
-    again = ("loralpha calibrate --task teacher-student --rank 2 --steps 60 --batch-size 32 --task-options "
-             "width=32,depth=2,n_eval=64 --budget 240 --xs 0.001,0.01,0.1 --ys 0.001,0.01,0.1")
+    again = ("loralpha calibrate --task teacher-student --rank 2 --batch-size 32 --steps 60 --task-options "
+             "depth=2,n_eval=64,width=32 --budget 240 --xs 0.001,0.01,0.1 --ys 0.001,0.01,0.1")  # JSON sorts keys
     assert again in report  # the command that reproduces it
 
 

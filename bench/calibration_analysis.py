@@ -59,7 +59,7 @@ def summarize(name: str, decisive: dict, quick: bool) -> dict:
     d = where(name, quick)
     cal_path = d / "calibration.json"
     out: dict = {"table": name, "decisive": decisive_table(name), "targets": TABLES.get(name, "all"),
-                 "held_out": name == HELD_OUT, "folder": str(d.relative_to(ROOT))}
+                 "held_out": name == HELD_OUT, "folder": str(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d)}
     truth = decisive.get(decisive_table(name))
     s = settings(quick)[decisive_table(name)]
     out["metric"], out["steps"] = s.select, s.steps

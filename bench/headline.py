@@ -55,7 +55,7 @@ def headline(R: dict) -> list[str]:
         out.append(f"- **Search cost, {S['task']}** ({S['trials_per_rule']} random trials per rule; best {S['metric']} "
                    f"found, and how many trials came within 10% of the best of any rule, {S['best']['value']:.3g}): "
                    + ", ".join(cells) + f". Untuned `lora-alpha` (c = 256) regret "
-                   f"{fmt(z['paper_c']['regret'], '+.0%')}; with `calibrate`'s c = {z['calibrated_c']['coef']:.3g}: "
+                   f"{fmt(z['paper_c']['regret'], '+.0%')}; with `calibrate-c`'s c = {z['calibrated_c']['coef']:.3g}: "
                    f"{fmt(z['calibrated_c']['regret'], '+.0%')} at a cost of {z['calibrated_c']['cost_trials']:.3g} "
                    "trial-equivalents.")
     L = R.get("law")
@@ -71,7 +71,7 @@ def headline(R: dict) -> list[str]:
                                                             " (½ outside the interval)")))
         cal = T["calibration"]
         out.append(f"- **Law, {task}**: " + "; ".join(cells)
-                   + (f"; `calibrate` c = {cal['coef']:.3g}." if cal else "; `calibrate` not run yet."))
+                   + (f"; `calibrate-c` c = {cal['coef']:.3g}." if cal else "; `calibrate-c` not run yet."))
     bits = []
     if "tracker_overhead" in R:
         o = R["tracker_overhead"]["overhead"]

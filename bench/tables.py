@@ -149,12 +149,12 @@ def search(R: dict, folder: Path) -> list[str]:
     z = S["zero_tuning"]
     p, c = z["paper_c"], z["calibrated_c"]
     out += ["", "Zero tuning (`lora-alpha` at the full-FT η, seeds 0–2; regret = mean / best − 1; cost in trials, "
-            f"calibrate's optimizer steps counted as steps / {S['steps']}):", "",
+            f"calibrate-c's optimizer steps counted as steps / {S['steps']}):", "",
             f"| variant | c | η | {S['metric']} (mean ± std) | regret | cost (trial-equivalents) |",
             "| --- | --- | --- | --- | --- | --- |",
             f"| paper's c | {p['coef']:g} | {p['lr']:g} | {pm(p)} | {fmt(p['regret'], '+.1%')} | "
             f"{p['cost_trials']:g} |",
-            f"| c from `calibrate` (r = {c['calibrate_rank']}, {c['calibrate_steps']} steps"
+            f"| c from `calibrate-c` (r = {c['calibrate_rank']}, {c['calibrate_steps']} steps"
             f"{', at the grid edge' if c.get('edge') else ''}) | {c['coef']:.4g} | {c['lr']:g} | {pm(c)} | "
             f"{fmt(c['regret'], '+.1%')} | {c['cost_trials']:.3g} |", "", stamp(S, folder, "search_cost"), ""]
     return out
@@ -169,7 +169,7 @@ def law(R: dict, folder: Path) -> list[str]:
     L = R["law"]
     out += ["α* per rank from the sweep (parabola in log α around the best grid point), the power law with 95% "
             "bootstrap intervals, and the fixed exponent with the lowest leave-one-rank-out error. "
-            "`calibrate` picks c at one small rank; c·√r is compared with α* at every rank.", "",
+            "`calibrate-c` picks c at one small rank; c·√r is compared with α* at every rank.", "",
             "| task | metric | c [95% CI] | p [95% CI] | LOO RMSE p=0 / ½ / 1 / free | best | calibrated c |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for task, T in L["tasks"].items():

@@ -144,7 +144,7 @@ def _head_text(done, reached, target, calib, majority) -> str:
     if calib:
         bound = f" (at the grid's edge: the best c may lie {'above' if calib.get('bound') == 'lower' else 'below'})" \
             if calib.get("edge") else ""
-        parts.append(f"`calibrate` chose c = {calib['coef']:.4g}{bound} from {len(calib['coefs'])} candidates in "
+        parts.append(f"`calibrate-c` chose c = {calib['coef']:.4g}{bound} from {len(calib['coefs'])} candidates in "
                      f"{calib['cost_steps']} probe steps ({calib['wall_time_s']:.0f} s).")
     parts.append("One seed, a short budget and each rule at its default η: differences of a few points of accuracy "
                  "are within seed noise, and the ranking can move once each rule's η is tuned and the budget is long "

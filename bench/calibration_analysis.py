@@ -65,8 +65,8 @@ def summarize(name: str, decisive: dict, quick: bool) -> dict:
     out["metric"], out["steps"] = s.select, s.steps
     if not cal_path.is_file():
         probes = d / "probes.jsonl"
-        n = sum(1 for _ in probes.open()) if probes.is_file() else 0
-        out["state"] = f"calibrating, {n} probes stored" if n else "not started"
+        # not how many probes: they land while the table is rendered (`calibration.py --status` counts them)
+        out["state"] = "calibrating" if probes.is_file() and probes.stat().st_size else "not started"
         return out
     cal = json.loads(cal_path.read_text())
     out["calibration"] = {k: cal[k] for k in ("eta_A", "gamma_eta_B", "settings", "command", "horizons", "cost_steps",

@@ -100,10 +100,11 @@ class Calibration:
         return out
 
 
-def _check_fields(extra: dict[str, Any]) -> None:
+def check_fields(extra: dict[str, Any], set_by: tuple[str, ...] = SET_BY_CALIBRATE) -> None:
+    """Refuse, in one line, a TrainConfig field a calibration sets itself (`set_by`) or one that does not exist."""
     names = {f.name for f in fields(TrainConfig)}
     for key in extra:
-        if key in SET_BY_CALIBRATE:
+        if key in set_by:
             raise UsageError(f"calibrate sets {key} itself; it cannot be given")
         if key not in names:
             raise UsageError(f"unknown TrainConfig field {key!r}; fields: {', '.join(sorted(names))}")
@@ -121,7 +122,7 @@ def calibrate(task: str = "teacher-student", rank: int = 4, budget_steps: int = 
     for bad input, a budget too small for one round, or a first round in which every probe diverged.
     """
     start = time.perf_counter()
-    _check_fields(config_fields)
+    check_fields(config_fields)
     grid = sorted({positive(c, "coef c") for c in (DEFAULT_COEFS if coefs is None else coefs)})
     if len(grid) < 2:
         raise UsageError(f"give 2 or more distinct coefs to choose from, got {len(grid)}")

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,7 @@ from ..checks import positive, positive_int
 from ..errors import UsageError
 from ..loop import TrainConfig, train
 from ..tasks.base import facts
+from .calibrate import MIN_PROBE_STEPS, check_fields
 from .laws import parabola_vertex
 
 HALF_DECADE = math.sqrt(10.0)
@@ -55,7 +56,6 @@ X_OFFSETS = (-2, -1, 0, 1, 2)  # the map's x: that centre × √10^k
 Y_OFFSETS = (-1.5, -0.5, 0.5, 1.5)  # the map's y: the paper's point × √10^k
 CHECK_RATIO = 3  # T_l / T_s
 CHECK_PROBES = 5  # the plus: its centre and one point each side along each axis
-MIN_PROBE_STEPS = 10
 SCORE_SHARE = 3  # a probe's score: its mean train loss over the last 1/SCORE_SHARE of its steps
 FLAT = 0.01  # the certainty width: where the check's parabola stays within 1% of its minimum
 MAX_CARRY_DECADES = 1.0
@@ -126,15 +126,6 @@ class PlaneCalibration:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _check_fields(extra: dict[str, Any]) -> None:
-    names = {f.name for f in fields(TrainConfig)}
-    for key in extra:
-        if key in SET_BY_CALIBRATE:
-            raise UsageError(f"calibrate sets {key} itself; it cannot be given")
-        if key not in names:
-            raise UsageError(f"unknown TrainConfig field {key!r}; fields: {', '.join(sorted(names))}")
 
 
 def _lattice(values: Sequence[float] | None, default: list[float], what: str) -> list[float]:
@@ -309,7 +300,7 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
     for bad input, a budget too small for the probes, or a map on which every probe diverged.
     """
     start = time.perf_counter()
-    _check_fields(config_fields)
+    check_fields(config_fields, SET_BY_CALIBRATE)
     steps = positive_int(steps, "steps of the target run")
     rank = scaling.check_rank(rank)
     base = TrainConfig(task=task, rule="lora-alpha", rank=rank, steps=steps, **config_fields).check()

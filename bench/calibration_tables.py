@@ -8,6 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import missing  # noqa: E402
+from decisive_analysis import successors  # noqa: E402
+from decisive_plan import ORDER, task_of  # noqa: E402
 
 
 def ci(d: dict | None, spec: str = ".4g") -> str:
@@ -75,4 +77,22 @@ def calibration(R: dict, folder: Path) -> list[str]:
         notes.append(f"- **{name}**: horizons {c['horizons']['short']} → {c['horizons']['long']} → "
                      f"{c['horizons']['target']} steps; how sure: {c['certainty']}. `{c['command']}`. "
                      f"[Figure: probes and the chosen point on the Adam plane]({figure}).")
-    return out + ["", *notes, ""]
+    return out + ["", *notes, *without_truth(R, R["calibration"]["tables"]), ""]
+
+
+def without_truth(R: dict, tables: dict) -> list[str]:
+    """The decisive benchmark's tasks with no complete table yet: nothing to check a calibration against."""
+    decisive = (R.get("decisive") or {}).get("tasks", {})
+    after = successors(decisive)
+    mine = {task_of(t["decisive"]) for t in tables.values()}
+    said = []
+    for task in ORDER:
+        if task in after or task_of(task) in mine or task not in decisive and "@" in task:
+            continue
+        t = decisive.get(task)
+        said.append(f"{task} ({t['trials_done']} of {t['trials_wanted']} planned trials)" if t else
+                    f"{task} (not started)")
+    if not said:
+        return []
+    return ["", "Not calibrated yet, for want of ground truth: the decisive tables of " + ", ".join(said)
+            + " are not complete, so there is no tuned optimum to hold a calibration against."]

@@ -122,7 +122,7 @@ def write(names: list[str], quick: bool) -> Path:
         cal_path = where(name, quick) / "calibration.json"
         if cal_path.is_file():
             plot(json.loads(cal_path.read_text()), where(name, quick).with_suffix(".png"), marks=t.get("marks", []),
-                 title=f"{name}: calibration on the Adam plane (◇: the decisive table's tuned rules)")
+                 title=f"{name}: the calibration on the Adam plane\n(◇: the decisive table's rules)")
     path = base / "calibration.json"
     path.write_text(json.dumps({"machine": machine(), "tables": tables}, indent=1) + "\n")
     return path

@@ -386,7 +386,7 @@ def plot(cal: dict[str, Any], path: Any, marks: Sequence[dict[str, Any]] = (), t
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, curves) = plt.subplots(1, 2, figsize=(11, 4.6), dpi=110)
+    fig, (ax, curves) = plt.subplots(1, 2, figsize=(11, 5.6), dpi=110)
     found = [p for p in cal["probes"] if p["stage"] == "map" and p["score"] is not None]
     lost = [p for p in cal["probes"] if p["stage"] == "map" and p["score"] is None]
     if found:
@@ -418,8 +418,8 @@ def plot(cal: dict[str, Any], path: Any, marks: Sequence[dict[str, Any]] = (), t
     ax.set_xlabel("η_A: learning rate of A")
     ax.set_ylabel("γ·η_B: learning rate of B × γ = α/r")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(title or f"{cal['task']}: calibration on the Adam plane", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    ax.set_title(title or f"{cal['task']}: calibration on the Adam plane", fontsize=9)
     for p in cal["probes"]:
         if not p["curve"]:
             continue

@@ -107,7 +107,7 @@ def seed_configs(name: str, cal: dict, quick: bool) -> list:
     return [replace(config(decisive_table(name), s, arm, lr, seed), coef=coef) for seed in SEEDS]
 
 
-def run_seeds(name: str, cal: dict, quick: bool, threads: int) -> None:
+def run_seeds(name: str, cal: dict, quick: bool, threads: int, only: list[int] | None = None) -> None:
     from loralpha.sweep import Trial, run_sweep, trial_id
 
     d = where(name, quick)
@@ -115,7 +115,7 @@ def run_seeds(name: str, cal: dict, quick: bool, threads: int) -> None:
     store.parent.mkdir(parents=True, exist_ok=True)
     for c in seed_configs(name, cal, quick):
         tid = trial_id(c)
-        if (d / f"{tid}.json").is_file():
+        if (d / f"{tid}.json").is_file() or (only is not None and c.seed not in only):
             continue
         print(f"{time.strftime('%H:%M')} {name}: seed {c.seed} at η = {c.lr:g}, c = {c.coef:g}: start {tid}",
               flush=True)
@@ -146,6 +146,8 @@ def main() -> None:
     p.add_argument("--tables", default=None, help=f"comma-separated (default: {', '.join(TABLES)})")
     p.add_argument("--status", action="store_true")
     p.add_argument("--render", action="store_true")
+    p.add_argument("--seeds", default=None, help="only these seed runs, comma-separated (a second process can take "
+                                                 "one while the first runs the others)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core; 1 when two of "
                                                                   "these run side by side)")
     args = p.parse_args()
@@ -173,7 +175,8 @@ def main() -> None:
         cal = calibrate_table(name, args.quick)
         print(f"{name}: η_A = {cal['eta_A']:.3g}, γ·η_B = {cal['gamma_eta_B']:.3g} ({cal['command']}); "
               f"{cal['cost_steps']} probe steps", flush=True)
-        run_seeds(name, cal, args.quick, args.threads or os.cpu_count() or 1)
+        run_seeds(name, cal, args.quick, args.threads or os.cpu_count() or 1,
+                  [int(v) for v in args.seeds.split(",")] if args.seeds else None)
     if not args.status:
         print(f"wrote {write(names if args.quick else list(TABLES), args.quick)}")
 

@@ -97,11 +97,21 @@ def summarize(name: str, decisive: dict, quick: bool) -> dict:
                 ("x", "y"), scaling.adam_plane("lora-alpha", RANK, untuned["lr"])))})
         if out["seeds"] and best:
             out["verdict"] = verdict(out["seeds"]["mean"], best["select"])
-            pairs = [v - b for v, b in zip(values, best["select"]["values"]) if v is not None]
-            out["paired_vs_best"] = interval(pairs) if len(pairs) == len(best["select"]["values"]) else None
+            out["paired_vs_best"] = paired(values, best)
             if lora:
                 out["verdict_lora"] = verdict(out["seeds"]["mean"], lora["select"])
+                out["paired_vs_best_lora"] = paired(values, lora)
+            if untuned:
+                out["paired_vs_paper"] = paired(values, untuned)
     return out
+
+
+def paired(values: list[float | None], row: dict) -> dict | None:
+    """calibrated − row, seed by seed (the same seeds and batch order), once every seed of both has run."""
+    theirs = row["select"]["values"]
+    if any(v is None for v in values) or len(theirs) != len(values):
+        return None
+    return interval([v - b for v, b in zip(values, theirs)])
 
 
 def _row(r: dict | None) -> dict | None:

@@ -29,13 +29,19 @@ def point(c: dict) -> str:
     return f"({c['eta_A']:.3g}, {c['gamma_eta_B']:.3g}): LoRA-α c = {st['coef']:.4g}, η = {st['lr']:.3g}"
 
 
+def vs(p: dict | None) -> str:
+    """The paired difference calibrated − that row, if every seed of both has run."""
+    if not p or p.get("lo") is None:
+        return ""
+    return f"; calibrated − it: {p['mean']:+.3g} [{p['lo']:+.3g}, {p['hi']:+.3g}]"
+
+
 def outcome(t: dict) -> str:
     v = t.get("verdict")
     if not v or t.get("state") != "complete":
         return f"pending ({t.get('state', '')})"
     paired = t.get("paired_vs_best")
-    return f"{v['said']}" + (f"; paired {paired['mean']:+.3g} [{paired['lo']:+.3g}, {paired['hi']:+.3g}]"
-                             if paired and paired.get("lo") is not None else "")
+    return f"{v['said']}" + vs(paired)
 
 
 def calibration(R: dict, folder: Path) -> list[str]:
@@ -54,7 +60,8 @@ def calibration(R: dict, folder: Path) -> list[str]:
             "budget); the last column is its share of the optimizer steps of the decisive table's whole grid. The "
             "calibrated setting then trains at the table's budget with seeds 0, 1, 2, as the decisive table's rows "
             "do (same batches per seed); its held-out metric is compared with the best tuned rule's 95% interval "
-            "(lower is better) and, paired by seed, with that rule itself. `tweets@1000 (qv)` (PEFT's default "
+            "(lower is better) and, paired by seed (calibrated − it, same seeds and batch order), with that rule, "
+            "with the best tuned LoRA rule and with untuned LoRA-α. `tweets@1000 (qv)` (PEFT's default "
             "query/value targets) was held out: the method and its defaults were fixed before any of its probes "
             "ran, and its comparison rows are the decisive table's qv rows (and full-model, which trains every "
             "weight).", "",
@@ -71,7 +78,8 @@ def calibration(R: dict, folder: Path) -> list[str]:
         share = (f"{c['cost_steps']} / {t['grid_steps']} = {t['cost_share']:.1%}" if t.get("grid_steps") else
                  f"{c['cost_steps']} / —")
         out.append(f"| {label} | {point(c)} | {ci(t.get('seeds'))} | {rule_cell(t.get('best'))} | "
-                   f"{rule_cell(t.get('best_lora'))} | {ci((t.get('paper') or {}).get('select'))} | {outcome(t)} | "
+                   f"{rule_cell(t.get('best_lora'))}{vs(t.get('paired_vs_best_lora'))} | "
+                   f"{ci((t.get('paper') or {}).get('select'))}{vs(t.get('paired_vs_paper'))} | {outcome(t)} | "
                    f"{share} |")
         figure = f"{t['folder']}.png"
         notes.append(f"- **{name}**: horizons {c['horizons']['short']} → {c['horizons']['long']} → "

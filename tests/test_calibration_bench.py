@@ -63,6 +63,8 @@ def test_a_table_is_compared_with_its_own_targets_rows_and_full_model(tmp_path, 
     assert t["verdict"]["said"] == "worse: 0.04 above its upper end (7.1%)"  # 0.60 against full-model: 0.54 … 0.56
     assert t["paired_vs_best"]["values"] == pytest.approx([0.05, 0.05, 0.05])
     assert t["verdict_lora"]["said"] == "within its interval"
+    assert t["paired_vs_best_lora"]["values"] == pytest.approx([0.005, 0.01, 0.0])
+    assert t["paired_vs_paper"]["values"] == pytest.approx([-0.1, -0.1, -0.1])  # against untuned LoRA-α on qv
     assert [m["label"] for m in t["marks"]] == ["2rank (qv) (tuned, η = 0.002)", "lora-alpha (qv) (tuned, η = 0.0002)",
                                                 "lora-alpha untuned (c = 256)"]
     line = next(x for x in calibration_tables.calibration({"calibration": {"tables": {"tweets@1000 (qv)": t}}},

@@ -81,7 +81,7 @@ def summarize(name: str, decisive: dict, quick: bool) -> dict:
         f"{sum(v is not None for v in values)} of {len(SEEDS)} seed runs"
     if truth:
         mine = [r for r in truth["rows"] if r["tuned"] and r["select"] and (r["targets"] == out["targets"]
-                                                                            or r["rule"] == "full-model")]
+                                                                            or scaling.RULES[r["rule"]].every_weight)]
         best = min(mine, key=lambda r: r["select"]["mean"], default=None)
         lora = min((r for r in mine if not scaling.trains_full_weights(r["rule"])), key=lambda r: r["select"]["mean"],
                    default=None)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from . import devices, scaling
 from .checks import positive, positive_int
 from .errors import UsageError
-from .options import CSV, DEFAULT_TRACK_EVERY, RANK_PATTERN, TASK_OPTIONS, TRACK, option
-from .tasks.base import TASKS, facts
+from .options import CSV, DEFAULT_TRACK_EVERY, RANK_PATTERN, TASK_OPTIONS, TRACK, command_line, option, show_options
+from .tasks.base import TASKS, TaskFlags, facts
 
 if TYPE_CHECKING:
     from .tasks.base import Task
@@ -165,3 +165,15 @@ class TrainConfig(FitOptions, AdapterOptions, TaskOptions):
         shared["lr"] = self.lr if self.lr is not None else scaling.default_lr(self.rule, task.full_ft_lr)
         shared["head_lr"] = self.head_lr if self.head_lr is not None else task.head_lr
         return FitOptions(**shared)
+
+
+def train_command(config: dict[str, Any]) -> str:
+    """The `loralpha train` command line of a TrainConfig dict (only what differs from the defaults)."""
+    parts = command_line("loralpha train", TrainConfig, {k: v for k, v in config.items() if k != "task_options"},
+                         first=("task", "rule", "rank"), always=("task",))
+    options = {k: v for k, v in (config.get("task_options") or {}).items() if v is not None}
+    flags = {f.name: f for f in fields(TaskFlags)}
+    parts += command_line("", TaskFlags, {k: options.pop(k) for k in list(options) if k in flags})[1:]
+    if options:
+        parts.append(f"--task-options {show_options(options)}")
+    return " ".join(p for p in parts if p)

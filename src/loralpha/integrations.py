@@ -56,8 +56,10 @@ def trainer_settings(calibration: Any, targets: list[str], **spec: Any) -> tuple
     warm-up, no weight decay) at its batch size for its steps; train the same way (`lr_scheduler_type="cosine"`,
     `max_steps`) for the point to mean what it meant there.
     """
-    from . import lora_config
+    from .adapters import lora_config
+    from .config import AdapterSpec
 
     cal = calibration if isinstance(calibration, dict) else calibration.to_dict()
     chosen = cal["settings"]["lora-alpha"]
-    return lora_config("lora-alpha", rank=cal["rank"], targets=targets, coef=chosen["coef"], **spec), chosen["lr"]
+    spec = AdapterSpec(rule="lora-alpha", rank=cal["rank"], targets=list(targets), coef=chosen["coef"], **spec)
+    return lora_config(spec), chosen["lr"]

@@ -4,33 +4,18 @@ with the demo's report."""
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from .. import runs, scaling
-from ..config import TrainConfig
+from ..config import train_command
 from ..errors import UsageError
-from ..options import command_line, show_options
 from ..studies.laws import fit
 from ..studies.records import is_higher_better, load_records, metric_value
-from ..tasks import TaskFlags
 from .document import Figure, Report, Section, Table, fmt
 from .plots import curves, plot_curves, pyplot
 
 PAPER = "the paper"
-
-
-def train_command(config: dict[str, Any]) -> str:
-    """The `loralpha train` command line of a TrainConfig dict (only what differs from the defaults)."""
-    parts = command_line("loralpha train", TrainConfig, {k: v for k, v in config.items() if k != "task_options"},
-                         first=("task", "rule", "rank"), always=("task",))
-    options = {k: v for k, v in (config.get("task_options") or {}).items() if v is not None}
-    flags = {f.name: f for f in fields(TaskFlags)}
-    parts += command_line("", TaskFlags, {k: options.pop(k) for k in list(options) if k in flags})[1:]
-    if options:
-        parts.append(f"--task-options {show_options(options)}")
-    return " ".join(p for p in parts if p)
 
 
 def run_report(run_dir: Path, out: Path) -> Report:

@@ -44,6 +44,7 @@ import numpy as np
 
 from .. import scaling
 from ..checks import positive, positive_int
+from ..config import train_command
 from ..errors import UsageError
 from ..loop import TrainConfig, train
 from ..tasks.base import facts
@@ -352,8 +353,6 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
     certainty["edge"] = short["edge"]
     certainty["summary"] = summary_line(certainty)
     target = {**asdict(base), "coef": coef_of(x, y, rank), "lr": x}
-    from ..reporting.sections import train_command
-
     return PlaneCalibration(
         task=task, rank=rank, steps=steps, eta_A=x, gamma_eta_B=y, settings=settings(x, y, rank),
         command=train_command(target), horizons={"short": t_short, "long": t_long, "target": steps}, xs=xs, ys=ys,

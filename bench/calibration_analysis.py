@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from calibration import HELD_OUT, SEEDS, TABLES, decisive_table, records, where  # noqa: E402
 from common import RESULTS, ROOT, machine  # noqa: E402
 from decisive_analysis import interval  # noqa: E402
-from decisive_plan import RANK, folder, settings  # noqa: E402
+from decisive_plan import RANK, load, plan, settings  # noqa: E402
 
 
 def _values(recs: dict[str, dict], metric: str) -> list[float | None]:
@@ -27,17 +27,16 @@ def _values(recs: dict[str, dict], metric: str) -> list[float | None]:
     return out
 
 
-def grid_steps(table: dict | None, quick: bool) -> int | None:
-    """The optimizer steps of every trial of a decisive table (its records), or None without the table."""
-    if not table:
-        return None
-    d = folder(table["task"], quick)
-    total = 0
-    for tid in table["record_ids"]:
-        path = d / f"{tid}.json"
-        if path.is_file():
-            total += json.loads(path.read_text())["config"]["steps"]
-    return total
+def grid_steps(name: str, quick: bool) -> int | None:
+    """The optimizer steps of every stored trial of a decisive table's plan (a task's tables share its records
+    folder: only this table's trials count), or None when it has none."""
+    from loralpha.sweep import trial_id
+
+    table = decisive_table(name)
+    s = settings(quick).get(table)
+    records = load(table, quick) if s else {}
+    wanted = [c for c in plan(table, s, records)[0] if trial_id(c) in records] if records else []
+    return sum(c.steps for c in wanted) or None
 
 
 def verdict(mean: float, best: dict) -> dict:
@@ -72,7 +71,7 @@ def summarize(name: str, decisive: dict, quick: bool) -> dict:
     out["calibration"] = {k: cal[k] for k in ("eta_A", "gamma_eta_B", "settings", "command", "horizons", "cost_steps",
                                               "budget_steps", "wall_time_s")}
     out["calibration"]["certainty"] = cal["certainty"]["summary"]
-    grid = grid_steps(truth, quick)
+    grid = grid_steps(name, quick)
     out["grid_steps"] = grid
     out["cost_share"] = cal["cost_steps"] / grid if grid else None
     values = _values(records(name, quick), s.select)

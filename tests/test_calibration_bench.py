@@ -35,12 +35,9 @@ def _row(arm, rule, targets, tuned, lr, values):
 
 def test_a_table_is_compared_with_its_own_targets_rows_and_full_model(tmp_path, monkeypatch):
     monkeypatch.setattr(calibration, "OUT", tmp_path / "calibration")
-    monkeypatch.setattr(analysis, "folder", lambda task, quick: tmp_path / "decisive" / task)
+    monkeypatch.setattr(analysis, "grid_steps", lambda name, quick: 4000)  # (read from the records: next test)
     d = calibration.where("tweets@1000 (qv)", False)
     d.mkdir(parents=True)
-    (tmp_path / "decisive" / "tweets").mkdir(parents=True)
-    for i, steps in enumerate([1000, 1000, 2000]):
-        (tmp_path / "decisive" / "tweets" / f"r{i}.json").write_text(json.dumps({"config": {"steps": steps}}))
     cal = {"eta_A": 1e-3, "gamma_eta_B": 4e-3, "settings": {"lora-alpha": {"coef": 11.31, "lr": 1e-3}},
            "command": "loralpha train ...", "horizons": {"short": 85, "long": 255, "target": 1000}, "cost_steps": 2975,
            "budget_steps": 3000, "wall_time_s": 1.0, "certainty": {"summary": "sure enough"}}
@@ -72,6 +69,16 @@ def test_a_table_is_compared_with_its_own_targets_rows_and_full_model(tmp_path, 
                 if x.startswith("| tweets@1000 (qv) (held out) |"))
     assert "(0.001, 0.004): LoRA-α c = 11.31, η = 0.001 | 0.6 [0.5752, 0.6248] | full-model at η = 6.32e-05:" in line
     assert "| 2975 / 4000 = 74.4% |" in line
+
+
+def test_the_grid_cost_counts_the_tables_own_trials_not_those_of_the_folder_it_shares():
+    folder = RESULTS / "decisive" / "tweets"
+    if not folder.is_dir():
+        pytest.skip("no decisive tweets records stored")
+    steps = [json.loads(p.read_text())["config"]["steps"] for p in folder.glob("*.json")]
+    at_1000 = sum(n for n in steps if n in (1000, 2000))  # tweets@1000's budget and its longer one
+    assert analysis.grid_steps("tweets@1000", False) == at_1000 < sum(steps)  # tweets (500 steps) shares the folder
+    assert analysis.grid_steps("tweets@1000 (qv)", False) == at_1000  # the qv rows are that table's too
 
 
 def test_a_table_without_its_seeds_is_pending(tmp_path, monkeypatch):

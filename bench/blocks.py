@@ -451,12 +451,18 @@ def calibration_headline() -> str:
             continue
         best, seeds = t["best"], t["seeds"]
         held = " (held out while the method was designed)" if t.get("held_out") else ""
+        lora, paper = t.get("best_lora"), t["paper"]
         said.append(f"on {name}{held}, probes costing {t['cost_share']:.1%} of the decisive grid's steps chose "
-                    f"LoRA-α c = {c['settings']['lora-alpha']['coef']:.4g} at η = {c['eta_A']:.3g}, whose held-out "
-                    f"{t['metric']} {seeds['mean']:.4g} [{seeds['lo']:.4g}, {seeds['hi']:.4g}] is **"
-                    f"{t['verdict']['said']}** of the best tuned rule, {best['arm']} at {best['select']['mean']:.4g} "
-                    f"[{best['select']['lo']:.4g}, {best['select']['hi']:.4g}] (untuned c = 256: "
-                    f"{t['paper']['select']['mean']:.4g})")
+                    f"LoRA-α c = {c['settings']['lora-alpha']['coef']:.4g} at η = {c['eta_A']:.3g}: held-out "
+                    f"{t['metric']} {seeds['mean']:.4g} [{seeds['lo']:.4g}, {seeds['hi']:.4g}] against the best tuned "
+                    f"rule, {best['arm']}, at {best['select']['mean']:.4g} [{best['select']['lo']:.4g}, "
+                    f"{best['select']['hi']:.4g}]: **{t['verdict']['said']}**"
+                    + (f", paired {t['paired_vs_best']['mean']:+.3g} [{t['paired_vs_best']['lo']:+.3g}, "
+                       f"{t['paired_vs_best']['hi']:+.3g}]" if t.get("paired_vs_best") else "")
+                    + (f" (the best tuned LoRA rule, {lora['arm']}: {t['verdict_lora']['said']})" if lora else "")
+                    + (f"; against untuned LoRA-α (c = 256, {paper['select']['mean']:.4g}) the paired difference is "
+                       f"{t['paired_vs_paper']['mean']:+.3g} [{t['paired_vs_paper']['lo']:+.3g}, "
+                       f"{t['paired_vs_paper']['hi']:+.3g}]" if t.get("paired_vs_paper") else ""))
     if not said:
         return ("`loralpha calibrate` (LoRA's learning rates from short probes, [BENCHMARKS.md §9]"
                 "(BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)) has no table with its 3 seeds "

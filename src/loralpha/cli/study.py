@@ -149,10 +149,10 @@ def calibrate_plane(
     config: dict,
     budget_steps: Optional[int] = typer.Option(None, "--budget", help="optimizer steps over all probes, never "
                                                                       "exceeded (default: 3 × --steps)"),
-    xs: Optional[str] = typer.Option(None, help="the map's η_A, comma-separated (default: 2e-5 … 2e-3, half a "
-                                                "decade apart)"),
-    ys: Optional[str] = typer.Option(None, help="the map's γ·η_B, comma-separated (default: the paper's point "
-                                                "× 10^±0.25, 10^±0.75)"),
+    xs: Optional[str] = typer.Option(None, help="the map's η_A, comma-separated (default: 10 × the task's full-FT "
+                                                "η × 10^±0.5, 10^±1, and itself)"),
+    ys: Optional[str] = typer.Option(None, help="the map's γ·η_B, comma-separated (default: the paper's point, "
+                                                "256/√r × the full-FT η, × 10^±0.25, 10^±0.75)"),
     seeds: str = typer.Option("0", help="seeds of every probe, comma-separated (a point scores their mean)"),
     out: Path = typer.Option(Path("runs/calibrate"), help="directory for calibrate.json and calibrate.png"),
 ) -> None:

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import scaling
+from .. import devices, scaling
 from ..checks import positive, positive_int
 from ..config import train_command
 from ..errors import UsageError
@@ -305,6 +305,7 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
     steps = positive_int(steps, "steps of the target run")
     rank = scaling.check_rank(rank)
     base = TrainConfig(task=task, rule="lora-alpha", rank=rank, steps=steps, **config_fields).check()
+    devices.autocast_dtype(devices.resolve(base.device), base.dtype)  # a device this machine lacks, before all
     dx, dy = default_lattice(task, rank)
     xs, ys = _lattice(xs, dx, "η_A (xs=)"), _lattice(ys, dy, "γ·η_B (ys=)")
     seeds = list(seeds)

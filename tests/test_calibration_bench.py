@@ -91,14 +91,14 @@ def test_a_table_without_its_seeds_is_pending(tmp_path, monkeypatch):
     assert analysis.summarize("sft-gemma", {}, quick=False)["state"] == "calibrating"
 
 
-@pytest.mark.parametrize("quick", [False, True])
-def test_the_stored_calibration_tables_are_what_the_committed_records_give(quick):
-    path = (RESULTS / "quick" if quick else RESULTS) / "calibration.json"
+def test_the_stored_calibration_tables_are_what_the_committed_records_give():
+    # (the committed results only: a smoke run's, in quick/, is not kept and reads a decisive smoke table that may be
+    # written after it)
+    path = RESULTS / "calibration.json"
     if not path.is_file():
         pytest.skip("no calibration results stored")
     stored = json.loads(path.read_text())["tables"]
-    base = RESULTS / "quick" if quick else RESULTS
-    decisive = json.loads((base / "decisive.json").read_text())["tasks"]
+    decisive = json.loads((RESULTS / "decisive.json").read_text())["tasks"]
     for name, kept in stored.items():
-        fresh = json.loads(json.dumps(analysis.summarize(name, decisive, quick), default=float))
+        fresh = json.loads(json.dumps(analysis.summarize(name, decisive, False), default=float))
         assert fresh == kept, f"{name}: rerun python bench/calibration.py --render && python bench/tables.py"

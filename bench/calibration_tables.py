@@ -64,7 +64,8 @@ def calibration(R: dict, folder: Path) -> list[str]:
             "with the best tuned LoRA rule and with untuned LoRA-α. `tweets@1000 (qv)` (PEFT's default "
             "query/value targets) was held out: the method and its defaults were fixed before any of its probes "
             "ran, and its comparison rows are the decisive table's qv rows (and full-model, which trains every "
-            "weight).", "",
+            "weight). The other two tables are not independent of the design: the map's default span was chosen "
+            "with their tuned optima in view (both lie inside it).", "",
             "| table | calibrated point (η_A, γ·η_B) | its held-out metric (3 seeds) | best tuned rule's | best tuned "
             "LoRA rule's | paper's c = 256 (untuned) | against the best tuned rule | probe cost / grid cost |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -10,14 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import missing  # noqa: E402
 from decisive_analysis import successors  # noqa: E402
 from decisive_plan import ORDER, task_of  # noqa: E402
-
-
-def ci(d: dict | None, spec: str = ".4g") -> str:
-    if not d:
-        return "—"
-    if d.get("lo") is None:
-        return f"{format(d['mean'], spec)} (n = {d.get('n', 1)})"
-    return f"{format(d['mean'], spec)} [{format(d['lo'], spec)}, {format(d['hi'], spec)}]"
+from decisive_tables import ci  # noqa: E402
 
 
 def rule_cell(r: dict | None) -> str:

@@ -23,7 +23,7 @@ def _span(p: dict) -> str:
     return f"{p['from_step']:g}{read} to {p['to_step']}"
 
 
-def _ci(d: dict | None, spec: str = ".4g") -> str:
+def ci(d: dict | None, spec: str = ".4g") -> str:
     if not d:
         return "—"
     if d.get("lo") is None:
@@ -119,7 +119,7 @@ def decisive(R: dict, folder: Path) -> list[str]:
             m = r.get("motion") or {}
             name = r["arm"] if r["tuned"] else f"**{r['arm']}**"
             lr = "—" if r["lr"] is None else f"{r['lr']:.3g}"
-            vals = [_ci(r["select"])] + ([_ci(r["report"], ".3f")] if rep != sel else [])
+            vals = [ci(r["select"])] + ([ci(r["report"], ".3f")] if rep != sel else [])
             bracketed = "— (untuned)" if not r["tuned"] else "yes" if r["bracketed"] else "not yet"
             out.append(f"| {name} | {lr} | {bracketed} | " + " | ".join(vals)
                        + f" | {_paired(r.get('paired_select'))} | {width} | {fmt(m.get('a_motion'), '.3g')} | "

@@ -1,3 +1,6 @@
+import importlib
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -31,3 +34,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def run_study_cli(args, capsys, monkeypatch):
+    """`loralpha ARGS` in-process: (exit code, stdout, stderr), the study commands' tables not wrapped."""
+    from rich.console import Console
+
+    from loralpha import cli
+
+    monkeypatch.setattr(sys, "argv", ["loralpha", *args])
+    monkeypatch.setattr(importlib.import_module("loralpha.cli.study"), "console", Console(width=200))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err

@@ -1,13 +1,12 @@
 import importlib
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
-from rich.console import Console
+from conftest import run_study_cli as run
 
-from loralpha import cli, runs
+from loralpha import runs
 from loralpha.errors import UsageError
 from loralpha.loop import RunResult, TrainConfig, train
 from loralpha.options import parse_options
@@ -156,13 +155,6 @@ def test_parse_options():
 # ---------------------------------------------------------------- the CLI
 
 
-def run(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["loralpha", *args])
-    monkeypatch.setattr(importlib.import_module("loralpha.cli.study"), "console", Console(width=200))
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_calibrate_command_prints_rounds_and_alphas_and_writes_json(tmp_path, capsys, monkeypatch):

@@ -1,14 +1,12 @@
-import importlib
 import json
 import math
 import re
-import sys
 
 import numpy as np
 import pytest
-from rich.console import Console
+from conftest import run_study_cli as run
 
-from loralpha import cli, scaling
+from loralpha import scaling
 from loralpha.errors import UsageError
 from loralpha.studies import laws
 from loralpha.studies.records import effective_lr
@@ -235,14 +233,6 @@ def test_load_records_reads_a_sweep_store(tmp_path):
 # ---------------------------------------------------------------- the CLI
 
 
-def run(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["loralpha", *args])
-    # no wrapping of the wide tables
-    monkeypatch.setattr(importlib.import_module("loralpha.cli.study"), "console", Console(width=200))
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_fit_command_prints_the_table_and_writes_fit_json(tmp_path, capsys, monkeypatch):

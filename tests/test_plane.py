@@ -2,16 +2,14 @@
 optimum that moves with the horizon, its budget, its answer as each rule writes it, the real teacher-student MLP
 against a grid at the target budget, and bad input."""
 
-import importlib
 import json
 import math
-import sys
 
 import pytest
-from rich.console import Console
+from conftest import run_study_cli as run
 
 import loralpha
-from loralpha import cli, scaling
+from loralpha import scaling
 from loralpha.errors import UsageError
 from loralpha.loop import RunResult, TrainConfig, train
 from loralpha.studies import plane
@@ -202,13 +200,6 @@ def test_on_the_teacher_student_mlp_the_point_trains_as_well_as_the_grid_best():
 # ---------------------------------------------------------------- the CLI
 
 
-def run(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["loralpha", *args])
-    monkeypatch.setattr(importlib.import_module("loralpha.cli.study"), "console", Console(width=200))
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_calibrate_command_prints_the_point_as_each_rule_and_the_train_command(tmp_path, capsys, monkeypatch):

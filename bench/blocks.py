@@ -13,6 +13,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 import rl_arith as rl_bench  # noqa: E402  (bench/rl_arith.py: the comparison's rules, seeds and steps)
+from calibration_tables import calibration_headline  # noqa: E402
 from decisive_analysis import CLAIMS, successors  # noqa: E402
 from decisive_plan import ORDER, SUBJECT  # noqa: E402
 
@@ -436,41 +437,6 @@ def decisive_headline() -> str:
                 "([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)) has no complete table yet.")
     return ("What loralpha has measured of the paper's main claim, at tuned η and a budget each table tests "
             "([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)): " + "; ".join(said) + ".")
-
-
-def calibration_headline() -> str:
-    """README's word on zero tuning: the calibrator's setting against each decisive table's best tuned rule, from
-    bench/results/calibration.json (written by `python bench/calibration.py`)."""
-    path = RESULTS / "calibration.json"
-    tables = load(path)["tables"] if path.is_file() else {}
-    said, waiting = [], []
-    for name, t in tables.items():
-        c = t.get("calibration")
-        if not c or t.get("state") != "complete" or not t.get("verdict"):
-            waiting.append(f"{name} ({t.get('state', 'not started')})")
-            continue
-        best, seeds = t["best"], t["seeds"]
-        held = " (held out while the method was designed)" if t.get("held_out") else ""
-        lora, paper = t.get("best_lora"), t["paper"]
-        said.append(f"on {name}{held}, probes costing {t['cost_share']:.1%} of the decisive grid's steps chose "
-                    f"LoRA-α c = {c['settings']['lora-alpha']['coef']:.4g} at η = {c['eta_A']:.3g}: held-out "
-                    f"{t['metric']} {seeds['mean']:.4g} [{seeds['lo']:.4g}, {seeds['hi']:.4g}] against the best tuned "
-                    f"rule, {best['arm']}, at {best['select']['mean']:.4g} [{best['select']['lo']:.4g}, "
-                    f"{best['select']['hi']:.4g}]: **{t['verdict']['said']}**"
-                    + (f", paired {t['paired_vs_best']['mean']:+.3g} [{t['paired_vs_best']['lo']:+.3g}, "
-                       f"{t['paired_vs_best']['hi']:+.3g}]" if t.get("paired_vs_best") else "")
-                    + (f" (the best tuned LoRA rule, {lora['arm']}: {t['verdict_lora']['said']})" if lora else "")
-                    + (f"; against untuned LoRA-α (c = 256, {paper['select']['mean']:.4g}) the paired difference is "
-                       f"{t['paired_vs_paper']['mean']:+.3g} [{t['paired_vs_paper']['lo']:+.3g}, "
-                       f"{t['paired_vs_paper']['hi']:+.3g}]" if t.get("paired_vs_paper") else ""))
-    if not said:
-        return ("`loralpha calibrate` (LoRA's learning rates from short probes, [BENCHMARKS.md §9]"
-                "(BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)) has no table with its 3 seeds "
-                "yet" + (f"; running: {'; '.join(waiting)}." if waiting else "."))
-    return ("Zero tuning, tested ([BENCHMARKS.md §9](BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)"
-            ": `loralpha calibrate` picks LoRA's two learning rates from short probes, then the setting trains at "
-            "the table's budget with 3 seeds): " + "; ".join(said) + "."
-            + (f" Still running: {'; '.join(waiting)}." if waiting else ""))
 
 
 BLOCKS: dict[str, Callable[[], str]] = {

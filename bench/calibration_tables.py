@@ -1,13 +1,15 @@
-"""BENCHMARKS.md §9, the calibrator against the decisive ground truth, rendered from bench/results/calibration.json
-(which `python bench/calibration.py --render` writes from the committed records); bench/tables.py puts it in place."""
+"""BENCHMARKS.md §9, the calibrator against the decisive ground truth, and README's calibration headline, rendered
+from bench/results/calibration.json (which `python bench/calibration.py --render` writes from the committed records);
+bench/tables.py and bench/docs.py put them in place."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import missing  # noqa: E402
+from common import RESULTS, missing  # noqa: E402
 from decisive_analysis import successors  # noqa: E402
 from decisive_plan import ORDER, task_of  # noqa: E402
 from decisive_tables import ci  # noqa: E402
@@ -98,3 +100,38 @@ def without_truth(R: dict, tables: dict) -> list[str]:
         return []
     return ["", "Not calibrated yet, for want of ground truth: the decisive tables of " + ", ".join(said)
             + " are not complete, so there is no tuned optimum to hold a calibration against."]
+
+
+def calibration_headline() -> str:
+    """README's word on zero tuning: the calibrator's setting against each decisive table's best tuned rule, from
+    bench/results/calibration.json (written by `python bench/calibration.py`)."""
+    path = RESULTS / "calibration.json"
+    tables = json.loads(path.read_text())["tables"] if path.is_file() else {}
+    said, waiting = [], []
+    for name, t in tables.items():
+        c = t.get("calibration")
+        if not c or t.get("state") != "complete" or not t.get("verdict"):
+            waiting.append(f"{name} ({t.get('state', 'not started')})")
+            continue
+        best, seeds = t["best"], t["seeds"]
+        held = " (held out while the method was designed)" if t.get("held_out") else ""
+        lora, paper = t.get("best_lora"), t["paper"]
+        said.append(f"on {name}{held}, probes costing {t['cost_share']:.1%} of the decisive grid's steps chose "
+                    f"LoRA-α c = {c['settings']['lora-alpha']['coef']:.4g} at η = {c['eta_A']:.3g}: held-out "
+                    f"{t['metric']} {seeds['mean']:.4g} [{seeds['lo']:.4g}, {seeds['hi']:.4g}] against the best tuned "
+                    f"rule, {best['arm']}, at {best['select']['mean']:.4g} [{best['select']['lo']:.4g}, "
+                    f"{best['select']['hi']:.4g}]: **{t['verdict']['said']}**"
+                    + (f", paired {t['paired_vs_best']['mean']:+.3g} [{t['paired_vs_best']['lo']:+.3g}, "
+                       f"{t['paired_vs_best']['hi']:+.3g}]" if t.get("paired_vs_best") else "")
+                    + (f" (the best tuned LoRA rule, {lora['arm']}: {t['verdict_lora']['said']})" if lora else "")
+                    + (f"; against untuned LoRA-α (c = 256, {paper['select']['mean']:.4g}) the paired difference is "
+                       f"{t['paired_vs_paper']['mean']:+.3g} [{t['paired_vs_paper']['lo']:+.3g}, "
+                       f"{t['paired_vs_paper']['hi']:+.3g}]" if t.get("paired_vs_paper") else ""))
+    if not said:
+        return ("`loralpha calibrate` (LoRA's learning rates from short probes, [BENCHMARKS.md §9]"
+                "(BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)) has no table with its 3 seeds "
+                "yet" + (f"; running: {'; '.join(waiting)}." if waiting else "."))
+    return ("Zero tuning, tested ([BENCHMARKS.md §9](BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)"
+            ": `loralpha calibrate` picks LoRA's two learning rates from short probes, then the setting trains at "
+            "the table's budget with 3 seeds): " + "; ".join(said) + "."
+            + (f" Still running: {'; '.join(waiting)}." if waiting else ""))

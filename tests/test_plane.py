@@ -13,7 +13,7 @@ from loralpha import scaling
 from loralpha.errors import UsageError
 from loralpha.loop import RunResult, TrainConfig, train
 from loralpha.studies import plane
-from loralpha.studies.plane import calibrate, carry, coef_of, horizons, quadratic_minimum
+from loralpha.studies.plane import calibrate, carry, coef_of, horizons, quadratic_fit, vertex
 
 TINY = {"batch_size": 32, "task_options": {"width": 32, "depth": 2, "n_eval": 64}}
 TINY_ARGS = ["--batch-size", "32", "--task-options", "width=32,depth=2,n_eval=64"]
@@ -124,9 +124,9 @@ def test_the_pieces_of_the_method():
         horizons(20, 1, 349, 1000)
     points = [(u, v, 1 + (u - 0.2) ** 2 + 2 * (v + 0.1) ** 2 + 0.5 * (u - 0.2) * (v + 0.1))
               for u in (-1, 0, 1) for v in (-1, 0, 1)]
-    assert quadratic_minimum(points) == pytest.approx((0.2, -0.1))
-    assert quadratic_minimum([(u, v, -u * u - v * v) for u, v, _ in points]) is None  # a maximum, not convex
-    assert quadratic_minimum(points[:5]) is None  # too few points for six coefficients
+    assert vertex(*quadratic_fit(points)[1:]) == pytest.approx((0.2, -0.1))
+    assert vertex(*quadratic_fit([(u, v, -u * u - v * v) for u, v, _ in points])[1:]) is None  # a maximum
+    assert quadratic_fit(points[:5]) is None  # too few points for six coefficients
     down = carry(1e-2, 5e-3, 100, 300, 3000)  # moved −0.30 decades over log10 3: slope −0.63
     assert down["slope"] == pytest.approx(math.log10(0.5) / math.log10(3))
     assert down["value"] == pytest.approx(5e-3 * 10 ** down["slope"])

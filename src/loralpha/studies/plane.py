@@ -167,13 +167,6 @@ def vertex(b: float, c: float, d: float, e: float, f: float) -> tuple[float, flo
     return (f * c - 2 * e * b) / det, (f * b - 2 * d * c) / det
 
 
-def quadratic_minimum(points: list[tuple[float, float, float]]) -> tuple[float, float] | None:
-    """The minimum (u, v) of the quadratic fitted to (u, v, z) points; None with fewer than 6 points or a fit that
-    is not convex."""
-    fit = quadratic_fit(points)
-    return None if fit is None else vertex(*fit[1:])
-
-
 def _axis_parabola(us: list[float], zs: list[float]) -> float | None:
     """The vertex of the parabola through three (u, z) with u ascending, or None (not convex or a diverged point)."""
     if len(us) != 3 or not all(math.isfinite(z) for z in zs):
@@ -259,18 +252,14 @@ def _arm(us: list[float], zs: list[float]) -> tuple[float, float] | None:
 
 
 def _flat_width(us: list[float], zs: list[float]) -> float | None:
-    """Decades over which the parabola through (us, zs) stays within FLAT of its minimum (None: not convex)."""
-    (u0, u1, u2), (z0, z1, z2) = us, zs
-    d1, d2 = (z1 - z0) / (u1 - u0), (z2 - z1) / (u2 - u1)
-    a = (d2 - d1) / (u2 - u0)
-    if not a > 0:
+    """Decades over which the parabola through an arm's three points stays within FLAT of its minimum (None: it does
+    not curve up, or its minimum is not above 0)."""
+    arm = _arm(us, zs)
+    if arm is None:
         return None
-    b = d1 - a * (u0 + u1)
-    vertex = -b / (2 * a)
-    bottom = a * vertex ** 2 + b * vertex + (z0 - a * u0 ** 2 - b * u0)
-    if not bottom > 0:
-        return None
-    return 2 * math.sqrt(FLAT * bottom / a)
+    slope, curvature = arm
+    bottom = zs[1] - slope * slope / (4 * curvature)
+    return 2 * math.sqrt(FLAT * bottom / curvature) if bottom > 0 else None
 
 
 def carry(short: float, long: float, t_short: int, t_long: int, target: int, measured: bool = True) -> dict[str, Any]:

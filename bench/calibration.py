@@ -61,7 +61,7 @@ def probe_fields(name: str, quick: bool) -> dict:
 
 def calibrate_table(name: str, quick: bool) -> dict:
     """Run (or resume) the calibration of one table; returns calibration.json's content."""
-    from loralpha.studies.plane import calibrate
+    from loralpha.studies.calibrate import calibrate
 
     d = where(name, quick)
     d.mkdir(parents=True, exist_ok=True)

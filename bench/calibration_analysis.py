@@ -119,7 +119,7 @@ def _row(r: dict | None) -> dict | None:
 
 def write(names: list[str], quick: bool) -> Path:
     """results/calibration.json and each calibrated table's figure (bench/results/calibration/<table>.png)."""
-    from loralpha.studies.plane import plot
+    from loralpha.studies.calibrate import plot
 
     base = RESULTS / "quick" if quick else RESULTS
     decisive_path = base / "decisive.json"

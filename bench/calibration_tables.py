@@ -48,7 +48,7 @@ def calibration(R: dict, folder: Path) -> list[str]:
     if "calibration" not in R:
         return out + missing("calibration")
     out += ["`loralpha calibrate` picks LoRA's point (η_A, γ·η_B) on the Adam plane for a task and a budget from "
-            "short probes (its docstring, `loralpha.studies.plane`, has the method): a 5 × 4 lattice half a decade "
+            "short probes (its docstring, `loralpha.studies.calibrate`, has the method): a 5 × 4 lattice half a decade "
             "apart at a short horizon, a plus of 5 points at 3× it, each axis carried to the target budget along "
             "the line through the two horizons' optima. Probes are scored by their own train loss on batches not "
             "yet seen, never by the held-out split. Its budget here is three runs' worth of steps (3 × the table's "

@@ -122,11 +122,11 @@ def losses(record: dict[str, Any]) -> list[float]:
 
 
 def calibrated(quick: bool, task: str = "teacher-student", wait: bool = True, **kwargs: Any) -> dict[str, Any] | None:
-    """`loralpha.studies.calibrate.calibrate(task, **kwargs)` as a dict, cached in the work dir (shared by scripts).
+    """`loralpha.studies.calibrate_c.calibrate(task, **kwargs)` as a dict, cached in the work dir (shared by scripts).
     While another live process computes the same calibration: wait for it, or (wait=False) return None."""
     import hashlib
 
-    from loralpha.studies.calibrate import calibrate
+    from loralpha.studies.calibrate_c import calibrate
 
     key = hashlib.sha256(json.dumps({"task": task, **kwargs}, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = work_dir("calibrate", quick) / f"{task}-{key}.json"

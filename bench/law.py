@@ -9,7 +9,7 @@ Sweeps: examples/teacher-student-sweep.yaml (rule `fixed`, η = 5e-5, 150 steps,
 seed), run with `loralpha.sweep.run_sweep` into the same stores `loralpha sweep` uses
 (studies/NAME/study.db, so trials already there are not rerun), fitted with `loralpha.studies.laws.fit`
 (α* per rank by the parabola in log α; 95% bootstrap intervals; fixed exponents compared by
-leave-one-rank-out error). `loralpha.studies.calibrate.calibrate` picks c at one small rank (teacher-
+leave-one-rank-out error). `loralpha.studies.calibrate_c.calibrate` picks c at one small rank (teacher-
 student: r = 4, 2000 steps, c ∈ 1, 2, 4, …, 4096; tweets: r = 2, 300 steps of 8 tweets,
 c ∈ 1, 4, 16, …, 4096, to fit the time budget); its prediction c·√r is
 compared with the sweep's α* at every rank.

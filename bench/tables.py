@@ -163,7 +163,7 @@ def search(R: dict, folder: Path) -> list[str]:
 def law(R: dict, folder: Path) -> list[str]:
     out = ["## 4. The law α* = c·r^p", "",
            *command("law", folder, R, " (the example sweeps into studies/, then "
-                                      "loralpha.studies.laws.fit and loralpha.studies.calibrate)")]
+                                      "loralpha.studies.laws.fit and loralpha.studies.calibrate_c)")]
     if "law" not in R:
         return out + missing("law")
     L = R["law"]

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from loralpha import TrainConfig, cli, runs, train
-from loralpha.cli.options import config_options, flags_of, in_cli_terms
+from loralpha.cli.flags import config_options, flags_of, in_cli_terms
 from loralpha.config import AdapterOptions
 from loralpha.errors import UsageError
 from loralpha.options import default_of, flag_of, help_of, option

@@ -183,8 +183,8 @@ def test_compare_and_calibrate_take_the_dtype_into_every_run(tmp_path, capsys, m
         seen.append((config.device, config.dtype))
         return original(config, **kw)
 
+    monkeypatch.setattr("loralpha.studies.calibrate_c.train", spy)
     monkeypatch.setattr("loralpha.studies.calibrate.train", spy)
-    monkeypatch.setattr("loralpha.studies.plane.train", spy)
     code, _, err = run(["calibrate", "--task", "teacher-student", "--rank", "2", "--steps", "30", "--budget", "300",
                         "--xs", "1e-3,2e-3,4e-3", "--ys", "1e-3,2e-3,4e-3", "--batch-size", "16", "--task-options",
                         "width=16,depth=2", "--device", "cpu", "--dtype", "bfloat16", "--out", str(tmp_path / "p")],

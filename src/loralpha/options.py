@@ -4,7 +4,7 @@ differently from Python, how to read and write it as text.
     rank: int = option(8, "LoRA rank r")
     targets: list[str] | None = option(None, "modules to adapt, comma-separated", text=CSV)
 
-The `loralpha` commands derive their options from these fields (`loralpha.cli.options`), the run
+The `loralpha` commands derive their options from these fields (`loralpha.cli.flags`), the run
 record writes them (`dataclasses.asdict`), the sweep spec accepts them as keys, and the report turns
 a recorded config back into the command that reruns it (`command_line`). `text` is a `Text`: the
 option's flag (default: the field's name with dashes), how to parse the flag's string into the field's

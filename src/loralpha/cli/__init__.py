@@ -2,10 +2,10 @@
 run exits with 1); the library's errors name Python arguments, which are said here as the flags.
 
     app.py      the Typer app and its consoles
-    options.py  options derived from config dataclasses; library messages in the command line's terms
+    flags.py    options derived from config dataclasses; library messages in the command line's terms
     run.py      train, compare, spectrum, rules
     study.py    sweep, fit, calibrate
-    demo.py     demo, report
+    report.py   demo, report
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import warnings
 import typer
 
 from ..errors import UsageError
-from . import demo, run, study  # noqa: F401  (each registers its commands on app)
+from . import report, run, study  # noqa: F401  (each registers its commands on app)
 from .app import app, console, err
-from .options import flags_of, in_cli_terms
+from .flags import flags_of, in_cli_terms
 
 __all__ = ["app", "main"]
 

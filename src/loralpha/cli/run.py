@@ -1,5 +1,5 @@
 """The run commands of `loralpha`: train, compare, spectrum and rules. Their options that set a run
-are derived from `TrainConfig` (see `loralpha.cli.options`)."""
+are derived from `TrainConfig` (see `loralpha.cli.flags`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..options import command_line
 from ..tasks import TASKS, TaskFlags
 from .app import app, console, csv, err, numbers
-from .options import config_options
+from .flags import config_options
 
 # torch, PEFT and the models load when a command trains, not when the command line starts (--help, bad flags)
 

@@ -12,7 +12,7 @@ from .. import runs, scaling
 from ..config import TrainConfig
 from ..errors import UsageError
 from .app import app, console, err, numbers
-from .options import config_options
+from .flags import config_options
 
 
 @app.command()
@@ -159,7 +159,7 @@ def calibrate_plane(
     """Pick LoRA's learning rates for a task and a budget from short probes: the point (η_A, γ·η_B) of the
     Adam plane, from a map at a short horizon and a check at 3× it, carried to --steps. Prints it as LoRA-α's c
     and η, as plain LoRA's and LoRA+'s settings, and as the `loralpha train` command that uses it."""
-    from ..studies import plane
+    from ..studies import calibrate as calibrator
 
     task = config.pop("task")
     x_grid = numbers(xs, float, "--xs") if xs is not None else None
@@ -171,8 +171,8 @@ def calibrate_plane(
         console.print(f"{p['stage']:5s} η_A = {p['x']:.3g}  γ·η_B = {p['y']:.3g}  {p['steps']} steps: {score}")
 
     try:
-        cal = plane.calibrate(task, budget_steps=budget_steps, xs=x_grid, ys=y_grid, seeds=seed_list, on_probe=said,
-                              **config)
+        cal = calibrator.calibrate(task, budget_steps=budget_steps, xs=x_grid, ys=y_grid, seeds=seed_list,
+                                   on_probe=said, **config)
     except KeyboardInterrupt:
         err.print("calibration interrupted; nothing written")
         raise typer.Exit(130) from None
@@ -198,7 +198,7 @@ def calibrate_plane(
     try:
         out.mkdir(parents=True, exist_ok=True)
         runs.write_json(out / "calibrate.json", cal.to_dict())
-        plane.plot(cal.to_dict(), out / "calibrate.png")
+        calibrator.plot(cal.to_dict(), out / "calibrate.png")
     except OSError as e:
         raise UsageError(f"cannot write calibrate.json into {out}: {e.strerror or e}") from None
     console.print(f"wrote {out / 'calibrate.json'} and {out / 'calibrate.png'}")
@@ -232,7 +232,7 @@ def calibrate_coef(
                       f"best c = {rnd['best']:g} (loss {best['loss']:.4g}); keep {kept}")
 
     try:
-        from ..studies.calibrate import calibrate as run_probes
+        from ..studies.calibrate_c import calibrate as run_probes
 
         cal = run_probes(task, rank=config.pop("rank"), budget_steps=budget_steps, coefs=grid, seeds=seed_list,
                          on_round=report, **config)

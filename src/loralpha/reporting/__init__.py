@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import UsageError
 from ..studies.demo import MANIFEST, STORE
 from ..studies.records import STORE_SUFFIXES
-from .demo import demo_report
+from .demo_report import demo_report
 from .document import Figure, Report, Section, Table, fmt
 from .render import markdown, to_html, write
 from .sections import calibration_report, run_report, store_report, train_command

@@ -193,7 +193,7 @@ def calibration_command(cal: dict[str, Any]) -> str:
 def calibration_report(path: Path, out: Path) -> Report:
     """The report of `loralpha calibrate`'s calibrate.json: the chosen point as each rule writes it, how sure,
     every probe, and the probes and the point on the Adam plane."""
-    from ..studies.plane import plot
+    from ..studies.calibrate import plot
 
     try:
         cal = runs.read_json(path)

@@ -31,7 +31,7 @@ from ..diagnostics import spectrum as sp
 from ..errors import UsageError
 from ..sweep import Trial, run_sweep, trial_id
 from ..tasks import TASKS
-from .calibrate import calibrate
+from .calibrate_c import calibrate
 from .records import effective_alpha, effective_lr
 
 MANIFEST = "demo.json"

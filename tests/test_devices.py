@@ -18,8 +18,8 @@ from test_interrupt import fault_at
 from transformers import BatchEncoding
 
 from loralpha import AdapterSpec, FitOptions, TrainConfig, checkpoints, devices, fit, runs, train
-from loralpha.diagnostics import spectrum
 from loralpha.errors import UsageError
+from loralpha.studies import spectrum
 from loralpha.sweep import Trial, run_sweep, trial_id
 from loralpha.sweep.engine import run_trial
 from loralpha.tasks import sft

@@ -91,7 +91,7 @@ def test_step_gap():
 
 def test_spectrum_sweep_writes_json_and_plot(tmp_path):
     from loralpha import TrainConfig, runs
-    from loralpha.diagnostics.spectrum import measure, sweep
+    from loralpha.studies.spectrum import measure, sweep
 
     base = TrainConfig(task="teacher-student", steps=0, task_options={"width": 8, "depth": 2, "n_eval": 16},
                        batch_size=16)
@@ -113,7 +113,7 @@ def test_one_step_restores_the_model_and_scales_with_gamma():
     """At B = 0 Adam's first step moves B by η·sign(γ·G·Aᵀ) whatever γ is, so the merged update
     γ·ΔB·A — and the step along the full-space eigenvector — grows linearly with γ."""
     from loralpha import TrainConfig
-    from loralpha.diagnostics.spectrum import measure, one_step
+    from loralpha.studies.spectrum import measure, one_step
 
     model, loss, _ = small_model()
     spec = AdapterSpec(rule="lora-alpha", rank=2, targets=["q", "v"], coef=4.0)

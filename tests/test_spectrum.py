@@ -1,4 +1,4 @@
-"""Spectra after training (`loralpha.diagnostics.spectrum` with steps > 0) and the `loralpha spectrum` command.
+"""Spectra after training (`loralpha.studies.spectrum` with steps > 0) and the `loralpha spectrum` command.
 (Spectra at initialisation and the solvers: tests/test_hessian.py.)"""
 
 import json
@@ -11,8 +11,8 @@ from PIL import Image
 from test_cli import run
 
 from loralpha import TrainConfig, tasks
-from loralpha.diagnostics import spectrum
 from loralpha.errors import UsageError
+from loralpha.studies import spectrum
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = {"width": 16, "depth": 2, "n_eval": 16}

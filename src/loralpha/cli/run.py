@@ -191,7 +191,7 @@ def spectrum(
                       f"{r['adapter']['hvp_calls']}+{r['full']['hvp_calls']}",
                       f"{r['adapter']['seconds'] + r['full']['seconds']:.1f}")
 
-    from ..diagnostics.spectrum import sweep as spectrum_sweep
+    from ..studies.spectrum import sweep as spectrum_sweep
 
     spectrum_sweep(base, names, rank_list, out, k=k, method=method, on_result=show)
     console.print(table)

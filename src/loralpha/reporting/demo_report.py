@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import runs, scaling
-from ..diagnostics.spectrum import plot
 from ..studies.demo import HEAD_RULES, MANIFEST, STORE, effective, steps_to_reach
+from ..studies.spectrum import plot
 from ..sweep import Store
 from ..tasks import TASKS
 from .document import Figure, Report, Section, Table, fmt, fmt_lr

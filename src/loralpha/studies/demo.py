@@ -27,10 +27,10 @@ from typing import Any
 
 from .. import devices, runs, scaling
 from ..config import TrainConfig
-from ..diagnostics import spectrum as sp
 from ..errors import UsageError
 from ..sweep import Trial, run_sweep, trial_id
 from ..tasks import TASKS
+from . import spectrum as sp
 from .calibrate_c import calibrate
 from .records import effective_alpha, effective_lr
 

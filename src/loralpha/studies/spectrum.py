@@ -3,7 +3,7 @@ full-weight space, for several ranks and α rules, on one fixed batch of a task.
 
 For each (rule, rank) the task's model is adapted (seeded), optionally trained for a
 few steps under that rule, and then both spectra are taken at that point (see
-`loralpha.hessian`). The result goes to `spectrum.json` and `spectrum.png`.
+`loralpha.diagnostics.hessian`). The result goes to `spectrum.json` and `spectrum.png`.
 
 The optimization gap: from the same point, one AdamW step of the rule (its α, its η, a
 fresh optimizer state, so the step is Adam's first, ≈ η·sign(g) per coordinate) is taken
@@ -30,10 +30,10 @@ import torch
 
 from .. import adapters, devices, runs, scaling, tasks
 from ..adapters import AdapterSpec
+from ..diagnostics.hessian import adapter_parameters, step_gap, top_eigenvalues
+from ..diagnostics.signal_drift import lora_layers
 from ..errors import UsageError
 from ..loop import TrainConfig, fit
-from .hessian import adapter_parameters, step_gap, top_eigenvalues
-from .signal_drift import lora_layers
 
 
 def measure(config: TrainConfig, k: int = 3, method: str = "lanczos",

@@ -17,7 +17,7 @@ from test_cli import run as run_cli
 
 from loralpha import TrainConfig, runs, tasks, train
 from loralpha.errors import UsageError
-from loralpha.loop import TIMINGS
+from loralpha.runlog import TIMINGS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = {"width": 32, "depth": 2, "n_eval": 64}

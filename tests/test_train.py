@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from loralpha import AdapterSpec, FitOptions, TrainConfig, adapters, fit, runs, tasks, train
 from loralpha.errors import UsageError
-from loralpha.loop import TIMINGS
+from loralpha.runlog import TIMINGS
 from loralpha.tasks import teacher_student
 
 SMALL = {"width": 32, "depth": 3, "n_eval": 256}

@@ -17,14 +17,15 @@ from .scaling import RULES, gamma, lora_alpha
 
 if TYPE_CHECKING:
     from .adapters import adapt
-    from .loop import RunResult, fit, train
+    from .loop import fit, train
+    from .runlog import RunResult
     from .studies.calibrate import calibrate
 
 __version__ = "0.1.0"
 
 # what needs torch and PEFT loads on first use, so that `import loralpha.config` (and the command line's
 # --help, its flags and its one-line errors) do not pay for them
-_LAZY = {"adapt": "adapters", "RunResult": "loop", "fit": "loop", "train": "loop", "calibrate": "studies.calibrate"}
+_LAZY = {"adapt": "adapters", "RunResult": "runlog", "fit": "loop", "train": "loop", "calibrate": "studies.calibrate"}
 
 
 def __getattr__(name: str) -> Any:

@@ -102,8 +102,11 @@ class FitOptions:
                                    "passes under bfloat16 autocast); adapters, heads, every trained weight and the "
                                    "optimizer state stay float32")
 
-    def check_fit(self) -> None:
-        """Reject bad loop values (an unset lr is allowed here: `train` resolves it, `fit` needs it)."""
+    def check_fit(self, need_lr: bool = False) -> None:
+        """Reject bad loop values; the one check of the learning rates on their way to AdamW. An unset lr is
+        allowed unless `need_lr` (`train` resolves it to the rule's default, `fit` needs it given)."""
+        if self.lr is None and need_lr:
+            raise UsageError("fit needs a learning rate: pass lr= in its options (train() takes the rule's default)")
         if self.lr is not None:
             positive(self.lr, "learning rate")
         if self.head_lr is not None:

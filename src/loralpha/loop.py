@@ -1,5 +1,6 @@
 """The training loop: AdamW, warm-up + cosine (or constant) schedule, optional
-clipping, periodic evaluation, divergence detection and the run directory.
+clipping, periodic evaluation and divergence detection; what a run writes goes to
+its one recorder (`loralpha.runlog`).
 
 `fit` trains any `torch.nn.Module` under an `AdapterSpec` given batches and a
 loss; `train` does the same for a named task from a `TrainConfig`. Both return
@@ -30,59 +31,27 @@ config.json's `runtime` states what the run computed on, read off the model.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import adapters, checkpoints, devices, runs, tasks
+from . import adapters, devices, tasks
 from .adapters import AdapterSpec
-from .checkpoints import CHECKPOINT
-from .checks import positive_int
 from .config import FitOptions, TrainConfig
-from .diagnostics.signal_drift import SignalDriftTracker, tensorboard_scalars
-from .errors import UsageError
 from .faults import StopRequest, finite_grads, locate_fault
+from .runlog import Run, RunLog, RunOutput, RunResult, preflight
 
 __all__ = ["FitOptions", "RunResult", "TrainConfig", "fit", "train"]
 
+Loss = Callable[[nn.Module, Any], torch.Tensor]  # loss(model, batch): a scalar
+Evaluate = Callable[[nn.Module], dict[str, float]]  # evaluate(model): held-out metrics by name
 FINAL_WINDOW = 10  # final_loss = mean train loss over the last this-many steps
-IN_PROCESS = ("model", "signal_drift", "losses")  # RunResult fields summary.json leaves out (metrics.jsonl has losses)
-TIMINGS = ("wall_time_s", "load_time_s", "train_time_s", "eval_time_s")  # the summary's clock readings
-
-
-@dataclass
-class RunResult:
-    status: str  # done, diverged or interrupted
-    steps: int  # optimizer steps taken
-    final_loss: float | None  # mean train loss over the last FINAL_WINDOW steps (None if diverged)
-    eval: dict[str, float]  # held-out metrics at the end
-    wall_time_s: float  # the loop's wall time: training steps plus the held-out evaluations in it
-    diverged_at: int | None = None
-    reason: str | None = None
-    run_dir: str | None = None
-    diverged_layer: str | None = None  # first module with a non-finite output (or parameter with a non-finite gradient)
-    resumed_from: int | None = None  # the checkpoint step this run continued from
-    model: nn.Module | None = field(default=None, repr=False, compare=False)  # the trained model, in-process
-    signal_drift: list[dict[str, Any]] = field(default_factory=list, repr=False)  # tracker records, in-process
-    eval_time_s: float = 0.0  # of wall_time_s, the part spent in held-out evaluations
-    load_time_s: float | None = None  # building the model and data before the loop (train() measures it)
-    losses: list[float] = field(default_factory=list, repr=False)  # the train loss of every step, in-process
-
-    @property
-    def train_time_s(self) -> float:
-        """Of wall_time_s, the part spent training (steps, tracking, logging)."""
-        return self.wall_time_s - self.eval_time_s
-
-    def summary(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in IN_PROCESS}
-        return {**out, "train_time_s": self.train_time_s}
 
 
 def _schedule(opt: torch.optim.Optimizer, kind: str, warmup: float, steps: int):
@@ -105,124 +74,67 @@ def _batches(source: Iterable[Any]):
             return
 
 
-def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any], torch.Tensor],
-        spec: AdapterSpec, options: FitOptions, *, evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
-        out: str | Path | None = None, overwrite: bool = False, resume: bool = False,
-        checkpoint_every: int | None = None, progress: bool = False, record: dict[str, Any] | None = None,
-        tensorboard: str | Path | None = None, load_time_s: float | None = None) -> RunResult:
+def fit(model: nn.Module, batches: Iterable[Any], loss: Loss,
+        spec: AdapterSpec, options: FitOptions, *, evaluate: Evaluate | None = None,
+        load_time_s: float | None = None, **output: Any) -> RunResult:
     """Adapt `model` under `spec` and train it for `options.steps` AdamW steps on `loss(model, batch)`.
 
     `options.lr` must be set here (`train` resolves an unset one to the rule's default η for the
     task). `evaluate(model)` returns held-out metrics; it runs at step 0, every `eval_every` steps
     and at the end. With `track_every`, Signal-Drift metrics are taken every that many steps.
-    With `out`, writes the run directory (see `loralpha.runs`): `record` adds to its config.json.
-    With `checkpoint_every`, `out/checkpoint.pt` is rewritten every that many steps; `resume`
-    continues the run in `out` from it (or starts it, when `out` holds no run yet).
-    With `tensorboard`, writes TensorBoard event files into that directory: every metrics.jsonl value
-    (`train/loss`, `train/lr`, `eval/<metric>`) and the tracker's `signal_drift/{mean,weighted}/<metric>`;
-    a resumed run appends to it and hides the steps after its checkpoint that the first try had logged.
+    `output` takes the keywords of `RunOutput`: with `out`, writes the run directory (see
+    `loralpha.runs`; `record` adds to its config.json, `overwrite` replaces a taken one). With
+    `checkpoint_every`, `out/checkpoint.pt` is rewritten every that many steps; `resume` continues the
+    run in `out` from it (or starts it, when `out` holds no run yet). With `tensorboard`, writes
+    TensorBoard event files into that directory: every metrics.jsonl value (`train/loss`, `train/lr`,
+    `eval/<metric>`) and the tracker's `signal_drift/{mean,weighted}/<metric>`; a resumed run appends to
+    it and hides the steps after its checkpoint that the first try had logged. `progress` shows a bar.
     The result splits the loop's wall time into training and evaluation; `load_time_s`, the caller's time
     spent building the model and data, is recorded beside them.
     The adapted model trains on `options.device` (`loss` receives batches already moved there; `evaluate`
     must put what it builds itself on the model's device) with its frozen weights in `options.dtype`.
     """
     options = copy.copy(options)
-    options.check_fit()
-    if options.lr is None:
-        raise UsageError("fit needs a learning rate: pass lr= in its options (train() takes the rule's default)")
-    device = devices.resolve(options.device)
-    amp = devices.autocast_dtype(device, options.dtype)
-    if tensorboard is not None:
-        _summary_writer()
-    if checkpoint_every is not None:
-        checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
-    run_dir = Path(out) if out is not None else None
-    check_run_directory(run_dir, overwrite, resume, checkpoint_every)
-    if run_dir is not None and not (resume and runs.resumable(run_dir, {})):
-        runs.prepare(run_dir, overwrite)
-    steps = options.steps
-    torch.manual_seed(options.seed)
-    model = adapters.adapt(model, spec)
-    devices.set_precision(model, devices.torch_dtype(options.dtype))
-    model.to(device)
-    opt = adapters.optimizer(model, spec, options.lr, options.weight_decay, options.head_lr)
-    sched = _schedule(opt, options.schedule, options.warmup, steps)
-    named = adapters.trainable_parameters(model)
-    tracker = None  # made before a checkpoint is loaded: it keeps the initial A (seeded) to measure A's motion
-    if options.track_every is not None:
-        if spec.full:
-            raise UsageError(f"Signal-Drift tracking (track_every=) needs LoRA layers; rule {spec.rule!r} has none")
-        tracker = SignalDriftTracker(model, every=options.track_every,
-                                     path=run_dir / "signal_drift.jsonl" if run_dir else None)
-    trainable = [p for _, p in named]
-    state = None
-    if run_dir is not None:
-        state = _open_run(run_dir, model, spec, options, named, opt, sched, record, overwrite, resume, checkpoint_every,
-                          devices.runtime(model, device, amp))
+    options.check_fit(need_lr=True)
+    run = preflight(options, RunOutput(**output), expected={})
+    run.load_time_s = load_time_s
+    return _fit(model, batches, loss, spec, run, evaluate)
+
+
+def _fit(model: nn.Module, batches: Iterable[Any], loss: Loss,
+         spec: AdapterSpec, run: Run, evaluate: Evaluate | None) -> RunResult:
+    """The loop of `fit` and `train`, on a `run` that `preflight` checked."""
+    options, device, log = run.options, run.device, RunLog(run)
+    model, opt, sched, named = _setup(model, spec, run)
+    state = log.open(model, spec, named, opt, sched)
     start_step = state["step"] if state else 0
-    if state:  # the rows after the checkpoint are about to be trained again
-        for name in ("metrics.jsonl", "signal_drift.jsonl"):
-            checkpoints.truncate_rows(run_dir / name, start_step)
-    board = None
-    if tensorboard is not None:  # on resuming, the steps about to be trained again are purged from the view
-        board = _open_board(tensorboard, purge_step=(start_step + 1 if state else 0) if resume else None)
-    # line-buffered: a killed run keeps its rows
-    log = open(run_dir / "metrics.jsonl", "a" if state else "w", buffering=1) if run_dir is not None else None
-
-    eval_time = 0.0
-
-    def forward_loss(net: nn.Module, batch: Any) -> torch.Tensor:
-        with devices.autocast(device, amp):  # the backward pass runs outside autocast, as torch advises
-            return loss(net, batch)
-
-    def evaluation() -> dict[str, float]:
-        nonlocal eval_time
-        if evaluate is None:
-            return {}
-        began = time.perf_counter()
-        model.eval()
-        with devices.autocast(device, amp):
-            metrics = evaluate(model)
-        model.train()
-        eval_time += time.perf_counter() - began
-        return metrics
-
-    status, reason, diverged_at, diverged_layer, completed = "done", None, None, None, start_step
-    stream = _batches(batches)
+    result = RunResult(status="done", steps=start_step, final_loss=None, eval={}, wall_time_s=0.0,
+                       run_dir=str(log.dir) if log.dir else None, resumed_from=start_step if state else None,
+                       load_time_s=run.load_time_s)
+    held_out, forward_loss = _Evaluation(model, evaluate, run), _under_autocast(loss, run)
+    stream, trainable = _batches(batches), [p for _, p in named]
     losses: list[float] = list(state["losses"]) if state else []
     metrics: dict[str, float] = dict(state["metrics"]) if state else {}
-    start = time.perf_counter()
-    bar = None
-    stop = StopRequest()
+    start, stop = time.perf_counter(), StopRequest()
     try:
         with stop:
             if state:
-                for _ in range(start_step):  # the batches the checkpointed steps trained on (batch order is seeded)
-                    next(stream, None)
-                torch.set_rng_state(state["rng"])
-                if "cuda_rng" in state and device.type == "cuda":
-                    torch.cuda.set_rng_state(state["cuda_rng"], device)
+                _restore(state, stream, device)
             else:
-                metrics = evaluation()
-                if log:
-                    _write(log, json.dumps(runs.clean({"step": 0, **metrics})) + "\n")
-                if board:
-                    _to_board(board, {"step": 0, **metrics})
-            bar = _progress(progress, steps)
+                metrics = held_out()
+                log.row({"step": 0, **metrics}, metrics)
+            log.start()
             model.train()
-            for step in range(start_step + 1, steps + 1):
-                if stop.requested:  # Ctrl-C came during the last step, which finished: the state is whole
+            for step in range(start_step + 1, options.steps + 1):
+                # Ctrl-C came during the last step, which finished (the state is whole), or a finite iterator ran out
+                batch = None if stop.requested else next(stream, None)
+                if batch is None:
                     break
-                batch = next(stream, None)
-                if batch is None:  # a finite iterator ran out
-                    break
-                batch = devices.to_device(batch, device)
-                if tracker:
-                    tracker.begin(step)
-                current, fault = _forward_backward(model, forward_loss, batch, step, opt, named, losses,
-                                                   options.diverge_ratio)
+                log.begin(step)
+                current, fault = _forward_backward(model, forward_loss, devices.to_device(batch, device), step, opt,
+                                                   named, losses, options.diverge_ratio)
                 if fault:
-                    status, diverged_at, (reason, diverged_layer) = "diverged", step, fault
+                    result.status, result.diverged_at, (result.reason, result.diverged_layer) = "diverged", step, fault
                     break
                 losses.append(current)
                 if options.grad_clip is not None:
@@ -230,56 +142,97 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Callable[[nn.Module, Any
                 row: dict[str, Any] = {"step": step, "loss": current, "lr": sched.get_last_lr()[0]}
                 opt.step()
                 sched.step()
-                completed = step
-                drift = tracker.end(step) if tracker else None
-                if board and drift:
-                    for tag, value in tensorboard_scalars(drift).items():
-                        board.add_scalar(tag, value, step)
-                if step % options.eval_every == 0 or step == steps:
-                    metrics = evaluation()
+                result.steps = step
+                log.stepped(step)
+                if step % options.eval_every == 0 or step == options.steps:
+                    metrics = held_out()
                     row.update(metrics)
-                    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-                    if bad:
-                        status, diverged_at, reason = "diverged", step, f"eval {bad[0]} is not finite at step {step}"
-                if log:
-                    _write(log, json.dumps(runs.clean(row)) + "\n")
-                if board:
-                    _to_board(board, row)
-                if bar:
-                    bar.update(step, current, metrics)
-                if status == "diverged":
+                    _check_finite(result, metrics, step)
+                log.row(row, metrics)
+                if result.status == "diverged":
                     break
-                if checkpoint_every and step % checkpoint_every == 0 and step < steps:
-                    checkpoints.save(run_dir / CHECKPOINT, step, named, opt, sched, losses, metrics, device)
-        if stop.requested and status == "done" and completed < steps:
-            status, reason = "interrupted", f"interrupted by the user after step {completed}"
-            if checkpoint_every and completed > start_step:  # stopped between steps: the state is whole
-                checkpoints.save(run_dir / CHECKPOINT, completed, named, opt, sched, losses, metrics, device)
+                if log.checkpoint_due(step):
+                    log.checkpoint(step, losses, metrics)
+        if stop.requested and result.status == "done" and result.steps < options.steps:
+            result.status, result.reason = "interrupted", f"interrupted by the user after step {result.steps}"
+            if result.steps > start_step:  # stopped between steps: the state is whole
+                log.checkpoint(result.steps, losses, metrics)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: stop at once, mid-step maybe
-        status, reason = "interrupted", f"interrupted by the user after step {completed}"
+        result.status, result.reason = "interrupted", f"interrupted by the user after step {result.steps}"
     finally:
-        if tracker:
-            tracker.close()
-        if bar:
-            bar.close()
-        if log:
-            log.close()
-        if board:
-            board.close()
-    wall = time.perf_counter() - start
-    final = sum(losses[-FINAL_WINDOW:]) / len(losses[-FINAL_WINDOW:]) if losses and status != "diverged" else None
-    result = RunResult(status=status, steps=completed, final_loss=final,
-                       eval=metrics if status != "diverged" else {}, wall_time_s=wall, diverged_at=diverged_at,
-                       reason=reason, run_dir=str(run_dir) if run_dir else None, model=model,
-                       signal_drift=tracker.records if tracker else [], diverged_layer=diverged_layer,
-                       resumed_from=start_step if state else None, eval_time_s=eval_time, load_time_s=load_time_s,
-                       losses=list(losses))
-    if run_dir is not None:
-        _close_run(run_dir, model, spec, result, checkpoint_every)
+        log.stop()
+    _finish(result, time.perf_counter() - start, held_out.seconds, losses, metrics, model, log.drift)
+    log.close(model, result)
     return result
 
 
-def _forward_backward(model: nn.Module, loss: Callable[[nn.Module, Any], torch.Tensor], batch: Any, step: int,
+def _setup(model: nn.Module, spec: AdapterSpec, run: Run):
+    """The adapted model (seeded) on the run's device with its frozen weights in the run's dtype, its AdamW
+    optimizer and schedule, and its trainable parameters by name."""
+    options = run.options
+    torch.manual_seed(options.seed)
+    model = adapters.adapt(model, spec)
+    devices.set_precision(model, devices.torch_dtype(options.dtype))
+    model.to(run.device)
+    opt = adapters.optimizer(model, spec, options.lr, options.weight_decay, options.head_lr)
+    sched = _schedule(opt, options.schedule, options.warmup, options.steps)
+    return model, opt, sched, adapters.trainable_parameters(model)
+
+
+def _restore(state: dict[str, Any], stream, device: torch.device) -> None:
+    """Continue from a checkpoint: skip the batches its steps trained on (batch order is seeded) and put
+    the RNG back as it was."""
+    for _ in range(state["step"]):
+        next(stream, None)
+    torch.set_rng_state(state["rng"])
+    if "cuda_rng" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+
+
+class _Evaluation:
+    """The held-out evaluation: the model in eval mode, under the run's autocast; `seconds` adds up its time."""
+
+    def __init__(self, model: nn.Module, evaluate: Evaluate | None, run: Run):
+        self.model, self.evaluate, self.run, self.seconds = model, evaluate, run, 0.0
+
+    def __call__(self) -> dict[str, float]:
+        if self.evaluate is None:
+            return {}
+        began = time.perf_counter()
+        self.model.eval()
+        with devices.autocast(self.run.device, self.run.amp):
+            metrics = self.evaluate(self.model)
+        self.model.train()
+        self.seconds += time.perf_counter() - began
+        return metrics
+
+
+def _under_autocast(loss: Loss, run: Run) -> Loss:
+    def forward_loss(net: nn.Module, batch: Any) -> torch.Tensor:
+        with devices.autocast(run.device, run.amp):  # the backward pass runs outside autocast, as torch advises
+            return loss(net, batch)
+    return forward_loss
+
+
+def _check_finite(result: RunResult, metrics: dict[str, float], step: int) -> None:
+    """A held-out metric that is not finite ends the run as diverged."""
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        result.status, result.diverged_at = "diverged", step
+        result.reason = f"eval {bad[0]} is not finite at step {step}"
+
+
+def _finish(result: RunResult, wall: float, eval_time: float, losses: list[float], metrics: dict[str, float],
+            model: nn.Module, drift: list[dict[str, Any]]) -> None:
+    """Fill in what the result knows only at the end (a diverged run has no final loss or metrics)."""
+    last = losses[-FINAL_WINDOW:]
+    result.final_loss = sum(last) / len(last) if last and result.status != "diverged" else None
+    result.eval = metrics if result.status != "diverged" else {}
+    result.wall_time_s, result.eval_time_s = wall, eval_time
+    result.model, result.signal_drift, result.losses = model, drift, list(losses)
+
+
+def _forward_backward(model: nn.Module, loss: Loss, batch: Any, step: int,
                       opt: torch.optim.Optimizer, named: list[tuple[str, nn.Parameter]], losses: list[float],
                       diverge_ratio: float) -> tuple[float, tuple[str, str | None] | None]:
     """The loss and gradients of one step: (loss, None) when the step may be taken, else (loss, (reason,
@@ -302,84 +255,6 @@ def _forward_backward(model: nn.Module, loss: Callable[[nn.Module, Any], torch.T
     return current, None
 
 
-def _close_run(run_dir: Path, model: nn.Module, spec: AdapterSpec, result: RunResult,
-               checkpoint_every: int | None) -> None:
-    """Save the adapter (or weights) and summary.json; a finished run drops its checkpoint."""
-    try:
-        adapters.save(model, spec, run_dir / "adapter", run_dir / "adapter-init")
-        runs.write_json(run_dir / "summary.json", result.summary())
-    except OSError as e:
-        raise UsageError(f"cannot save the run into {run_dir}: {e.strerror or e}"
-                         + ("; free some space and rerun with resume=True" if checkpoint_every else "")) from None
-    if result.status != "interrupted":
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)  # finished: nothing is left to resume
-
-
-def _summary_writer() -> type:
-    """torch's SummaryWriter; tensorboard is an optional extra (loralpha[tensorboard])."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise UsageError("tensorboard= needs the package tensorboard: pip install tensorboard") from None
-    return SummaryWriter
-
-
-def _open_board(directory: str | Path, purge_step: int | None):
-    """A SummaryWriter into `directory`; with `purge_step`, TensorBoard hides the events logged there
-    at that step and after (a resumed run logs them again)."""
-    try:
-        return _summary_writer()(str(directory), purge_step=purge_step)
-    except OSError as e:
-        raise UsageError(f"cannot write TensorBoard events into {directory}: {e.strerror or e}; "
-                         "give another tensorboard= directory") from None
-
-
-def _to_board(board, row: dict[str, Any]) -> None:
-    """One metrics.jsonl row as TensorBoard scalars: loss and lr as train/<key>, the held-out metrics as eval/<key>."""
-    for key, value in row.items():
-        if key != "step":
-            board.add_scalar(f"train/{key}" if key in ("loss", "lr") else f"eval/{key}", value, row["step"])
-
-
-def _write(log, text: str) -> None:
-    try:
-        log.write(text)
-    except OSError as e:
-        raise UsageError(f"cannot write {log.name}: {e.strerror or e}; free some space and rerun") from None
-
-
-def check_run_directory(out: Path | None, overwrite: bool, resume: bool, checkpoint_every: int | None) -> None:
-    """The run-directory arguments that cannot go together."""
-    if (checkpoint_every is not None or resume) and out is None:
-        raise UsageError("checkpoints and resuming need a run directory; give one with out=")
-    if resume and overwrite:
-        raise UsageError("resume=True continues a run and overwrite=True replaces it; choose one")
-
-
-def _open_run(run_dir: Path, model: nn.Module, spec: AdapterSpec, options: FitOptions, named, opt, sched,
-              record: dict[str, Any] | None, overwrite: bool, resume: bool,
-              checkpoint_every: int | None, runtime: dict[str, Any]) -> dict[str, Any] | None:
-    """Write config.json (and the initial adapter PiSSA/OLoRA need) into the run directory; with
-    `resume`, the checkpoint's state to continue from (None: start at step 0). `runtime` (the device and
-    dtypes, `devices.runtime`) is recorded but not compared on resuming: a run may continue elsewhere."""
-    trainable = [p for _, p in named]
-    record = {**(record or {}), "spec": asdict(spec), **asdict(options),
-              "trainable_params": sum(p.numel() for p in trainable)}
-    if not spec.full:
-        record.update(lora_alpha=spec.lora_alpha(spec.rank), gamma=spec.lora_alpha(spec.rank) / spec.rank)
-    state = None
-    if resume and runs.resumable(run_dir, record):
-        state = checkpoints.load(run_dir / CHECKPOINT, named, opt, sched)
-        if state is None:  # an unfinished run without a checkpoint starts again from step 0
-            runs.prepare(run_dir, overwrite=True)
-    weights = sum(p.numel() * p.element_size() for p in trainable)
-    # the adapter, and a checkpoint (weights + Adam's two moments) twice while it is replaced
-    runs.check_space(run_dir, weights * (7 if checkpoint_every else 1) + 200 * options.steps + 2**20,
-                     "adapter, metrics and checkpoints" if checkpoint_every else "adapter and metrics")
-    adapters.save_initial(model, spec, run_dir / "adapter-init")
-    runs.write_json(run_dir / "config.json", {**record, "runtime": runtime, "versions": runs.versions()})
-    return state
-
 
 def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = False,
           progress: bool = False, checkpoint_every: int | None = None, resume: bool = False,
@@ -388,45 +263,15 @@ def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = 
     checkpoints, resuming and `tensorboard`. `evaluate=False` skips the held-out evaluations (for
     probes scored by their train loss, as in `calibrate`)."""
     config.check()
-    if tensorboard is not None:  # refuse a missing package before making the run directory
-        _summary_writer()
-    check_run_directory(Path(out) if out is not None else None, overwrite, resume, checkpoint_every)
-    devices.autocast_dtype(devices.resolve(config.device), config.dtype)  # a device this machine lacks, before all
-    if out is not None and resume:  # refuse another run's directory, or a finished one, before building the task
-        runs.resumable(Path(out), {"config": asdict(config)})
-    elif out is not None:  # refuse a taken directory before spending time on the task
-        runs.prepare(out, overwrite)
-        overwrite = True
+    output = RunOutput(out, overwrite, resume, checkpoint_every, progress, tensorboard)
+    # a taken directory, another run's or a finished one, and a device this machine lacks, before the task is built
+    run = preflight(config, output, expected={"config": asdict(config)})
     torch.manual_seed(config.seed)
     began = time.perf_counter()
     task = tasks.build(config.task, seed=config.seed, batch_size=config.batch_size, **config.task_options)
-    load_time = time.perf_counter() - began
-    record = {"config": asdict(config), "task_info": task.info, "metric": task.metric,
-              "higher_is_better": task.higher_is_better}
-    return fit(task.model, task.batches, task.loss, config.adapter_spec(task), config.fit_options(task),
-               evaluate=task.evaluate if evaluate else None, out=out, overwrite=overwrite, resume=resume,
-               checkpoint_every=checkpoint_every, progress=progress, record=record, tensorboard=tensorboard,
-               load_time_s=load_time)
-
-
-class _Bar:
-    """A rich progress bar showing the loss and the headline eval metric."""
-
-    def __init__(self, steps: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[info]}"), transient=False)
-        self.task = self.progress.add_task("train", total=steps, info="")
-        self.progress.start()
-
-    def update(self, step: int, loss: float, metrics: dict[str, float]) -> None:
-        info = f"loss {loss:.4g}" + "".join(f"  {k} {v:.4g}" for k, v in list(metrics.items())[:2])
-        self.progress.update(self.task, completed=step, info=info)
-
-    def close(self) -> None:
-        self.progress.stop()
-
-
-def _progress(enabled: bool, steps: int) -> _Bar | None:
-    return _Bar(steps) if enabled else None
+    run.load_time_s = time.perf_counter() - began
+    run.options = config.fit_options(task)
+    output.record = {"config": asdict(config), "task_info": task.info, "metric": task.metric,
+                     "higher_is_better": task.higher_is_better}
+    return _fit(task.model, task.batches, task.loss, config.adapter_spec(task), run,
+                task.evaluate if evaluate else None)

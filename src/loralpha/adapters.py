@@ -19,7 +19,6 @@ from safetensors.torch import save_file
 from torch import nn
 
 from . import scaling
-from .checks import positive
 from .config import INITS, AdapterSpec
 from .errors import UsageError
 
@@ -115,9 +114,9 @@ def optimizer(model: nn.Module, spec: AdapterSpec, lr: float, weight_decay: floa
     """AdamW over the trainable parameters; LoRA+ groups (B at lr × ratio) for `loraplus`.
 
     With `head_lr`, the head modules (a new classifier, say) learn at that rate under every
-    rule, so rules differ only in how they train the adapted layers.
+    rule, so rules differ only in how they train the adapted layers. The rates are taken as given:
+    `FitOptions.check_fit` checks them where they enter the library.
     """
-    lr = positive(lr, "learning rate")
     if scaling.check_rule(spec.rule).lora_plus:
         opt = create_loraplus_optimizer(model, optimizer_cls=torch.optim.AdamW, lr=lr,
                                         loraplus_lr_ratio=spec.loraplus_ratio, weight_decay=weight_decay)
@@ -128,8 +127,7 @@ def optimizer(model: nn.Module, spec: AdapterSpec, lr: float, weight_decay: floa
         ids = {id(p) for p in heads}
         for group in opt.param_groups:
             group["params"] = [p for p in group["params"] if id(p) not in ids]
-        opt.add_param_group({"params": heads, "lr": positive(head_lr, "head learning rate"),
-                             "weight_decay": weight_decay})
+        opt.add_param_group({"params": heads, "lr": head_lr, "weight_decay": weight_decay})
     return opt
 
 

@@ -96,3 +96,13 @@ def test_the_majority_class_is_the_baseline_of_a_classifier(tmp_path):
     assert not runs.at_baseline(0.66, reference) and not runs.at_baseline(None, reference)
     lower = {"metric": "eval_loss", "name": "untouched model (step 0)", "value": 2.9, "higher_is_better": False}
     assert runs.at_baseline(2.9, lower) and not runs.at_baseline(2.5, lower)
+
+
+def test_a_bad_learning_rate_is_refused_before_torch_loads():
+    import subprocess
+
+    code = ("import sys\nfrom loralpha import cli\nsys.argv = ['loralpha', 'train', '--lr', '0']\n"
+            "try:\n    cli.main()\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert "learning rate must be a positive finite number" in done.stderr

@@ -61,7 +61,8 @@ def train(
     task, rule, rank, seed = config["task"], config["rule"], config["rank"], config["seed"]
     config["task_options"] = {**TaskFlags(**flags).options(task), **config["task_options"]}
     out = out or Path("runs") / f"{task}-{rule}-r{rank}-s{seed}"
-    result = run(TrainConfig(**config), out=out, overwrite=overwrite, progress=not quiet,
+    # the library's own check, run before the loop's import pulls in torch, so a bad flag answers in a second
+    result = run(TrainConfig(**config).check(), out=out, overwrite=overwrite, progress=not quiet,
                  checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard)
     table = Table(title=f"{task} · {rule} · r={rank}", show_header=False)
     table.add_row("status", result.status)

@@ -1,4 +1,4 @@
-"""What the calibration benchmark's records say (bench/calibration.py runs it): per decisive table, the calibrated
+"""What the calibration benchmark's records say (bench/calibration/run.py runs it): per decisive table, the calibrated
 point, its held-out metric over 3 seeds against the best tuned rule's 95% interval and the paper's c = 256, and the
 probes' cost against the table's grid. Writes bench/results/calibration.json and one figure per table."""
 
@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from calibration import HELD_OUT, SEEDS, TABLES, decisive_table, records, where  # noqa: E402
-from common import RESULTS, ROOT, machine  # noqa: E402
-from decisive_analysis import interval  # noqa: E402
-from decisive_plan import RANK, load, plan, settings  # noqa: E402
+from bench.calibration.plan import HELD_OUT, SEEDS, TABLES, decisive_table, records, where
+from bench.common import RESULTS, ROOT, machine
+from bench.decisive.analysis import interval
+from bench.decisive.plan import RANK, load, plan, settings
 
 
 def _values(recs: dict[str, dict], metric: str) -> list[float | None]:

@@ -2,11 +2,11 @@
 picks the point (η_A, γ·η_B) from short probes, then the chosen setting trains at the table's budget with 3 seeds,
 and its held-out metric is compared with the best tuned rule's 95% interval.
 
-    python bench/calibration.py --tables tweets@1000          # calibrate, then the 3 seeds (resumes from records)
-    python bench/calibration.py --status                      # what is stored
-    python bench/calibration.py --render                      # results/calibration.json from the records (then
+    python -m bench.calibration.run --tables tweets@1000          # calibrate, then the 3 seeds (resumes from records)
+    python -m bench.calibration.run --status                      # what is stored
+    python -m bench.calibration.run --render                      # results/calibration.json from the records (then
                                                               # tables.py and docs.py)
-    python bench/calibration.py --quick                       # a tiny teacher-student: a smoke run
+    python -m bench.calibration.run --quick                       # a tiny teacher-student: a smoke run
 
 Records (bench/results/calibration/<table>/): probes.jsonl, one line per finished probe as it lands (a rerun trains
 only the probes it lacks); calibration.json, the calibrator's answer; <trial id>.json, the chosen setting's runs at
@@ -23,40 +23,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, WORK  # noqa: E402
-from decisive_plan import QUICK, SETTINGS, Arm, config  # noqa: E402
-
-OUT = RESULTS / "calibration"
-TABLES = {"tweets@1000": "all", "sft-gemma": "all", "tweets@1000 (qv)": "qv"}  # table -> targets of the run
-HELD_OUT = "tweets@1000 (qv)"
-SEEDS = [0, 1, 2]
-BUDGET_RUNS = 3  # probe budget = this × the table's steps
-QUICK_BUDGET = 400  # --quick: the 12-step MLP's three runs are too few steps for 20 map and 5 check probes
-
-
-def decisive_table(name: str) -> str:
-    return name.split(" ")[0]
-
-
-def where(name: str, quick: bool) -> Path:
-    base = RESULTS / "quick" / "calibration" if quick else OUT
-    return base / name.replace(" ", "").replace("(", "-").replace(")", "")
-
-
-def setting(name: str, quick: bool):
-    return (QUICK if quick else SETTINGS)[decisive_table(name)]
-
-
-def probe_fields(name: str, quick: bool) -> dict:
-    """The TrainConfig fields of the table's runs that the calibrator does not set (its task, budget and data)."""
-    s = setting(name, quick)
-    c = config(decisive_table(name), s, Arm("lora-alpha", TABLES.get(name, "all")), 1e-4, 0)
-    return {"steps": c.steps, "batch_size": c.batch_size, "targets": c.targets, "task_options": c.task_options}
+from bench.calibration.analysis import write
+from bench.calibration.plan import (
+    BUDGET_RUNS,
+    QUICK_BUDGET,
+    SEEDS,
+    TABLES,
+    decisive_table,
+    probe_fields,
+    records,
+    setting,
+    where,
+)
+from bench.common import WORK
+from bench.decisive.plan import Arm, config
+from bench.decisive.run import record_of
 
 
 def calibrate_table(name: str, quick: bool) -> dict:
@@ -125,19 +109,12 @@ def run_seeds(name: str, cal: dict, quick: bool, threads: int, only: list[int] |
 
 def export_to(store: Path, d: Path, tid: str) -> None:
     """The finished trial `tid` of `store` as its record in `d` (the decisive benchmark's format)."""
-    from decisive import record_of
-
     from loralpha.sweep import Store
 
     with Store(store) as st:
         for trial in st.records():
             if trial["id"] == tid and trial["status"] in ("done", "diverged"):
                 (d / f"{tid}.json").write_text(json.dumps(record_of(trial), indent=1, default=float) + "\n")
-
-
-def records(name: str, quick: bool) -> dict[str, dict]:
-    d = where(name, quick)
-    return {p.stem: json.loads(p.read_text()) for p in sorted(d.glob("*.json")) if p.name != "calibration.json"}
 
 
 def main() -> None:
@@ -156,8 +133,6 @@ def main() -> None:
         unknown = [n for n in names if n not in TABLES]
         if unknown:
             p.error(f"unknown table {unknown[0]!r}; choose from {', '.join(TABLES)}")
-    from calibration_analysis import write
-
     if args.render:
         print(f"wrote {write(names if args.quick else list(TABLES), args.quick)}")
         return

@@ -1,18 +1,16 @@
 """BENCHMARKS.md §9, the calibrator against the decisive ground truth, and README's calibration headline, rendered
-from bench/results/calibration.json (which `python bench/calibration.py --render` writes from the committed records);
-bench/tables.py and bench/docs.py put them in place."""
+from bench/results/calibration.json (which `python -m bench.calibration.run --render` writes from the committed
+records); bench/render/benchmarks.py and bench/render/docs.py put them in place."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, missing  # noqa: E402
-from decisive_analysis import successors  # noqa: E402
-from decisive_plan import ORDER, task_of  # noqa: E402
-from decisive_tables import ci  # noqa: E402
+from bench.common import RESULTS, missing
+from bench.decisive.analysis import successors
+from bench.decisive.plan import ORDER, task_of
+from bench.decisive.tables import ci
 
 
 def rule_cell(r: dict | None) -> str:
@@ -42,11 +40,11 @@ def outcome(t: dict) -> str:
 def calibration(R: dict, folder: Path) -> list[str]:
     out = ["## 9. The calibrator against the decisive ground truth", "",
            "```", "make bench-calibration                      # the same, then these tables and the docs' blocks",
-           "python bench/calibration.py                  # calibrate each table, then its setting with 3 seeds "
-           "(resumes from the records)", "python bench/calibration.py --render         # only calibration.json "
+           "python -m bench.calibration.run                  # calibrate each table, then its setting with 3 seeds "
+           "(resumes from the records)", "python -m bench.calibration.run --render         # only calibration.json "
            "and the figures, from the records", "```", ""]
     if "calibration" not in R:
-        return out + missing("calibration")
+        return out + missing("calibration.run", "calibration")
     out += ["`loralpha calibrate` picks LoRA's point (η_A, γ·η_B) on the Adam plane for a task and a budget from "
             "short probes (its docstring, `loralpha.studies.calibrate`, has the method): a 5 × 4 lattice half a decade "
             "apart at a short horizon, a plus of 5 points at 3× it, each axis carried to the target budget along "
@@ -104,7 +102,7 @@ def without_truth(R: dict, tables: dict) -> list[str]:
 
 def calibration_headline() -> str:
     """README's word on zero tuning: the calibrator's setting against each decisive table's best tuned rule, from
-    bench/results/calibration.json (written by `python bench/calibration.py`)."""
+    bench/results/calibration.json (written by `python -m bench.calibration.run`)."""
     path = RESULTS / "calibration.json"
     tables = json.loads(path.read_text())["tables"] if path.is_file() else {}
     said, waiting = [], []

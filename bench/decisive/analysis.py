@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-import decisive_plan  # noqa: E402
-from decisive_plan import PLATEAU, RANK, SEEDS, SUBJECT, Arm, Setting, config, cost, lattice, load, plan, settings  # noqa: E402, E501
+from bench.common import save
+from bench.decisive import plan as decisive_plan
+from bench.decisive.plan import PLATEAU, RANK, SEEDS, SUBJECT, Arm, Setting, config, cost, lattice, load, plan, settings  # noqa: E501
 
 CLAIMS = {  # the paper's claims, as the verdict table names them
     "untuned": "LoRA-α at the full-FT η (untuned) ties or beats each tuned baseline",
@@ -303,8 +302,6 @@ def successors(tables: dict[str, dict]) -> dict[str, str]:
 def write_summary(tasks: list[str], quick: bool, tables: dict[str, dict] | None = None) -> Path:
     """results/decisive.json (quick/decisive.json): every task's table, from the records (or `tables`, where the
     caller has summarized them already)."""
-    from common import save
-
     if tables is None:
         tables = {t: table(t, quick) for t in tasks if load(t, quick)}
     return save("decisive", {"tasks": tables}, quick)

@@ -1,5 +1,5 @@
 """BENCHMARKS.md §7's figures, one per decisive table, drawn from the committed records alone
-(`python bench/decisive.py --render` writes them beside decisive.json):
+(`python -m bench.decisive.run --render` writes them beside decisive.json):
 
 1. the held-out selection metric over training of each row at its best η (seed 0; untuned LoRA-α at the full-FT η);
 2. the budget test: the best-tuned baseline's held-out curve at the table's budget and at each longer one, with
@@ -9,21 +9,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-import decisive_plan  # noqa: E402
-from decisive_plan import config, load, settings  # noqa: E402
+from bench.decisive import plan as decisive_plan
+from bench.decisive.analysis import summarize
+from bench.decisive.plan import config, load, settings
 
 
 def series(table: str, quick: bool, summary: dict | None = None) -> dict:
     """What the figure of `table` draws, from its records: {"rows": {row: {"lr", "eval", "a_motion", "b_norm"}},
     "budgets": {steps: held-out curve}, "baseline", "baseline_lr", "select"}; each curve a list of (step, value).
-    The budget panel's baseline is the one the table's budget test names (bench/decisive_analysis.py); `summary`
+    The budget panel's baseline is the one the table's budget test names (bench/decisive/analysis.py); `summary`
     is the table's summary where the caller has it already."""
-    from decisive_analysis import summarize
-
     from loralpha.sweep import trial_id
 
     s = settings(quick)[table]

@@ -1,5 +1,5 @@
 """What the decisive benchmark runs: its settings per task, its arms, the η lattice, and the plan of trials
-grown from the records so far (bench/decisive.py runs it; bench/decisive_analysis.py reads the records).
+grown from the records so far (bench/decisive/run.py runs it; bench/decisive/analysis.py reads the records).
 
 The protocol, per task (all at rank 8, targets: every linear layer of the blocks unless an arm says qv; on
 clip-digits, of both towers: the text tower's linear layers and the CNN's convolutions and last layer):
@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS  # noqa: E402
-
-from loralpha import TrainConfig  # noqa: E402
-from loralpha.tasks.base import facts  # noqa: E402
+from bench.common import RESULTS
+from loralpha import TrainConfig
+from loralpha.tasks.base import facts
 
 DECISIVE = RESULTS / "decisive"
 SUBJECT = "lora-alpha"  # the rule on trial; every other rule is a baseline it is measured against
@@ -115,7 +112,7 @@ QUICK = {"teacher-student": Setting(steps=12, batch_size=32, targets=None,
                                     starts={"lora-alpha": 1, "2rank": 3, "full-model": 0}, evals=2, tracks=3,
                                     select="rel_mse", report="rel_mse")}
 ORDER = ["sft-gemma", "tweets", "tweets@1000", "bbc-news", "clip-digits", "teacher-student"]
-# rl-arith is not here yet: its first comparison (bench/rl_arith.py, 3 rules × 2 seeds at 100 GRPO steps; the
+# rl-arith is not here yet: its first comparison (bench/examples/rl_arith.py, 3 rules × 2 seeds at 100 GRPO steps; the
 # s / step of each run is in docs/results/rl-arith/) comes first, and Gemma's weights cannot travel to a GPU
 # machine without a registry, so its grid would be CPU hours on top of sft-gemma's.
 

@@ -1,44 +1,42 @@
 """The decisive benchmark: every rule at a budget where the tuned baselines have plateaued, each rule's η
 bracketed, 3 seeds with intervals, and every finished trial kept in the repo as it lands.
 
-    python bench/decisive.py                          # run what is missing: sft-gemma, tweets, bbc-news, ...
-    python bench/decisive.py --tasks tweets           # one task
-    python bench/decisive.py --status                 # how complete each table is, from the stored records
-    python bench/decisive.py --render                 # results/decisive.json and each table's figure from the
+    python -m bench.decisive.run                          # run what is missing: sft-gemma, tweets, bbc-news, ...
+    python -m bench.decisive.run --tasks tweets           # one task
+    python -m bench.decisive.run --status                 # how complete each table is, from the stored records
+    python -m bench.decisive.run --render                 # results/decisive.json and each table's figure from the
                                                       # records (then tables.py)
-    python bench/decisive.py --quick                  # a tiny teacher-student: a smoke run (records in quick/)
+    python -m bench.decisive.run --quick                  # a tiny teacher-student: a smoke run (records in quick/)
 
-On a GPU machine (bench/gpu_check.py --prepare carries the embedded model and corpora there), many trials share
+On a GPU machine (bench/device/gpu_check.py --prepare carries the embedded model and corpora there), many trials share
 the one GPU and no trial starts after --deadline minutes, so the records are back before the machine's limit:
 
-    PYTHONPATH=src:gpu-carry/site python3 bench/decisive.py --tasks tweets@1000,bbc-news,clip-digits,teacher-student \
-        --workers 8 --deadline 6; cp -r bench/results/decisive $OUT/
+    PYTHONPATH=src:gpu-carry/site python3 -m bench.decisive.run \
+        --tasks tweets@1000,bbc-news,clip-digits,teacher-student --workers 8 --deadline 6
+    cp -r bench/results/decisive $OUT/
 
 Records: bench/results/decisive/<task>/<trial id>.json, one per finished trial (config, status, metrics, the
 held-out curve, the train-loss curve, the Signal-Drift per-factor motion, wall time split into load, train
-and eval, machine). A rerun reads them and runs only what is missing, on any machine; `bench/tables.py`
+and eval, machine). A rerun reads them and runs only what is missing, on any machine; `bench/render/benchmarks.py`
 renders BENCHMARKS.md's decisive tables from them alone.
 
-The protocol (the settings, arms, lattice and plan) is in bench/decisive_plan.py; what the records say (the
-tables and verdicts) in bench/decisive_analysis.py.
+The protocol (the settings, arms, lattice and plan) is in bench/decisive/plan.py; what the records say (the
+tables and verdicts) in bench/decisive/analysis.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import WORK, machine  # noqa: E402
-from decisive_analysis import table, write_summary  # noqa: E402
-from decisive_figures import draw  # noqa: E402
-from decisive_plan import CURVE_POINTS, ORDER, folder, load, plan, settings  # noqa: E402
-
-from loralpha import TrainConfig  # noqa: E402
+from bench.common import WORK, machine
+from bench.decisive.analysis import table, write_summary
+from bench.decisive.figures import draw
+from bench.decisive.plan import CURVE_POINTS, ORDER, folder, load, plan, settings
+from loralpha import TrainConfig
 
 # ------------------------------------------------------------------ records
 

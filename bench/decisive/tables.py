@@ -1,18 +1,15 @@
 """BENCHMARKS.md §7, the decisive benchmark: its tables and verdicts, rendered from bench/results/decisive.json
-(which bench/decisive.py writes from the committed records); bench/tables.py puts it in its place."""
+(which bench/decisive/run.py writes from the committed records); bench/render/benchmarks.py puts it in its place."""
 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, missing, stamp  # noqa: E402
-from decisive_analysis import CLAIMS, successors  # noqa: E402
-from decisive_figures import path_of  # noqa: E402
-
-from loralpha.reporting import fmt  # noqa: E402
+from bench.common import ROOT, missing, stamp
+from bench.decisive.analysis import CLAIMS, successors
+from bench.decisive.figures import path_of
+from loralpha.reporting import fmt
 
 
 def _span(p: dict) -> str:
@@ -42,13 +39,13 @@ def _paired(d: dict | None) -> str:
 def decisive(R: dict, folder: Path) -> list[str]:
     out = ["## 7. The decisive benchmark", "",
            "```", "make bench-decisive                 # the same, then these tables and the docs' blocks",
-           "python bench/decisive.py            # runs what is missing (hours on 2 cores), then writes "
-           "bench/results/decisive.json", "python bench/decisive.py --status   # how complete each table is",
-           "python bench/decisive.py --render   # only decisive.json, from the records",
-           "python bench/decisive.py --workers 8 --deadline 6   # a lent GPU: many trials at once, none started "
+           "python -m bench.decisive.run            # runs what is missing (hours on 2 cores), then writes "
+           "bench/results/decisive.json", "python -m bench.decisive.run --status   # how complete each table is",
+           "python -m bench.decisive.run --render   # only decisive.json, from the records",
+           "python -m bench.decisive.run --workers 8 --deadline 6   # a lent GPU: many trials at once, none started "
            "after 6 min (see its docstring)", "```", ""]
     if "decisive" not in R:
-        return out + missing("decisive")
+        return out + missing("decisive.run", "decisive")
     D = R["decisive"]
     out += ["Every rule at rank 8 on every linear layer of the blocks (and, on tweets, PEFT's default query/value "
             "for the rows marked qv), each at a fixed budget that the table tests, η on a lattice half a decade "
@@ -142,7 +139,7 @@ def decisive(R: dict, folder: Path) -> list[str]:
                     cells.append(f"**{g[sel]:.4g}**" if best else f"{g[sel]:.4g}")
             out.append(f"| {r['arm']} | " + " | ".join(cells) + " |")
         figure = path_of(task, quick=False)
-        if figure.is_file():  # drawn from the same records by bench/decisive.py --render
+        if figure.is_file():  # drawn from the same records by bench/decisive/run.py --render
             out += ["", f"![{task}: held-out curves at each best η, the budget test, the per-factor motion]"
                     f"({figure.relative_to(ROOT)})"]
         out.append("")

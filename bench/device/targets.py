@@ -1,8 +1,8 @@
 """Speed targets of the paths users train on: the SFT loss from labelled positions against full logits, local
 sweep workers against one, the share of a default run spent in held-out evaluation.
 
-    python bench/targets.py            # ~10 min on 2 cores, on an otherwise idle machine (needs loralpha[llm])
-    python bench/targets.py --quick    # the same paths on a tiny Llama and a tiny MLP: a smoke run
+    python -m bench.device.targets            # ~10 min on 2 cores, on an otherwise idle machine (needs loralpha[llm])
+    python -m bench.device.targets --quick    # the same paths on a tiny Llama and a tiny MLP: a smoke run
 
 - labelled: one training step (forward + backward) of sft-gemma with `labelled_loss` (what the task trains with)
   against `model(**batch).loss`, alternating on the same batch, 3 of each, medians; at the task's default batch
@@ -13,7 +13,7 @@ sweep workers against one, the share of a default run spent in held-out evaluati
 - eval share: a short default-settings run of tweets and of sft-gemma (`train`, its summary's train and eval
   times) gives a step's and an evaluation's time; the share is what a default run (200 steps, evaluations at
   0, 50, …, 200) would spend evaluating.
-(Plain-PEFT step parity is bench/peft_step.py.)
+(Plain-PEFT step parity is bench/suite/peft_step.py.)
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, bench_parser, save  # noqa: E402
-
-from loralpha import TrainConfig, tasks, train  # noqa: E402
-from loralpha.config import FitOptions  # noqa: E402
+from bench.common import RESULTS, ROOT, bench_parser, save
+from bench.examples.sft_gemma import tiny_setup
+from loralpha import TrainConfig, tasks, train
+from loralpha.config import FitOptions
 
 DEFAULT = FitOptions()  # a default run: its steps and evaluation interval
 
@@ -39,8 +38,6 @@ DEFAULT = FitOptions()  # a default run: its steps and evaluation interval
 def _sft_setup(quick: bool, long: bool, folder: Path) -> dict:
     """The task options of the sft-gemma batches (or, quick, a tiny Llama on a small file)."""
     if quick:
-        from sft_gemma import tiny_setup
-
         setup = tiny_setup(folder)
         if long:
             rows = [{"prompt": " ".join(["word"] * 40) + f" {i}", "response": f"{i}"} for i in range(12)]
@@ -105,8 +102,8 @@ def labelled(quick: bool) -> dict:
 
 
 def _rss_in_fresh_process(way: str, setup: dict) -> float:
-    done = subprocess.run([sys.executable, __file__, "--rss", way, "--setup", json.dumps(setup)],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run([sys.executable, "-m", "bench.device.targets", "--rss", way, "--setup", json.dumps(setup)],
+                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     return float(done.stdout.strip().splitlines()[-1])
@@ -167,8 +164,6 @@ def eval_share(quick: bool) -> dict:
         runs = {"tweets": {"task": "tweets", "task_options": {}}, "sft-gemma": {"task": "sft-gemma",
                                                                                  "task_options": {}}}
         if quick:
-            from sft_gemma import tiny_setup
-
             runs = {"sft (tiny)": tiny_setup(Path(tmp))}
         steps, every = (4, 2) if quick else (12, 6)
         for name, setup in runs.items():

@@ -8,8 +8,8 @@ budget, 3 seeds each, with each run's time. Every run is
 each run records its held-out curve and the relative change of eval_loss over the last fifth of the steps,
 so a reader can check that it flattened.
 
-    python bench/clip_digits.py           # → docs/results/clip-digits/clip_digits.json (runs resumable)
-    python bench/clip_digits.py --quick   # the same path on a tiny text tower and a small pairs file
+    python -m bench.examples.clip_digits           # → docs/results/clip-digits/clip_digits.json (runs resumable)
+    python -m bench.examples.clip_digits --quick   # the same path on a tiny text tower and a small pairs file
 
 Run directories: bench/work/{full,quick}/clip-digits/RULE-sSEED; a finished one is reused, so an
 interrupted measurement resumes where it stopped (the result file is rewritten after every run).
@@ -18,14 +18,11 @@ interrupted measurement resumes where it stopped (the result file is rewritten a
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, bench_parser, machine, mean_std, save, work_dir  # noqa: E402
-
-from loralpha import TrainConfig, runs, train  # noqa: E402
+from bench.common import ROOT, bench_parser, machine, mean_std, save, work_dir
+from loralpha import TrainConfig, runs, train
 
 RULES = ("lora-alpha", "2rank", "full")
 METRICS = ("zero_shot_accuracy", "recall_at_1", "eval_loss")

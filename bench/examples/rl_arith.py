@@ -3,10 +3,10 @@ step, then lora-alpha (untuned: its default η, the task's full-FT 1e-6), 2rank 
 q_proj/v_proj weights, η 1e-6) at an equal budget of GRPO steps on two seeds, each with its held-out accuracy
 and wall time.
 
-    python bench/rl_arith.py                       # → docs/results/rl-arith/*.json (needs pip install 'loralpha[llm]')
-    python bench/rl_arith.py --only base,step      # the base accuracy and the step time alone
-    python bench/rl_arith.py --steps 100 --seeds 0,1 --rules lora-alpha,2rank,full
-    python bench/rl_arith.py --quick               # the same path on a tiny random Llama (seconds)
+    python -m bench.examples.rl_arith                       # → docs/results/rl-arith/*.json (needs loralpha[llm])
+    python -m bench.examples.rl_arith --only base,step      # the base accuracy and the step time alone
+    python -m bench.examples.rl_arith --steps 100 --seeds 0,1 --rules lora-alpha,2rank,full
+    python -m bench.examples.rl_arith --quick               # the same path on a tiny random Llama (seconds)
 
 Every part is one JSON file, written when it finishes; a rerun skips the files that exist (delete one to redo it).
 Run directories go to bench/work/rl-arith/, checkpointed every CHECKPOINT_EVERY steps: a run stopped part-way
@@ -19,18 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, machine, save, work_dir  # noqa: E402
-
-from loralpha import TrainConfig, runs, tasks, train  # noqa: E402
-from loralpha.checkpoints import CHECKPOINT  # noqa: E402
-from loralpha.tasks.causal_lm import tiny_causal_lm  # noqa: E402
+from bench.common import ROOT, machine, save, work_dir
+from loralpha import TrainConfig, runs, tasks, train
+from loralpha.checkpoints import CHECKPOINT
+from loralpha.tasks.causal_lm import tiny_causal_lm
 
 OUT = ROOT / "docs" / "results" / "rl-arith"
 RULES, SEEDS, STEPS = ("lora-alpha", "2rank", "full"), (0, 1), 100  # the comparison's runs, rule × seed

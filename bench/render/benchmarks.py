@@ -1,7 +1,7 @@
 """Render BENCHMARKS.md from the JSON results in bench/results/ (so no number can drift from its file).
 
-    python bench/tables.py                 # bench/results/*.json → BENCHMARKS.md
-    python bench/tables.py --results bench/results/quick --out /tmp/B.md   # from the smoke results
+    python -m bench.render.benchmarks                 # bench/results/*.json → BENCHMARKS.md
+    python -m bench.render.benchmarks --results bench/results/quick --out /tmp/B.md   # from the smoke results
 """
 
 from __future__ import annotations
@@ -10,17 +10,14 @@ import argparse
 import json
 import math
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from calibration_tables import calibration  # noqa: E402
-from common import RESULTS, ROOT, command, missing, pm, rel, stamp  # noqa: E402
-from decisive_tables import decisive  # noqa: E402
-from headline import summary  # noqa: E402
-
-from loralpha.reporting import fmt  # noqa: E402
-from loralpha.studies.records import is_higher_better  # noqa: E402
+from bench.calibration.tables import calibration
+from bench.common import RESULTS, ROOT, command, missing, pm, rel, stamp
+from bench.decisive.tables import decisive
+from bench.render.headline import summary
+from loralpha.reporting import fmt
+from loralpha.studies.records import is_higher_better
 
 FILES = ["quality", "convergence", "search_cost", "law", "tracker_overhead", "hessian_cost", "peft_step",
          "sweep_engines", "memory", "run_all", "decisive", "targets", "gpu_check", "calibration"]
@@ -39,9 +36,9 @@ def load(folder: Path) -> dict:
 
 
 def quality(R: dict, folder: Path) -> list[str]:
-    out = ["## 1. Quality at equal budget", "", *command("quality", folder, R)]
+    out = ["## 1. Quality at equal budget", "", *command("suite.quality", folder, R)]
     if "quality" not in R:
-        return out + missing("quality")
+        return out + missing("suite.quality")
     Q = R["quality"]
     out += ["Every rule at rank 8, its η chosen on seed 0 from a log grid (half a decade apart) by the held-out "
             "loss, then 3 seeds (0, 1, 2) at that η: mean ± std over the seeds. `lora-alpha (default η)` is the "
@@ -80,9 +77,10 @@ def quality(R: dict, folder: Path) -> list[str]:
 
 
 def convergence(R: dict, folder: Path) -> list[str]:
-    out = ["## 2. Convergence speed", "", *command("convergence", folder, R, " (reads quality.py's seed-0 grid runs)")]
+    out = ["## 2. Convergence speed", "",
+           *command("suite.convergence", folder, R, " (reads quality.py's seed-0 grid runs)")]
     if "convergence" not in R:
-        return out + missing("convergence")
+        return out + missing("suite.convergence")
     C = R["convergence"]
     out += [f"Steps for each rule to bring its train loss (mean of a {C['window']}-step window) down to the final "
             "loss of `2rank` at the same η (seed 0, rank 8, same batches), and in brackets that count over "
@@ -118,9 +116,9 @@ def convergence(R: dict, folder: Path) -> list[str]:
 
 
 def search(R: dict, folder: Path) -> list[str]:
-    out = ["## 3. Search cost", "", *command("search_cost", folder, R)]
+    out = ["## 3. Search cost", "", *command("suite.search_cost", folder, R)]
     if "search_cost" not in R:
-        return out + missing("search_cost")
+        return out + missing("suite.search_cost")
     S = R["search_cost"]
     b = S["best"]
     out += [f"Random search on {S['task']} (rank {S['rank']}, {S['steps']} steps, seed 0), {S['trials_per_rule']} "
@@ -162,10 +160,10 @@ def search(R: dict, folder: Path) -> list[str]:
 
 def law(R: dict, folder: Path) -> list[str]:
     out = ["## 4. The law α* = c·r^p", "",
-           *command("law", folder, R, " (the example sweeps into studies/, then "
+           *command("suite.law", folder, R, " (the example sweeps into studies/, then "
                                       "loralpha.studies.laws.fit and loralpha.studies.calibrate_c)")]
     if "law" not in R:
-        return out + missing("law")
+        return out + missing("suite.law")
     L = R["law"]
     out += ["α* per rank from the sweep (parabola in log α around the best grid point), the power law with 95% "
             "bootstrap intervals, and the fixed exponent with the lowest leave-one-rank-out error. "
@@ -207,7 +205,7 @@ def law(R: dict, folder: Path) -> list[str]:
 
 def overheads(R: dict, folder: Path) -> list[str]:
     out = ["## 5. Overheads", ""]
-    out += ["**Signal-Drift tracker**", "", *command("tracker_overhead", folder, R)]
+    out += ["**Signal-Drift tracker**", "", *command("suite.tracker_overhead", folder, R)]
     if "tracker_overhead" in R:
         T = R["tracker_overhead"]
         out += [f"{T['task']}, LoRA r = 8, {T['steps']} steps tracking every other step; medians of tracked and "
@@ -217,9 +215,9 @@ def overheads(R: dict, folder: Path) -> list[str]:
         out += [f"| {k} | {100 * v:.1f}% |" for k, v in T["overhead"].items()]
         out += ["", stamp(T, folder, "tracker_overhead"), ""]
     else:
-        out += missing("tracker_overhead")
+        out += missing("suite.tracker_overhead")
     out += ["**Hessian top eigenvalue: cost and error against a dense reference**", "",
-            *command("hessian_cost", folder, R)]
+            *command("suite.hessian_cost", folder, R)]
     if "hessian_cost" in R:
         H = R["hessian_cost"]
         out += [f"Teacher-student MLP width {H['width']}, depth {H['depth']}, `{H['rule']}` r = {H['rank']} after 20 "
@@ -230,8 +228,8 @@ def overheads(R: dict, folder: Path) -> list[str]:
                 f"{r['seconds']:.3f} | {r['rel_error']:.1e} |" for r in H["rows"]]
         out += ["", stamp(H, folder, "hessian_cost"), ""]
     else:
-        out += missing("hessian_cost")
-    out += ["**loralpha's training step against plain PEFT (same α)**", "", *command("peft_step", folder, R)]
+        out += missing("suite.hessian_cost")
+    out += ["**loralpha's training step against plain PEFT (same α)**", "", *command("suite.peft_step", folder, R)]
     if "peft_step" in R:
         P = R["peft_step"]
         how = ("median over every step of all runs" if "step_samples" in P["rows"][0] else
@@ -246,9 +244,9 @@ def overheads(R: dict, folder: Path) -> list[str]:
                 for r in P["rows"]]
         out += ["", stamp(P, folder, "peft_step"), ""]
     else:
-        out += missing("peft_step")
+        out += missing("suite.peft_step")
     out += ["**Sweep engines: 2 local workers against 1, and Ray's per-trial overhead**", "",
-            *command("sweep_engines", folder, R)]
+            *command("suite.sweep_engines", folder, R)]
     if "sweep_engines" in R:
         E = R["sweep_engines"]
         s = E["speedup"]
@@ -268,14 +266,14 @@ def overheads(R: dict, folder: Path) -> list[str]:
             out += [f"| Ray | {ray.get('skipped', 'not measured')} |"]
         out += ["", stamp(E, folder, "sweep_engines"), ""]
     else:
-        out += missing("sweep_engines")
+        out += missing("suite.sweep_engines")
     return out
 
 
 def memory(R: dict, folder: Path) -> list[str]:
-    out = ["## 6. Memory", "", *command("memory", folder, R)]
+    out = ["## 6. Memory", "", *command("suite.memory", folder, R)]
     if "memory" not in R:
-        return out + missing("memory")
+        return out + missing("suite.memory")
     M = R["memory"]
     out += ["Peak resident set size of a fresh process per (task, rule): after building the task (model and data) "
             "and after 10 training steps and one evaluation; \"added\" is the difference (rank 8).", "",
@@ -292,11 +290,12 @@ def _target(figure: float | None, ok: bool | None, text: str) -> str:
 
 
 def targets(R: dict, folder: Path) -> list[str]:
-    out = ["## 8. Speed targets", "", *command("targets", folder, R), "```",
-           "python bench/peft_step.py   # plain-PEFT step parity (section 5)",
-           "python bench/gpu_check.py --prepare   # then on a GPU machine: see the script's docstring", "```", ""]
+    out = ["## 8. Speed targets", "", *command("device.targets", folder, R), "```",
+           "python -m bench.suite.peft_step   # plain-PEFT step parity (section 5)",
+           "python -m bench.device.gpu_check --prepare   # then on a GPU machine: see the script's docstring",
+           "```", ""]
     if "targets" not in R:
-        return out + missing("targets")
+        return out + missing("device.targets")
     T = R["targets"]
     rows = []
     lab = T.get("labelled", {})
@@ -354,9 +353,10 @@ def header(R: dict, folder: Path, summary: list[str]) -> list[str]:
     any_m = next((d["machine"] for d in R.values() if "machine" in d), {})
     out = ["# Benchmarks", "",
            "The figures behind loralpha's claims, each from a script in `bench/` and its JSON in `bench/results/` "
-           "(with the machine and the load average). This file is generated by `python bench/tables.py` from those "
-           "files; edit the scripts, not the numbers.", "",
-           "```", "make bench          # = bench/run_all: every script in full, then bench/tables.py", "```", ""]
+           "(with the machine and the load average). This file is generated by `python -m bench.render.benchmarks` "
+           "from those files; edit the scripts, not the numbers.", "",
+           "```", "make bench          # = bench/run_all: every script in full, then python -m bench.render.benchmarks",
+           "```", ""]
     ra = R.get("run_all")
     if ra and "total_s" not in ra:
         out += ["A full run is in progress or was interrupted: sections without a result file are not measured yet. "

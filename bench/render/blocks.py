@@ -1,29 +1,25 @@
 """What each rendered block of README.md and docs/findings.md says, from the stored result files it reads
 (bench/results/*.json, written by the bench scripts; docs/results/**, written by the commands shown beside each
-block); bench/docs.py puts the blocks in place."""
+block); bench/render/docs.py puts the blocks in place."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-import rl_arith as rl_bench  # noqa: E402  (bench/rl_arith.py: the comparison's rules, seeds and steps)
-from calibration_tables import calibration_headline  # noqa: E402
-from decisive_analysis import CLAIMS, successors  # noqa: E402
-from decisive_plan import ORDER, SUBJECT  # noqa: E402
+from bench.calibration.tables import calibration_headline
+from bench.common import RESULTS, ROOT
+from bench.decisive.analysis import CLAIMS, successors
+from bench.decisive.plan import ORDER, SUBJECT
+from bench.examples import rl_arith as rl_bench
+from loralpha import scaling
+from loralpha.reporting import fmt
+from loralpha.reporting.document import fmt_lr
+from loralpha.tasks import TASKS
 
-from loralpha import scaling  # noqa: E402
-from loralpha.reporting import fmt  # noqa: E402
-from loralpha.reporting.document import fmt_lr  # noqa: E402
-from loralpha.tasks import TASKS  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "results"
 
 
@@ -173,12 +169,12 @@ def law_line() -> str:
 
 
 def sft_gemma() -> str:
-    """README's LLM run, from bench/results/sft_gemma.json (python bench/sft_gemma.py)."""
+    """README's LLM run, from bench/results/sft_gemma.json (python -m bench.examples.sft_gemma)."""
     r = load(RESULTS / "sft_gemma.json")
     m = r["machine"]
     evals = r["evals"]
-    out = [f"That command with `--eval-every 10` (`python bench/sft_gemma.py`; {m['date']}, {m['cores']} cores, "
-           f"1-minute load {m['load_average'][0]:g} at the end):", "",
+    out = [f"That command with `--eval-every 10` (`python -m bench.examples.sft_gemma`; {m['date']}, "
+           f"{m['cores']} cores, 1-minute load {m['load_average'][0]:g} at the end):", "",
            table(["step", *[str(e["step"]) for e in evals]],
                  [["held-out loss", *[f"{e['eval_loss']:.3f}" for e in evals]],
                   ["perplexity", *[f"{e['perplexity']:.2f}" for e in evals]]]), ""]
@@ -196,7 +192,8 @@ def sft_gemma() -> str:
 
 
 def clip_digits() -> str:
-    """README's contrastive measurement, from docs/results/clip-digits/clip_digits.json (bench/clip_digits.py)."""
+    """README's contrastive measurement, from docs/results/clip-digits/clip_digits.json
+    (bench/examples/clip_digits.py)."""
     d = load(DOCS / "clip-digits" / "clip_digits.json")
     s = d["summary"]
     runs = {(r["rule"], r["seed"]): r for r in d["runs"] if r["status"] == "done"}
@@ -213,7 +210,7 @@ def clip_digits() -> str:
     recall = [s[rule]["recall_at_1"]["mean"] for rule in d["rules"]]
     who = ("2rank led lora-alpha" if all(x > 0 for x in lead) else "lora-alpha led 2rank" if all(x < 0 for x in lead)
            else "2rank − lora-alpha")
-    return (f"Measured (`python bench/clip_digits.py`: rank 8, {d['steps']} steps of "
+    return (f"Measured (`python -m bench.examples.clip_digits`: rank 8, {d['steps']} steps of "
             f"{TASKS['clip-digits'].batch_size}, {len(d['seeds'])} seeds; {d['machine']['date']}; "
             "[the figures](docs/results/clip-digits/clip_digits.json)): "
             f"held-out zero-shot accuracy {s['base']['zero_shot_accuracy']['mean']:.2f} untouched, then "
@@ -225,16 +222,16 @@ def clip_digits() -> str:
 
 
 def rl_arith() -> str:
-    """README's GRPO comparison, from docs/results/rl-arith/ (python bench/rl_arith.py): the base accuracy and each
-    finished run (rule × seed) at its budget."""
+    """README's GRPO comparison, from docs/results/rl-arith/ (python -m bench.examples.rl_arith): the base accuracy
+    and each finished run (rule × seed) at its budget."""
     folder = DOCS / "rl-arith"
     base = load(folder / "base.json")
     runs = sorted((load(p) for p in folder.glob("*-s*-*steps.json")), key=lambda r: (r["steps"], r["seed"], r["rule"]))
     out = [f"Before any training the embedded Gemma-3-270M gets {base['accuracy']:.1%} of the {base['n_eval']} "
            f"held-out problems right with greedy decoding ({base['mean_reward']:.1%} of its samples at temperature 1; "
-           f"`python bench/rl_arith.py --only base`)."]
+           f"`python -m bench.examples.rl_arith --only base`)."]
     if not runs:
-        return " ".join(out + [f"The comparison of rules (`python bench/rl_arith.py --only runs`: "
+        return " ".join(out + [f"The comparison of rules (`python -m bench.examples.rl_arith --only runs`: "
                                f"{', '.join(rl_bench.RULES)} at {rl_bench.STEPS} GRPO steps, seeds "
                                f"{', '.join(map(str, rl_bench.SEEDS))}) has no finished run yet."])
     rows = []
@@ -261,8 +258,8 @@ def rl_arith() -> str:
             for rule in rl_bench.RULES[1:] if all(acc.get((x, k)) is not None for x in (subject, rule)
                                                   for k in rl_bench.SEEDS)]
     out.append(f"{len(runs)} of {planned} planned runs done "
-               f"(`python bench/rl_arith.py --only runs`, rank 8, each rule at its default η; a rerun continues a "
-               "stopped run from its checkpoint):")
+               "(`python -m bench.examples.rl_arith --only runs`, rank 8, each rule at its default η; a rerun "
+               "continues a stopped run from its checkpoint):")
     after = []
     if means:
         after.append(f"Held-out accuracy after the run, mean over seeds {', '.join(map(str, rl_bench.SEEDS))}: "
@@ -372,10 +369,10 @@ def law_tweets() -> str:
 
 def decisive(link: str = "BENCHMARKS.md", lead: str = "decides between these two readings; it ") -> str:
     """Where the decisive benchmark stands and what its verdicts say so far, from bench/results/decisive.json
-    (written by `python bench/decisive.py`, which keeps every finished trial in bench/results/decisive/)."""
+    (written by `python -m bench.decisive.run`, which keeps every finished trial in bench/results/decisive/)."""
     path = RESULTS / "decisive.json"
     if not path.is_file():
-        return "The decisive benchmark (`python bench/decisive.py`, BENCHMARKS.md §7) has no finished trial yet."
+        return "The decisive benchmark (`python -m bench.decisive.run`, BENCHMARKS.md §7) has no finished trial yet."
     tasks = load(path)["tasks"]
     unstarted = [t for t in ORDER if t not in tasks]
     decided, waiting = [], []

@@ -1,10 +1,10 @@
 """README.md and docs/findings.md: every table and headline figure rendered from a stored result.
 
-    python bench/docs.py           # rewrite the rendered blocks of README.md and docs/findings.md
-    python bench/docs.py --check   # exit 1, naming each block that differs from what its data renders
+    python -m bench.render.docs           # rewrite the rendered blocks of README.md and docs/findings.md
+    python -m bench.render.docs --check   # exit 1, naming each block that differs from what its data renders
 
 A rendered block is the text between `<!-- rendered: NAME -->` and `<!-- /rendered -->`; NAME picks
-its renderer in bench/blocks.py, which reads the stored result files it names (bench/results/*.json, written by
+its renderer in bench/render/blocks.py, which reads the stored result files it names (bench/results/*.json, written by
 the bench scripts; docs/results/**, written by the commands shown beside each block). A figure in
 prose is a rendered value, `<!-- value: FILE / STEP / ... / FORMAT -->0.132<!-- /value -->`: FILE is
 relative to the repository, each STEP a key of a mapping, an index of a list, or KEY=VALUE (the first
@@ -18,12 +18,10 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-import blocks  # noqa: E402  (bench/blocks.py: what each block says)
-from blocks import BLOCKS, ROOT  # noqa: E402
+from bench.render import blocks
+from bench.render.blocks import BLOCKS, ROOT
 
 FILES = [ROOT / "README.md", ROOT / "docs" / "findings.md"]
 BLOCK = re.compile(r"(<!-- rendered: ([\w-]+) -->\n)(.*?)(<!-- /rendered -->)", re.S)
@@ -70,10 +68,8 @@ def fill(text: str, blocks: dict[str, Callable[[], str]] = BLOCKS) -> str:
     return VALUE.sub(render_value, BLOCK.sub(render, text))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block differs from its data")
-    args = p.parse_args()
+def refresh(check: bool = False) -> list[str]:
+    """Rewrite the stale blocks of FILES (or, `check`, only name them); returns `FILE: BLOCK` for each."""
     stale = []
     for path in FILES:
         text = path.read_text()
@@ -81,10 +77,19 @@ def main() -> None:
         if new != text:
             pairs = zip(BLOCK.finditer(text), BLOCK.finditer(new))
             stale += [f"{path.relative_to(ROOT)}: {m.group(2)}" for m, n in pairs if m.group(0) != n.group(0)]
-            if not args.check:
+            if not check:
                 path.write_text(new)
+    return stale
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block differs from its data")
+    args = p.parse_args()
+    stale = refresh(args.check)
     if args.check and stale:
-        print("these blocks differ from their data (python bench/docs.py rewrites them):\n  " + "\n  ".join(stale))
+        print("these blocks differ from their data (python -m bench.render.docs rewrites them):\n  "
+              + "\n  ".join(stale))
         sys.exit(1)
     print("up to date" if not stale else "rewrote:\n  " + "\n  ".join(stale))
 

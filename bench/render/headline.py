@@ -4,13 +4,10 @@ computed line per question, with every number read from the JSON results."""
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from loralpha.reporting import fmt  # noqa: E402
-from loralpha.studies.records import is_higher_better  # noqa: E402
+from loralpha.reporting import fmt
+from loralpha.studies.records import is_higher_better
 
 
 def headline(R: dict) -> list[str]:

@@ -1,7 +1,7 @@
 """α vs η on the paper's synthetic setting: scale α by k, or η by k, from one base config.
 
-    python bench/alpha_vs_eta.py            # 5-layer MLP, width 400, rank 25, AdamW, η = 5e-5 (~2 min on 2 cores)
-    python bench/alpha_vs_eta.py --quick    # a smoke run on a small MLP
+    python -m bench.suite.alpha_vs_eta            # 5-layer MLP, width 400, rank 25, AdamW, η = 5e-5 (~2 min on 2 cores)
+    python -m bench.suite.alpha_vs_eta --quick    # a smoke run on a small MLP
 
 Base: rule `fixed` with α = r (γ = 1), η = 5e-5, constant schedule, no weight decay.
 "α × k" sets α = k·r at the same η; "η × k" multiplies η by k at α = r. Each run tracks
@@ -11,14 +11,11 @@ divergence, and the median (over tracked steps) of the norm-weighted drift ratio
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import median, quick_arg, save  # noqa: E402
-
-from loralpha import TrainConfig, train  # noqa: E402
-from loralpha.reporting import fmt  # noqa: E402
+from bench.common import median, quick_arg, save
+from loralpha import TrainConfig, train
+from loralpha.reporting import fmt
 
 
 def run(quick: bool) -> dict[str, object]:

@@ -1,7 +1,7 @@
 """Convergence speed: steps each rule needs to reach the `2rank` baseline's final loss at the same η.
 
-    python bench/convergence.py            # from quality.py's seed-0 grid runs (runs what is missing)
-    python bench/convergence.py --quick    # the tiny teacher-student grid of quality.py --quick
+    python -m bench.suite.convergence            # from quality.py's seed-0 grid runs (runs what is missing)
+    python -m bench.suite.convergence --quick    # the tiny teacher-student grid of quality.py --quick
 
 For each task and each η of quality.py's grid (seed 0, rank 8, same steps and batches), the
 target is the final loss of `2rank` at that η (the mean train loss of its last 10 steps); a
@@ -14,12 +14,8 @@ measure noise.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
-import quality  # noqa: E402
-from common import by_task, losses, save, task_args  # noqa: E402
+from bench.common import by_task, losses, save, task_args
+from bench.suite import quality
 
 WINDOW = 10
 

@@ -1,7 +1,7 @@
 """α × k versus B's learning rate × k under AdamW: how exactly they agree, and what breaks it.
 
-    python bench/equivalence.py            # teacher-student MLP (width 64, depth 3), r = 4, k = 16, 50 steps
-    python bench/equivalence.py --quick    # 10 steps
+    python -m bench.suite.equivalence            # teacher-student MLP (width 64, depth 3), r = 4, k = 16, 50 steps
+    python -m bench.suite.equivalence --quick    # 10 steps
 
 Two runs from the same init on the same batches (float64): (a) γ·k with η_A = η_B = η,
 (b) γ with η_B = k·η. The table gives the relative difference of the adapted weights
@@ -10,18 +10,13 @@ W = W0 + γ·B·A over the whole trajectory, ‖W_a − W_b‖ / ‖W_b − W0�
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import quick_arg, save  # noqa: E402
-
-from loralpha import adapters  # noqa: E402
-from loralpha.adapters import AdapterSpec  # noqa: E402
-from loralpha.diagnostics.signal_drift import lora_layers  # noqa: E402
-from loralpha.tasks import teacher_student  # noqa: E402
+from bench.common import quick_arg, save
+from loralpha import adapters
+from loralpha.adapters import AdapterSpec
+from loralpha.diagnostics.signal_drift import lora_layers
+from loralpha.tasks import teacher_student
 
 
 def trajectory(k_gamma: float, k_b: float, eps: float, weight_decay: float, steps: int) -> torch.Tensor:

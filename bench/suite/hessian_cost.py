@@ -1,7 +1,7 @@
 """Hessian top-eigenvalue cost (HVPs, seconds) and its error against a dense reference.
 
-    python bench/hessian_cost.py           # MLP width 32, depth 3, r = 4 (~1 min)
-    python bench/hessian_cost.py --quick   # width 8, depth 2, no Lanczos k = 5: a smoke run
+    python -m bench.suite.hessian_cost           # MLP width 32, depth 3, r = 4 (~1 min)
+    python -m bench.suite.hessian_cost --quick   # width 8, depth 2, no Lanczos k = 5: a smoke run
 
 A small teacher-student MLP in float64, adapted with `lora-alpha` (r = 4) and trained 20 steps so
 that B ≠ 0; one fixed batch of 256. In both spaces of `loralpha.diagnostics.hessian` (adapter: A, B; full:
@@ -13,18 +13,14 @@ basis vector, symmetrised, `torch.linalg.eigvalsh`). Times are medians of 3 repe
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import quick_arg, save  # noqa: E402
-
-from loralpha import adapters, tasks  # noqa: E402
-from loralpha.adapters import AdapterSpec  # noqa: E402
-from loralpha.diagnostics.hessian import HVP, adapter_parameters, differentiable, full_parameters, top_eigenvalues  # noqa: E402
+from bench.common import quick_arg, save
+from loralpha import adapters, tasks
+from loralpha.adapters import AdapterSpec
+from loralpha.diagnostics.hessian import HVP, adapter_parameters, differentiable, full_parameters, top_eigenvalues
 
 
 def dense_top(model, loss, space: str) -> tuple[float, float, int]:

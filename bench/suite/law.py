@@ -1,8 +1,8 @@
 """The law: α* = c·r^p fitted per task from the sweep tools, and `calibrate`'s c against the sweep's α*.
 
-    python bench/law.py           # the example sweeps (teacher-student, tweets) + calibrate (~11 min alone;
+    python -m bench.suite.law           # the example sweeps (teacher-student, tweets) + calibrate (~11 min alone;
                                   # finished trials in studies/ are reused)
-    python bench/law.py --quick   # a tiny MLP sweep and calibration: a smoke run
+    python -m bench.suite.law --quick   # a tiny MLP sweep and calibration: a smoke run
 
 Sweeps: examples/teacher-student-sweep.yaml (rule `fixed`, η = 5e-5, 150 steps, ranks 4–32, 9 α,
 2 seeds) and examples/tweets-sweep.yaml (η = 2e-5, 60 steps of 8 tweets, ranks 2, 8, 32, 10 α, 1
@@ -18,14 +18,10 @@ compared with the sweep's α* at every rank.
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, bench_parser, calibrated, save, work_dir  # noqa: E402
-
-from loralpha.studies.laws import fit  # noqa: E402
-from loralpha.sweep import Store, load, parse, run_sweep  # noqa: E402
+from bench.common import ROOT, bench_parser, calibrated, save, work_dir
+from loralpha.studies.laws import fit
+from loralpha.sweep import Store, load, parse, run_sweep
 
 FULL = [
     {"task": "teacher-student", "spec": "examples/teacher-student-sweep.yaml", "metrics": ["rel_mse", "final_loss"],

@@ -1,7 +1,8 @@
 """Peak memory (RSS) per task and rule.
 
-    python bench/memory.py           # teacher-student × 6 rules, tweets and bbc-news × 3 rules, 10 steps each (~2 min)
-    python bench/memory.py --quick   # a tiny MLP, one rule: a smoke run
+    python -m bench.suite.memory           # teacher-student × 6 rules, tweets and bbc-news × 3 rules, 10 steps each
+                                           # (~2 min)
+    python -m bench.suite.memory --quick   # a tiny MLP, one rule: a smoke run
 
 Each (task, rule) trains in its own fresh Python process (`loralpha.train`, rank 8, the batch
 sizes of quality.py, 10 steps, one held-out evaluation of 200 examples at the end); the process
@@ -16,10 +17,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import quick_arg, save  # noqa: E402
+from bench.common import quick_arg, save
 
 CHILD = r"""
 import json, resource, sys, torch

@@ -1,7 +1,7 @@
 """loralpha's training step against plain PEFT with the same α: the ratio of step times.
 
-    python bench/peft_step.py           # teacher-student (paper MLP, batch 256) and tweets (batch 8), ~1 min
-    python bench/peft_step.py --quick   # a tiny MLP: a smoke run
+    python -m bench.suite.peft_step           # teacher-student (paper MLP, batch 256) and tweets (batch 8), ~1 min
+    python -m bench.suite.peft_step --quick   # a tiny MLP: a smoke run
 
 Same base model (a fresh deep copy each time), same α (lora-alpha, c = 256, r = 8), same η, same
 pre-built batches. "loralpha" is `loralpha.fit` (adapt, AdamW with the head group, cosine
@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import copy
 import statistics
-import sys
 import time
-from pathlib import Path
 
+import peft
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import peft  # noqa: E402
-from common import quick_arg, save  # noqa: E402
-
-from loralpha import adapters, tasks  # noqa: E402
-from loralpha.adapters import AdapterSpec  # noqa: E402
-from loralpha.loop import FitOptions, fit  # noqa: E402
+from bench.common import quick_arg, save
+from loralpha import adapters, tasks
+from loralpha.adapters import AdapterSpec
+from loralpha.loop import FitOptions, fit
 
 
 def plain(model, batches, loss, spec: AdapterSpec, lr: float, head_lr: float | None, seed: int):

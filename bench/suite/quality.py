@@ -1,8 +1,8 @@
 """Quality at equal budget: every rule at its best learning rate (log grid), and lora-alpha untuned.
 
-    python bench/quality.py                      # teacher-student, tweets, bbc-news (~22 min on 2 cores)
-    python bench/quality.py --tasks tweets       # one task
-    python bench/quality.py --quick              # a tiny teacher-student MLP: a smoke run
+    python -m bench.suite.quality                      # teacher-student, tweets, bbc-news (~22 min on 2 cores)
+    python -m bench.suite.quality --tasks tweets       # one task
+    python -m bench.suite.quality --quick              # a tiny teacher-student MLP: a smoke run
 
 Per task: every rule at rank 8 on one log grid of η (≥ 5 values, half a decade apart, containing
 the task's full-fine-tuning rate), seed 0 (where a rule's best η is at an end of the grid, its grid is
@@ -19,15 +19,11 @@ Trials go through `loralpha.sweep` (store: bench/work/), so a rerun skips finish
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import by_task, mean_std, metric, save, sweep, task_args  # noqa: E402
-
-from loralpha import TrainConfig  # noqa: E402
-from loralpha.reporting import fmt  # noqa: E402
-from loralpha.studies.records import effective_lr, is_higher_better  # noqa: E402
+from bench.common import by_task, mean_std, metric, save, sweep, task_args
+from loralpha import TrainConfig
+from loralpha.reporting import fmt
+from loralpha.studies.records import effective_lr, is_higher_better
 
 RULES = ["lora-alpha", "rank", "2rank", "rslora", "loraplus", "full"]
 SEEDS = [0, 1, 2]

@@ -1,7 +1,8 @@
 """Search cost: how many random-search trials each rule needs to get within 1% of the best result.
 
-    python bench/search_cost.py           # teacher-student (the paper's MLP), rank 8, 150 steps (~3 min on 2 cores)
-    python bench/search_cost.py --quick   # a tiny MLP, 3 trials per rule: a smoke run
+    python -m bench.suite.search_cost           # teacher-student (the paper's MLP), rank 8, 150 steps
+                                                # (~3 min on 2 cores)
+    python -m bench.suite.search_cost --quick   # a tiny MLP, 3 trials per rule: a smoke run
 
 Random search, 12 trials per rule, seed 0, on held-out rel. MSE: η log-uniform in [5e-6, 5e-2]
 (the span of quality.py's grid) for every rule, and the rule's α log-uniform in [1, 4096] where it
@@ -24,17 +25,13 @@ halving over c ∈ 1…4096, at the same η): the same, plus calibrate's cost in
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import calibrated, mean_std, metric, quick_arg, save, sweep  # noqa: E402
-
-from loralpha import TrainConfig  # noqa: E402
-from loralpha.reporting import fmt  # noqa: E402
-from loralpha.scaling import trains_full_weights  # noqa: E402
+from bench.common import calibrated, mean_std, metric, quick_arg, save, sweep
+from loralpha import TrainConfig
+from loralpha.reporting import fmt
+from loralpha.scaling import trains_full_weights
 
 TASK, RANK, METRIC, TOL = "teacher-student", 8, "rel_mse", 0.01
 LR_RANGE, ALPHA_RANGE = (5e-6, 5e-2), (1.0, 4096.0)

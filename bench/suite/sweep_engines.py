@@ -1,7 +1,7 @@
 """The sweep engines: local with 2 workers against 1 (speed-up), and Ray's per-trial overhead.
 
-    python bench/sweep_engines.py           # ~1 min on 2 cores
-    python bench/sweep_engines.py --quick   # local engine only, tiny trials: a smoke run
+    python -m bench.suite.sweep_engines           # ~1 min on 2 cores
+    python -m bench.suite.sweep_engines --quick   # local engine only, tiny trials: a smoke run
 
 Speed-up: the same 4 teacher-student trials (the paper's MLP, rank 8, 100 steps, different
 seeds) run into a fresh store (after one untimed trial that starts the engine's fork server) with
@@ -18,15 +18,11 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import quick_arg, save, work_dir  # noqa: E402
-
-from loralpha import TrainConfig  # noqa: E402
-from loralpha.sweep import Trial, run_sweep, trial_id  # noqa: E402
+from bench.common import quick_arg, save, work_dir
+from loralpha import TrainConfig
+from loralpha.sweep import Trial, run_sweep, trial_id
 
 
 def trials(n: int, **fields) -> list[Trial]:

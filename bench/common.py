@@ -173,14 +173,18 @@ def stamp(data: dict, folder: Path, name: str) -> str:
     return f"Results: `{rel(folder, name)}` ({m.get('date', '?')}{extra})."
 
 
-def command(name: str, folder: Path, R: dict, extra: str = "") -> list[str]:
-    """The command block; it names the result file only when that file exists."""
+def command(script: str, folder: Path, R: dict, extra: str = "") -> list[str]:
+    """The command block of bench.SCRIPT (`folder.module`, e.g. `suite.quality`, whose result file is MODULE.json);
+    it names the result file only when that file exists."""
+    name = script.rpartition(".")[2]
     where = f"# → {rel(folder, name)}" if name in R else "# (no result file yet)"
-    return ["```", f"python bench/{name}.py   {where}{extra}", "```", ""]
+    return ["```", f"python -m bench.{script}   {where}{extra}", "```", ""]
 
 
-def missing(name: str) -> list[str]:
-    return [f"*Not measured yet: no {name}.json in bench/results (run `python bench/{name}.py`).*", ""]
+def missing(script: str, name: str | None = None) -> list[str]:
+    """The line that says result file NAME.json (default: bench.SCRIPT's module name) is not there yet."""
+    name = name or script.rpartition(".")[2]
+    return [f"*Not measured yet: no {name}.json in bench/results (run `python -m bench.{script}`).*", ""]
 
 
 # formatting of result values for tables (None and non-finite values show as —)

@@ -1,5 +1,6 @@
-"""The smoke mode of every bench script runs and writes parseable results; BENCHMARKS.md's files exist."""
+"""The smoke mode of every benchmark runs and writes parseable results; BENCHMARKS.md's files exist."""
 
+import ast
 import json
 import re
 import shutil
@@ -11,15 +12,33 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 BENCH = ROOT / "bench"
-NOT_BENCHMARKS = ("common.py", "tables.py", "headline.py", "docs.py",  # helpers and renderers, not benchmarks
-                  "decisive_plan.py", "decisive_analysis.py", "decisive_tables.py", "decisive_figures.py", "blocks.py",
-                  "calibration_analysis.py", "calibration_tables.py")
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py") if p.name not in NOT_BENCHMARKS))
+def benchmarks() -> list[str]:
+    """bench's runnable benchmarks, as `folder.module`: every module with a `main` in a folder of bench/ other than
+    render/ (the renderers). Helpers (a benchmark's plan, analysis, tables, figures) have no `main`."""
+    found = []
+    for path in sorted(BENCH.glob("*/*.py")):
+        if path.parent.name == "render":
+            continue
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body):
+            found.append(f"{path.parent.name}.{path.stem}")
+    return found
+
+
+def test_the_benchmarks_are_found_by_folder():
+    found = benchmarks()
+    assert {"suite.quality", "suite.alpha_vs_eta", "decisive.run", "calibration.run", "device.gpu_check",
+            "device.targets", "examples.rl_arith"} <= set(found)
+    assert not {"decisive.plan", "decisive.analysis", "calibration.plan", "calibration.tables"} & set(found)
+    assert len(found) == 18, found
+
+
+@pytest.mark.parametrize("script", benchmarks())
 def test_quick_mode_runs(script):
-    done = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run([sys.executable, "-m", f"bench.{script}", "--quick"], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     written = Path(done.stdout.strip().splitlines()[-1].removeprefix("wrote "))
     payload = json.loads(written.read_text())
@@ -27,8 +46,8 @@ def test_quick_mode_runs(script):
 
 
 def _render(results, out):
-    done = subprocess.run([sys.executable, str(BENCH / "tables.py"), "--results", str(results), "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "bench.render.benchmarks", "--results", str(results),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     return out.read_text()
 
@@ -66,8 +85,8 @@ def test_tables_from_an_empty_folder_say_every_section_is_not_measured(tmp_path)
     (tmp_path / "empty").mkdir()
     text = _render(tmp_path / "empty", tmp_path / "B.md")
     for name in SECTION_FILES:
-        assert f"*Not measured yet: no {name}.json in bench/results (run `python bench/{name}.py`).*" in text
-        assert f"python bench/{name}.py   # (no result file yet)" in text
+        assert f"*Not measured yet: no {name}.json in bench/results (run `python -m bench.suite.{name}`).*" in text
+        assert f"python -m bench.suite.{name}   # (no result file yet)" in text
     assert not [line for line in text.splitlines() if line.startswith("|")]  # no table, so no number
     assert "Results: `" not in text and "Machine: ? CPU cores" in text
 
@@ -83,9 +102,9 @@ def test_benchmarks_md_names_existing_results():
         assert section in text
 
 
-def test_benchmarks_md_is_what_tables_py_renders_from_the_stored_results(tmp_path):
-    out = tmp_path / "BENCHMARKS.md"
-    done = subprocess.run([sys.executable, str(BENCH / "tables.py"), "--results", str(BENCH / "results"),
-                           "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert out.read_text() == (ROOT / "BENCHMARKS.md").read_text()  # no figure was edited by hand
+def test_benchmarks_md_is_what_its_renderer_renders_from_the_stored_results(tmp_path):
+    """The whole file, §7 and §9 included: decisive.json and calibration.json are in turn what the committed records
+    give (tests/test_decisive.py, tests/test_calibration_bench.py)."""
+    text = _render(BENCH / "results", tmp_path / "BENCHMARKS.md")
+    assert "## 7. The decisive benchmark" in text and "## 9. " in text
+    assert text == (ROOT / "BENCHMARKS.md").read_text()  # no figure was edited by hand

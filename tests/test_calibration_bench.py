@@ -1,18 +1,17 @@
-"""The calibration benchmark's reading of its records (bench/calibration_analysis.py): the verdict against the best
+"""The calibration benchmark's reading of its records (bench/calibration/analysis.py): the verdict against the best
 tuned rule's interval, the comparison rows it picks from the decisive table, the probes' share of the grid, and the
 stored calibration.json being what the committed records give."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from bench.calibration import analysis
+from bench.calibration import plan as calibration
+from bench.calibration import tables as calibration_tables
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-import calibration  # noqa: E402  (bench/calibration.py)
-import calibration_analysis as analysis  # noqa: E402
-import calibration_tables  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -101,4 +100,4 @@ def test_the_stored_calibration_tables_are_what_the_committed_records_give():
     decisive = json.loads((RESULTS / "decisive.json").read_text())["tasks"]
     for name, kept in stored.items():
         fresh = json.loads(json.dumps(analysis.summarize(name, decisive, False), default=float))
-        assert fresh == kept, f"{name}: rerun python bench/calibration.py --render && python bench/tables.py"
+        assert fresh == kept, f"{name}: rerun python -m bench.calibration.run --render && python -m bench.render"

@@ -1,20 +1,20 @@
-"""The decisive benchmark's protocol (bench/decisive_plan.py) and analysis (bench/decisive_analysis.py) on
+"""The decisive benchmark's protocol (bench/decisive/plan.py) and analysis (bench/decisive/analysis.py) on
 made-up records, and BENCHMARKS.md's decisive tables against the committed records."""
 
 import json
 import math
-import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).parent.parent / "bench"
-sys.path.insert(0, str(BENCH))
-import decisive_analysis as analysis  # noqa: E402
-import decisive_plan as protocol  # noqa: E402
-from decisive_plan import Arm, Setting  # noqa: E402
+from bench.decisive import analysis, figures
+from bench.decisive import plan as protocol
+from bench.decisive import run as decisive
+from bench.decisive.plan import Arm, Setting
+from loralpha.sweep import trial_id
 
-from loralpha.sweep import trial_id  # noqa: E402
+BENCH = Path(__file__).parent.parent / "bench"
 
 TASK = "teacher-student"
 S = Setting(steps=10, batch_size=8, targets=None, starts={"2rank": 3}, evals=2, select="rel_mse", report="rel_mse")
@@ -156,7 +156,7 @@ def test_the_stored_decisive_tables_are_what_the_committed_records_give(quick):
         ids = set(kept["record_ids"])
         assert set(protocol.load(task, quick, ids)) == ids, f"{task}: a rendered record is missing"
         fresh = json.loads(json.dumps(analysis.table(task, quick=quick, only=ids), default=float))
-        assert fresh == kept, f"{task}: rerun python bench/decisive.py --render && python bench/tables.py"
+        assert fresh == kept, f"{task}: rerun python -m bench.decisive.run --render && python -m bench.render"
 
 
 @pytest.mark.parametrize("quick", [False, True])
@@ -188,8 +188,6 @@ def test_an_incomplete_table_gives_no_verdict_but_pending(quick):
 
 
 def test_no_trial_starts_after_the_deadline(tmp_path, monkeypatch):
-    import decisive
-
     monkeypatch.setattr(protocol, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(decisive, "WORK", tmp_path / "work")
     task, s = "teacher-student", protocol.QUICK["teacher-student"]
@@ -199,7 +197,6 @@ def test_no_trial_starts_after_the_deadline(tmp_path, monkeypatch):
 
 
 def test_a_record_states_the_threads_its_trial_ran_on_not_the_runners(tmp_path):
-    import decisive
     import torch
 
     run = tmp_path / "run"
@@ -212,8 +209,6 @@ def test_a_record_states_the_threads_its_trial_ran_on_not_the_runners(tmp_path):
 
 
 def test_a_tables_compute_counts_its_own_trials_not_those_of_the_folder_it_shares(tmp_path, monkeypatch):
-    from dataclasses import replace
-
     monkeypatch.setattr(protocol, "RESULTS", tmp_path)
     s = protocol.QUICK[TASK]
     monkeypatch.setitem(protocol.QUICK, f"{TASK}@24", replace(s, steps=24))
@@ -227,8 +222,6 @@ def test_a_tables_compute_counts_its_own_trials_not_those_of_the_folder_it_share
 
 
 def test_a_tables_drift_verdict_reads_its_own_trials_not_those_of_the_folder_it_shares(tmp_path, monkeypatch):
-    from dataclasses import replace
-
     monkeypatch.setattr(protocol, "RESULTS", tmp_path)
     s = protocol.QUICK[TASK]
     monkeypatch.setitem(protocol.QUICK, f"{TASK}@24", replace(s, steps=24))
@@ -252,8 +245,6 @@ def test_a_tables_drift_verdict_reads_its_own_trials_not_those_of_the_folder_it_
 
 
 def test_the_drift_verdict_is_read_at_the_full_ft_eta_with_the_eta_most_rules_share_beside_it(tmp_path, monkeypatch):
-    from dataclasses import replace
-
     monkeypatch.setattr(protocol, "RESULTS", tmp_path)
     s = replace(protocol.QUICK[TASK], starts={**protocol.QUICK[TASK].starts, "rslora": 3})
     monkeypatch.setitem(protocol.QUICK, TASK, s)
@@ -276,8 +267,6 @@ def test_the_drift_verdict_is_read_at_the_full_ft_eta_with_the_eta_most_rules_sh
 
 
 def test_a_tables_figure_draws_each_row_at_its_best_eta_and_the_best_baseline_at_each_budget(tmp_path, monkeypatch):
-    import decisive_figures as figures
-
     s = Setting(steps=10, batch_size=8, targets=None, starts={"2rank": 3}, evals=2, select="rel_mse",
                 report="rel_mse", longer=(40,))
     monkeypatch.setattr(protocol, "RESULTS", tmp_path)
@@ -308,8 +297,6 @@ def test_a_tables_figure_draws_each_row_at_its_best_eta_and_the_best_baseline_at
 
 
 def test_every_stored_table_has_its_figure_linked_in_benchmarks():
-    import decisive_figures as figures
-
     text = (BENCH.parent / "BENCHMARKS.md").read_text()
     for task in stored(False):
         path = figures.path_of(task, quick=False)

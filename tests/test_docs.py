@@ -1,18 +1,15 @@
-"""README.md and docs/findings.md quote no figure by hand: each rendered block is what bench/docs.py renders
+"""README.md and docs/findings.md quote no figure by hand: each rendered block is what bench/render/docs.py renders
 from the stored result files, and an edited figure or a changed result makes the check fail."""
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-import blocks  # noqa: E402  (bench/blocks.py)
+from bench.render import blocks, docs
 
-import docs  # noqa: E402  (bench/docs.py)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("path", docs.FILES, ids=lambda p: p.name)
@@ -21,7 +18,7 @@ def test_every_rendered_block_is_what_its_data_renders(path):
     names = [m.group(2) for m in docs.BLOCK.finditer(text)]
     assert names, f"{path.name} has no rendered blocks"
     assert set(names) <= set(docs.BLOCKS)
-    assert docs.fill(text) == text  # run python bench/docs.py after a new result lands
+    assert docs.fill(text) == text  # run python -m bench.render.docs after a new result lands
 
 
 def test_every_renderer_is_used_once():

@@ -1,6 +1,7 @@
 """The package's shape: no import cycles, lower layers never import the outer ones, and no code outside the
-rule table and the adapter builder compares rule names. Read from the source with `ast`, module-level and
-function-level imports alike, so a lazy import cannot hide a cycle."""
+rule table and the adapter builder compares rule names; bench/ has no import cycle and its renderers sit on top.
+Read from the source with `ast`, module-level and function-level imports alike, so a lazy import cannot hide a
+cycle."""
 
 import ast
 from pathlib import Path
@@ -105,6 +106,24 @@ def test_the_cycle_finder_finds_a_function_level_cycle(tmp_path):
     assert cycles(import_graph(pkg)) == [["pkg.a", "pkg.b"]]
 
 
+BENCH = SRC.parent.parent / "bench"
+
+
+def test_bench_has_no_import_cycle():
+    graph = import_graph(BENCH)
+    assert len(graph) > 25 and "bench.decisive.plan" in graph["bench.calibration.plan"]  # the graph is read
+    assert cycles(graph) == []
+
+
+def test_nothing_in_bench_imports_its_renderers():
+    """bench/render sits on top: it reads every benchmark's results and tables; nothing reads it back."""
+    graph = import_graph(BENCH)
+    assert "bench.decisive.tables" in graph["bench.render.benchmarks"]  # the graph is read
+    upward = [(m, t) for m, targets in graph.items() for t in targets
+              if t.startswith("bench.render") and not m.startswith("bench.render")]
+    assert upward == []
+
+
 def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     return sorted((m, t) for m, targets in graph.items() for t in targets if m != "loralpha" and layer(t) > layer(m))
 
@@ -142,8 +161,7 @@ def rule_comparisons(path: Path) -> list[str]:
 
 
 def test_no_code_outside_the_rule_table_compares_rule_names():
-    bench = SRC.parent.parent / "bench"
-    found = [c for p in [*SRC.rglob("*.py"), *bench.glob("*.py")] if p.name not in RULE_TABLE
+    found = [c for p in [*SRC.rglob("*.py"), *BENCH.rglob("*.py")] if p.name not in RULE_TABLE
              for c in rule_comparisons(p)]
     assert found == []
 

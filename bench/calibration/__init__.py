@@ -1,0 +1,1 @@
+"""The calibration benchmark (BENCHMARKS.md §9): `loralpha calibrate` against the decisive tables."""

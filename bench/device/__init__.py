@@ -1,0 +1,1 @@
+"""Speed targets and the GPU check (BENCHMARKS.md §8)."""

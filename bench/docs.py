@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import blocks  # noqa: E402  (bench/blocks.py: what each block says)
 from blocks import BLOCKS, ROOT  # noqa: E402
 
-FILES = [ROOT / "README.md", ROOT / "docs" / "findings.md"]
+FILES = [ROOT / "README.md", *(ROOT / "docs" / f"{page}.md" for page in
+                               ("guide", "tasks", "calibrate", "protocol", "reproduce", "findings"))]
 BLOCK = re.compile(r"(<!-- rendered: ([\w-]+) -->\n)(.*?)(<!-- /rendered -->)", re.S)
 VALUE = re.compile(r"(<!-- value: (.+?) -->)(.*?)(<!-- /value -->)", re.S)
 

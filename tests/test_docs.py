@@ -117,3 +117,13 @@ def test_every_relative_link_points_at_an_existing_file(page):
     links = [target for target in LINK.findall(page.read_text()) if not re.match(r"[a-z]+:", target)]
     missing = [t for t in links if t.split("#")[0] and not (page.parent / t.split("#")[0]).exists()]
     assert not missing, f"{page.name}: links to no file: {missing}"
+
+
+def test_the_benchmarks_summary_names_every_section():
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    summary = text[text.index("## Summary"):text.index("\n## 1. ")]
+    sections = re.findall(r"^## (\d+)\. ", text, re.M)
+    assert sections == [str(n) for n in range(1, len(sections) + 1)]
+    bullets = [line for line in summary.splitlines() if line.startswith("- ")]
+    for n in sections:
+        assert any(line.startswith(f"- **§{n} ") for line in bullets), f"the Summary says nothing of §{n}"

@@ -1,8 +1,10 @@
-"""README.md and docs/findings.md quote no figure by hand: each rendered block is what bench/render/docs.py renders
-from the stored result files, and an edited figure or a changed result makes the check fail."""
+"""README.md and docs/*.md quote no figure by hand: each rendered block is what bench/render/docs.py renders from
+the stored result files, and an edited figure or a changed result makes the check fail. README stays a short way in:
+commands first, short rendered sentences, links that resolve."""
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -57,7 +59,7 @@ def test_the_alpha_equals_r_column_reads_the_grid_at_alpha_equals_r():
     assert "| 0.602 |" in rows["32"] and "not on the grid" in rows["8"]
 
 
-def test_a_table_whose_budget_failed_gives_way_in_the_headline_to_its_tasks_table_at_the_budget_that_passed(
+def test_a_table_whose_budget_failed_gives_way_in_the_results_to_its_tasks_table_at_the_budget_that_passed(
         monkeypatch):
     original = blocks.load
     tasks = original(blocks.RESULTS / "decisive.json")["tasks"]
@@ -65,17 +67,60 @@ def test_a_table_whose_budget_failed_gives_way_in_the_headline_to_its_tasks_tabl
     failed = next(name for name, t in tasks.items() if t["complete"] and name in after)
     later = after[failed]
     assert tasks[later]["steps"] > tasks[failed]["steps"] and not tasks[failed]["budget"]["holds"]
-    if not tasks[later]["complete"]:
-        running = blocks.decisive_headline()
-        assert f"on {failed}," in running and f"{later} is running" in running
 
-    def finished(path):  # the longer table complete, its budget passed (its figures: a copy of the failed one's)
+    def running(path):  # the longer table not finished yet: the failed one is said, with the longer one running
         data = copy.deepcopy(original(path))
         if path.name == "decisive.json":
-            data["tasks"][later] = {**copy.deepcopy(data["tasks"][failed]), "steps": tasks[later]["steps"],
-                                    "budget": {**tasks[failed]["budget"], "gain": 0.01, "holds": True}}
+            data["tasks"][later] = {**data["tasks"][later], "complete": False, "trials_done": 3}
         return data
 
-    monkeypatch.setattr(blocks, "load", finished)
-    said = blocks.decisive_headline()
-    assert f"on {later}," in said and f"on {failed}," not in said
+    monkeypatch.setattr(blocks, "load", running)
+    said = blocks.results().splitlines()[-1]
+    assert f"on {failed} (" in said and f"{failed}'s budget test failed; {later} is running (3 of" in said
+    monkeypatch.setattr(blocks, "load", original)
+    said = blocks.results().splitlines()[-1]
+    assert f"{later} (" in said and f"{failed} (" not in said and "budget test failed" not in said
+
+
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def test_readme_is_short():
+    assert len(README.read_text().splitlines()) <= 150  # the rest belongs on a page of docs/
+
+
+def _sentences(block: str) -> list[str]:
+    prose = " ".join(line for line in block.splitlines() if not line.startswith("|"))  # a table is no sentence
+    return [s for s in re.split(r"(?<=[.!?:])\s+(?=[A-Z`*(\[])", prose) if s.strip()]
+
+
+def test_no_rendered_block_in_the_readme_is_a_paragraph_long_sentence():
+    for m in docs.BLOCK.finditer(README.read_text()):
+        for sentence in _sentences(m.group(3)):
+            assert len(sentence.split()) <= 60, f"block {m.group(2)}: a sentence of {len(sentence.split())} words"
+
+
+def test_the_readme_shows_a_command_before_any_rendered_block():
+    text = README.read_text()
+    first_block = docs.BLOCK.search(text)
+    first_fence = re.search(r"^```(sh|bash)?$", text, re.M)
+    assert first_fence and (not first_block or first_fence.start() < first_block.start())
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_points_at_an_existing_file(page):
+    links = [target for target in LINK.findall(page.read_text()) if not re.match(r"[a-z]+:", target)]
+    missing = [t for t in links if t.split("#")[0] and not (page.parent / t.split("#")[0]).exists()]
+    assert not missing, f"{page.name}: links to no file: {missing}"
+
+
+def test_the_benchmarks_summary_names_every_section():
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    summary = text[text.index("## Summary"):text.index("\n## 1. ")]
+    sections = re.findall(r"^## (\d+)\. ", text, re.M)
+    assert sections == [str(n) for n in range(1, len(sections) + 1)]
+    bullets = [line for line in summary.splitlines() if line.startswith("- ")]
+    for n in sections:
+        assert any(line.startswith(f"- **§{n} ") for line in bullets), f"the Summary says nothing of §{n}"

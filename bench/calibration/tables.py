@@ -101,8 +101,8 @@ def without_truth(R: dict, tables: dict) -> list[str]:
 
 
 def calibration_headline() -> str:
-    """README's word on zero tuning: the calibrator's setting against each decisive table's best tuned rule, from
-    bench/results/calibration.json (written by `python -m bench.calibration.run`)."""
+    """docs/calibrate.md's word on zero tuning: the calibrator's setting against each decisive table's best tuned rule,
+    from bench/results/calibration.json (written by `python -m bench.calibration.run`)."""
     path = RESULTS / "calibration.json"
     tables = json.loads(path.read_text())["tables"] if path.is_file() else {}
     said, waiting = [], []
@@ -127,9 +127,10 @@ def calibration_headline() -> str:
                        f"{t['paired_vs_paper']['hi']:+.3g}]" if t.get("paired_vs_paper") else ""))
     if not said:
         return ("`loralpha calibrate` (LoRA's learning rates from short probes, [BENCHMARKS.md §9]"
-                "(BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)) has no table with its 3 seeds "
+                "(../BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)) has no table with its 3 seeds "
                 "yet" + (f"; running: {'; '.join(waiting)}." if waiting else "."))
-    return ("Zero tuning, tested ([BENCHMARKS.md §9](BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)"
+    return ("Zero tuning, tested ([BENCHMARKS.md §9]"
+            "(../BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)"
             ": `loralpha calibrate` picks LoRA's two learning rates from short probes, then the setting trains at "
             "the table's budget with 3 seeds): " + "; ".join(said) + "."
             + (f" Still running: {'; '.join(waiting)}." if waiting else ""))

@@ -289,13 +289,8 @@ def _target(figure: float | None, ok: bool | None, text: str) -> str:
     return f"{text} — {'met' if ok else '**not met**'}"
 
 
-def targets(R: dict, folder: Path) -> list[str]:
-    out = ["## 8. Speed targets", "", *command("device.targets", folder, R), "```",
-           "python -m bench.suite.peft_step   # plain-PEFT step parity (section 5)",
-           "python -m bench.device.gpu_check --prepare   # then on a GPU machine: see the script's docstring",
-           "```", ""]
-    if "targets" not in R:
-        return out + missing("device.targets")
+def target_rows(R: dict) -> list[list[str]]:
+    """§8's rows (target, goal, measured — met or **not met**), from targets.json and peft_step.json."""
     T = R["targets"]
     rows = []
     lab = T.get("labelled", {})
@@ -327,6 +322,18 @@ def targets(R: dict, folder: Path) -> list[str]:
     for r in (P or {}).get("rows", []):
         rows.append([f"loralpha step / plain PEFT step ({r['task']}, CPU)", "1.00 ± 0.05",
                      _target(r["ratio"], abs(r["ratio"] - 1) <= 0.05, f"{r['ratio']:.3f}")])
+    return rows
+
+
+def targets(R: dict, folder: Path) -> list[str]:
+    out = ["## 8. Speed targets", "", *command("device.targets", folder, R), "```",
+           "python -m bench.suite.peft_step   # plain-PEFT step parity (section 5)",
+           "python -m bench.device.gpu_check --prepare   # then on a GPU machine: see the script's docstring",
+           "```", ""]
+    if "targets" not in R:
+        return out + missing("device.targets")
+    T = R["targets"]
+    rows = target_rows(R)
     G = R.get("gpu_check")
     gpu = ("The GPU check has not run: no GPU machine has been at hand (it would write gpu_check.json into "
            "bench/results/)." if not G else
@@ -391,7 +398,7 @@ def header(R: dict, folder: Path, summary: list[str]) -> list[str]:
 
 def render(folder: Path) -> str:
     R = load(folder)
-    lines = header(R, folder, summary(R))
+    lines = header(R, folder, summary(R, target_rows(R) if "targets" in R else None))
     for section in (quality, convergence, search, law, overheads, memory, decisive, targets, calibration):
         lines += section(R, folder)
     return "\n".join(lines).rstrip() + "\n"

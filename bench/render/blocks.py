@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from bench.calibration.tables import calibration_headline
 from bench.common import RESULTS, ROOT
 from bench.decisive.analysis import CLAIMS, successors
-from bench.decisive.plan import ORDER, SUBJECT
+from bench.decisive.plan import ORDER
 from bench.examples import rl_arith as rl_bench
 from loralpha import scaling
 from loralpha.reporting import fmt
@@ -81,7 +82,7 @@ def demo() -> str:
            f"{data['rank']}, {data['steps']} steps of batch {data['batch_size']} for every rule):", "",
            table(keep, rows), "",
            "![Train loss and held-out accuracy per step, each rule at its default η]"
-           "(docs/results/demo/head_to_head.png)", ""]
+           "(results/demo/head_to_head.png)", ""]
     variants = {row[0]: row for row in ae["tables"][0]["rows"]}
     header = ae["tables"][0]["header"]
     status, drift = header.index("status"), header.index("drift ratio (median)")
@@ -104,7 +105,7 @@ def demo() -> str:
     out.append(
         f"Held-out split of {data['n_eval']} tweets (the majority class scores {data['majority_accuracy']:.3f}), one "
         "seed: a gap of a few points is within seed noise. The same run measured the other three parts (full report: "
-        "[docs/results/demo/report.md](docs/results/demo/report.md)): "
+        "[docs/results/demo/report.md](results/demo/report.md)): "
         f"α × {top_k} ends `{top[status]}` where η × {top_k} ends `{etas[top_k][status]}`"
         + (f", and η × 128 ends `{etas[128][status]}` (the paper says it diverges)" if 128 in etas else "")
         + f"; the median drift ratio goes from {variants['base'][drift]} at the base to {top[drift]} at α × {top_k} "
@@ -116,7 +117,8 @@ def demo() -> str:
 
 
 def bench_headline() -> str:
-    """The benchmarks' two headline figures, from bench/results (quality.json, convergence.json)."""
+    """docs/reproduce.md's word on `make bench`: its wall time and two headline figures, from bench/results
+    (run_all.json, quality.json, convergence.json)."""
     R = {name: load(RESULTS / f"{name}.json") for name in ("quality", "convergence", "run_all")}
     bbc = R["quality"]["tasks"]["bbc-news"]["rows"]
     acc = {r["rule"]: r["accuracy"]["mean"] for r in bbc if r["tuned"]}
@@ -124,12 +126,12 @@ def bench_headline() -> str:
     T = R["convergence"]["tasks"]["teacher-student"]
     conv = next(r for r in T["by_lr"] if math.isclose(r["lr"], T["full_ft_lr"], rel_tol=1e-3))["rules"]
     minutes = R["run_all"]["total_s"] / 60
-    return (f"(`make bench`, {minutes:.0f} min on 2 cores from scratch): there, once every baseline gets its own "
-            f"learning rate from a log grid, bbc-news accuracy is {untuned:.2f} for untuned "
-            f"LoRA-α, {acc['2rank']:.2f} for `2rank` and {acc['full']:.2f} for full fine-tuning (3 seeds), while at "
-            "the small full-fine-tuning η LoRA-α reaches `2rank`'s final loss on teacher-student in "
-            f"{conv['lora-alpha']['steps']} steps where `2rank` needs {conv['2rank']['steps']} "
-            f"(η = {fmt_lr(T['full_ft_lr'])}, of {T['steps']}).")
+    return (f"Its last full run took {minutes:.0f} min on {R['run_all']['machine']['cores']} cores from scratch. "
+            "Once every baseline gets its own learning rate from a log grid, bbc-news accuracy is "
+            f"{untuned:.2f} for untuned LoRA-α, {acc['2rank']:.2f} for `2rank` and {acc['full']:.2f} for full "
+            f"fine-tuning (3 seeds). At the small full-fine-tuning η (η = {fmt_lr(T['full_ft_lr'])}) LoRA-α reaches "
+            f"`2rank`'s final loss on teacher-student in {conv['lora-alpha']['steps']} steps where `2rank` needs "
+            f"{conv['2rank']['steps']} (of {T['steps']}).")
 
 
 def spectrum_line() -> str:
@@ -145,7 +147,7 @@ def spectrum_line() -> str:
             f"for `2rank` at η = {fmt_lr(lr['2rank'])} and "
             f"{span(gap['lora-alpha'], '.0f')} × for `lora-alpha` at η = {fmt_lr(lr['lora-alpha'])} (ranks "
             f"{ranks[0]}–{ranks[-1]}; table and command in "
-            "[docs/findings.md](docs/findings.md#2-spectral-suppression-and-the-optimization-gap)).")
+            "[docs/findings.md](findings.md#2-spectral-suppression-and-the-optimization-gap)).")
 
 
 def law_line() -> str:
@@ -212,7 +214,7 @@ def clip_digits() -> str:
            else "2rank − lora-alpha")
     return (f"Measured (`python -m bench.examples.clip_digits`: rank 8, {d['steps']} steps of "
             f"{TASKS['clip-digits'].batch_size}, {len(d['seeds'])} seeds; {d['machine']['date']}; "
-            "[the figures](docs/results/clip-digits/clip_digits.json)): "
+            "[the figures](results/clip-digits/clip_digits.json)): "
             f"held-out zero-shot accuracy {s['base']['zero_shot_accuracy']['mean']:.2f} untouched, then "
             + ", ".join(f"{acc(rule)} for `{rule}` ({fmt_lr(lr[rule])})" for rule in d["rules"])
             + f"; recall@1 {span(recall, '.2f')} for all {len(d['rules'])}. The held-out loss had flattened (it moved "
@@ -367,7 +369,7 @@ def law_tweets() -> str:
                   f"calibrated {cal['coef']:g}·√r", "calibrated / α* (by eval loss, by accuracy)"], rows)
 
 
-def decisive(link: str = "BENCHMARKS.md", lead: str = "decides between these two readings; it ") -> str:
+def decisive(link: str = "../BENCHMARKS.md", lead: str = "follows this protocol; it ") -> str:
     """Where the decisive benchmark stands and what its verdicts say so far, from bench/results/decisive.json
     (written by `python -m bench.decisive.run`, which keeps every finished trial in bench/results/decisive/)."""
     path = RESULTS / "decisive.json"
@@ -404,36 +406,113 @@ def budget_said(t: dict) -> str:
             f"over the last quarter")
 
 
-def decisive_headline() -> str:
-    """README's first word on the paper's main claim: each complete decisive table's untuned-vs-tuned verdict."""
-    path = RESULTS / "decisive.json"
+def _ci(d: dict[str, Any]) -> str:
+    return f"{d['mean']:.4g} [{d['lo']:.4g}, {d['hi']:.4g}]"
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
+def _tally(figure: str) -> str:
+    """'worse than 5, better than 0, tied with 0 of 5; …' (a verdict's figure) said short: 'worse than 5 of 5'."""
+    found = re.match(r"worse than (\d+), better than (\d+), tied with (\d+) of (\d+)", figure)
+    if not found:
+        return figure.split(";")[0]
+    worse, better, tied, n = found.groups()
+    return ", ".join(f"{word} {k} of {n}" for word, k in (("worse than", worse), ("better than", better),
+                                                          ("tied with", tied)) if k != "0")
+
+
+def results() -> str:
+    """README's results: one table of each calibrated decisive table (the best tuned rule, the best tuned LoRA rule,
+    untuned LoRA-α and the calibrator's setting), then one short sentence per finding, from bench/results/decisive.json
+    (`python bench/decisive.py`) and bench/results/calibration.json (`python bench/calibration.py`)."""
+    path, cal_path = RESULTS / "decisive.json", RESULTS / "calibration.json"
     tasks = load(path)["tasks"] if path.is_file() else {}
-    said = []
+    tables = load(cal_path)["tables"] if cal_path.is_file() else {}
     after = successors(tasks)
-    for task, t in tasks.items():
-        v = next((v for v in t["verdicts"] if v["claim"] == "untuned"), None)
-        if task in after and tasks[after[task]]["complete"]:
-            continue  # a table whose budget failed gives way to its task's table at a budget that passed
-        if t["complete"] and v:
-            rows = {r["arm"]: r for r in t["rows"]}
-            u, best = rows["lora-alpha untuned"]["select"], rows[t["best_baseline"]]["select"]
-            verb = {"holds": "ties or beats", "does not": "does not tie or beat",
-                    "partly": "ties or beats some, not all, of"}[v["verdict"]]
-            gaps = [r["paired_select"]["mean"] for r in t["rows"]  # the tuned baselines on every linear layer
-                    if r.get("paired_select") and r["rule"] != SUBJECT and r["targets"] == "all"]
-            said.append(f"on {task}, untuned LoRA-α (c = 256 at the full-FT η) **{verb}** the tuned baselines: "
-                        f"held-out {t['select']} {u['mean']:.4g} [{u['lo']:.4g}, {u['hi']:.4g}] against the best, "
-                        f"{t['best_baseline']}, at {best['mean']:.4g} [{best['lo']:.4g}, {best['hi']:.4g}]; paired "
-                        f"differences {min(gaps):+.3g} to {max(gaps):+.3g} over {len(gaps)} baselines, "
-                        f"{u['n']} seeds, {budget_said(t)}"
-                        + (f" (at {tasks[after[task]]['steps']} steps, {after[task]} is running: "
-                           f"{tasks[after[task]]['trials_done']} of {tasks[after[task]]['trials_wanted']} planned "
-                           "trials)" if task in after else ""))
-    if not said:
-        return ("What loralpha has measured of the paper's claims so far: the decisive benchmark "
-                "([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)) has no complete table yet.")
-    return ("What loralpha has measured of the paper's main claim, at tuned η and a budget each table tests "
-            "([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)): " + "; ".join(said) + ".")
+    shown = {name: t for name, t in tasks.items()  # a table whose budget failed gives way to its task's longer one
+             if t["complete"] and not (name in after and tasks[after[name]]["complete"])}
+    if not shown:
+        return ("The decisive benchmark ([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)) has no complete "
+                "table yet.")
+    rows, done = [], {name: t for name, t in tables.items() if t.get("state") == "complete" and t.get("verdict")}
+    for name, t in done.items():
+        c = t["calibration"]["settings"]["lora-alpha"]
+        label = f"{name} ({t['steps']}{', held out' if t.get('held_out') else ''})"
+        rows.append([label, f"{t['best']['arm']} {_ci(t['best']['select'])}",
+                     f"{t['best_lora']['arm']} {_ci(t['best_lora']['select'])}" if t.get("best_lora") else "—",
+                     _ci(t["paper"]["select"]),
+                     f"{_ci(t['seeds'])} (c = {c['coef']:.3g}, η = {c['lr']:.2g}; probes {t['cost_share']:.1%})"])
+    out = ["Held-out eval_loss (lower is better), mean [95% interval] over 3 seeds, at budgets the best-tuned "
+           "baseline has plateaued at ([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark), "
+           "[§9](BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)):", ""]
+    if rows:
+        out += [table(["table (steps)", "best tuned rule", "best tuned LoRA rule", "LoRA-α c = 256, untuned",
+                       "`loralpha calibrate` (probes' share of the grid's steps)"], rows), ""]
+    said = []
+    verdicts = {name: {v["claim"]: v for v in t["verdicts"]} for name, t in shown.items()}
+    for verdict, words in (("does not", "does not tie or beat"), ("partly", "ties or beats some, not all, of"),
+                           ("holds", "ties or beats")):
+        names = [f"{name} ({_tally(v['untuned']['figure'])})" for name, v in verdicts.items()
+                 if v.get("untuned", {}).get("verdict") == verdict]
+        if names:
+            said.append(f"Untuned LoRA-α {words} the tuned baselines on {_names(names)}, paired by seed.")
+    fast = [name for name, v in verdicts.items() if v.get("faster", {}).get("verdict") == "holds"]
+    if fast:
+        said.append(f"At the full-FT η it converges faster than `2rank` on {_names(fast)}.")
+    for name in shown:
+        if name in after:
+            later = tasks[after[name]]
+            said.append(f"{name}'s budget test failed; {after[name]} is running ({later['trials_done']} of "
+                        f"{later['trials_wanted']} planned trials).")
+    if done:
+        better = [n for n, t in done.items() if (t.get("paired_vs_paper") or {}).get("hi", 0) < 0]
+        within = [n for n, t in done.items() if t["verdict"]["within"]]
+        worse = [n for n in done if n not in within]
+        shares = [t["cost_share"] for t in done.values()]
+        said.append(f"`loralpha calibrate` beats untuned c = 256 on {len(better)} of {len(done)} tables, paired by "
+                    "seed.")
+        said.append("Against the best tuned rule it is " + " and ".join(
+            part for part in (f"within its interval on {_names(within)}" if within else "",
+                              f"worse on {_names(worse)}" if worse else "") if part)
+            + f"; its probes cost {span(shares, '.1%')} of the grid's steps.")
+    waiting = [f"{n} ({t.get('state', 'not started')})" for n, t in tables.items() if n not in done]
+    if waiting:
+        said.append(f"Calibration still running: {_names(waiting)}.")
+    return "\n".join(out + [" ".join(said)])
+
+
+def bench_costs() -> str:
+    """docs/reproduce.md's table: what each `make bench*` target cost when it last ran, from bench/results
+    (run_all.json, decisive.json, calibration.json)."""
+    rows = []
+    ra = RESULTS / "run_all.json"
+    if ra.is_file():
+        r = load(ra)
+        rows.append(["`make bench`", "`bench/run_all`: the scripts of §1–§6 and of docs/findings.md in full, then "
+                     "BENCHMARKS.md", f"{r['total_s'] / 60:.0f} min wall ({r['started']} → {r['finished']}, "
+                     f"{r['machine']['cores']} cores)"])
+    dec = RESULTS / "decisive.json"
+    if dec.is_file():
+        tasks = load(dec)["tasks"]
+        rows.append(["`make bench-decisive`", "the decisive tables' missing trials (§7), then the docs", "; ".join(
+            f"{name} {t['compute_s'] / 3600:.1f} h ({t['trials_done']} of {t['trials_wanted']} trials, "
+            f"{', '.join(t['devices'])})" for name, t in tasks.items()) + " of trial wall time"])
+    cal = RESULTS / "calibration.json"
+    if cal.is_file():
+        tables = load(cal)["tables"]
+        trial = {name: t["median_trial_s"] for name, t in (load(dec)["tasks"] if dec.is_file() else {}).items()}
+        rows.append(["`make bench-calibration`", "a calibration per complete decisive table, then its setting with "
+                     "3 seeds (§9)", "; ".join(
+                         f"{name}: probes {t['calibration']['wall_time_s'] / 60:.0f} min"
+                         + (f", then 3 seeded runs (a trial of that decisive table: median "
+                            f"{trial[t['decisive']] / 60:.0f} min)" if trial.get(t["decisive"]) else "")
+                         for name, t in tables.items() if t.get("calibration"))])
+    if not rows:
+        return "No benchmark has stored a result yet."
+    return table(["command", "what it runs", "what it cost when it last ran"], rows)
 
 
 BLOCKS: dict[str, Callable[[], str]] = {
@@ -443,6 +522,6 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "spectrum-teacher-student": spectrum_table("spectrum-teacher-student"),
     "spectrum-tweets": spectrum_table("spectrum-tweets"), "equivalence": equivalence, "tracker": tracker,
     "law-teacher-student": law_teacher_student, "law-tweets": law_tweets, "decisive": decisive,
-    "decisive-headline": decisive_headline, "calibration-headline": calibration_headline,
+    "results": results, "bench-costs": bench_costs, "calibration-headline": calibration_headline,
     "decisive-findings": lambda: decisive("../BENCHMARKS.md", ""),
 }

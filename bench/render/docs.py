@@ -23,7 +23,8 @@ from typing import Any
 from bench.render import blocks
 from bench.render.blocks import BLOCKS, ROOT
 
-FILES = [ROOT / "README.md", ROOT / "docs" / "findings.md"]
+FILES = [ROOT / "README.md", *(ROOT / "docs" / f"{page}.md" for page in
+                               ("guide", "tasks", "calibrate", "protocol", "reproduce", "findings"))]
 BLOCK = re.compile(r"(<!-- rendered: ([\w-]+) -->\n)(.*?)(<!-- /rendered -->)", re.S)
 VALUE = re.compile(r"(<!-- value: (.+?) -->)(.*?)(<!-- /value -->)", re.S)
 

@@ -93,6 +93,8 @@ def test_forgiveness_interpolates_in_log_x_and_says_when_it_reaches_an_end():
     costs[1e-2] = 1.005  # within the limit: the range runs on to the diverged point, and stops there
     assert forgiveness(costs)["decades"] == pytest.approx(0.05 + 2) and not forgiveness(costs)["open"]
     assert forgiveness({1e-3: 1.0, 1e-2: 1.001})["open"] and forgiveness({1e-3: math.inf}) is None
+    higher = forgiveness({1e-3: -1.0, 1e-2: -0.98})  # accuracy 1.0 and 0.98, negated: within 1% is ≥ 0.99
+    assert higher["within"] == pytest.approx(-0.99) and higher["decades"] == pytest.approx(0.5) and higher["open"]
 
 
 def test_the_budget_test_reads_the_last_quarter_between_evaluations():

@@ -240,3 +240,12 @@ def test_a_bracketed_sweep_runs_end_to_end_reruns_as_nothing_and_reports_its_opt
     lo, hi = other["ci95"]
     assert f"| {other['group']} | rel_mse | 3 | {other['mean']:+.4g} | [{lo:+.3g}, {hi:+.3g}] |" in md
     assert eval_curve(tmp_path / "study" / "runs" / next(iter(records)), "rel_mse")[0][0] == 0
+
+
+def test_the_example_spec_brackets_each_rule_from_its_default_eta():
+    from loralpha.sweep import load
+
+    spec = load(Path(__file__).parent.parent / "examples" / "teacher-student-bracket.yaml")
+    trials, groups = bracket.plan(spec, {})
+    assert [g.start for g in groups] == [5e-5, 2e-4, 2e-4] and len(trials) == 9
+    assert spec.bracket.report_seeds == (0, 1, 2) and spec.bracket.margin == {"rel_mse": 0.01}

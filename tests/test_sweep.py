@@ -526,3 +526,118 @@ def test_a_store_opened_while_another_connection_is_writing_the_new_file_waits_f
     finally:
         done.join()
         writer.close()
+
+
+# --- bracketed sweeps (loralpha.studies.bracket plans them; tests/test_protocol.py runs one end to end)
+
+BRACKET_YAML = ("task: teacher-student\n" + TINY_YAML.replace("steps: 20", "steps: 12, eval_every: 4")
+                + "grid: {rule: [lora-alpha, 2rank]}\n")
+
+
+@pytest.mark.parametrize("section, message", [
+    ("{axes: lr}", "bracket: unknown key 'axes'; it has: axis, start"),
+    ("{axis: rank}", "bracket.axis: rank is not a number field"),
+    ("{axis: lrr}", "bracket.axis: 'lrr' is not a config field"),
+    ("{step_decades: -1}", "bracket.step_decades: expected a positive number, got -1"),
+    ("{max_points: 2}", "bracket.max_points: expected an integer from 3 to 100, got 2"),
+    ("{first_points: 9}", "bracket.first_points: expected an integer from 3 to 8, got 9"),
+    ("{start: fast}", "bracket.start: expected a positive number, got 'fast'"),
+    ("{start: {lora: 1e-3}}", "bracket.start: no group 'lora'; the groups are: rule=2rank, rule=lora-alpha"),
+    ("{axis: alpha}", "bracket.start: default is the rule's default η, for axis lr"),
+    ("{choose: {metric: rel_mse, seed: [0]}}", "bracket.choose: unknown key 'seed'; it has: metric, seeds"),
+    ("{seeds_at_best: [0, 1]}", "bracket.seeds_at_best: seed 0 already chooses"),
+    ("{report: {metrics: [rel_mse], seeds: [3]}}", "bracket.report.seeds: seed 3 never runs at the best point"),
+    ("{margin: {accuracy: 0.1}}", "bracket.margin: 'accuracy' is not a report metric (eval_loss)"),
+    ("[lr]", "bracket must be a mapping"),
+])
+def test_bad_bracket_sections_are_one_line_naming_the_key(tmp_path, section, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BRACKET_YAML + f"bracket: {section}\n")
+    with pytest.raises(UsageError) as e:
+        load(path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("fixed: {lr: 1e-3}\ngrid: {rule: [2rank]}\nbracket: {}\n", "fixed.lr: lr is the bracketed axis"),
+    ("grid: {seed: [0, 1]}\nbracket: {}\n", "grid.seed: a bracketed spec gives its seeds in bracket"),
+    ("grid: {rule: [2rank]}\nbracket: {}\n", "its trials are planned round by round"),  # no expand()
+])
+def test_a_bracketed_spec_owns_its_axis_and_seeds(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text("task: teacher-student\n" + text)
+    with pytest.raises(UsageError, match=message):
+        load(path).trials()
+
+
+def test_cli_bad_bracket_key_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BRACKET_YAML + "bracket: {max_pts: 4}\n")
+    monkeypatch.setattr(sys, "argv", ["loralpha", "sweep", str(path), "--store", str(tmp_path / "s.db")])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "max_pts" in err
+
+
+def bracket_spec(tmp_path, extra=""):
+    path = tmp_path / "bracket.yaml"
+    path.write_text(BRACKET_YAML + "bracket: {start: {lora-alpha: 2e-4, 2rank: 5e-2}, max_points: 4, "
+                    "choose: rel_mse, seeds_at_best: [1]" + extra + "}\n")
+    return path
+
+
+def test_a_killed_bracketed_sweep_resumes_without_training_a_finished_trial_again(tmp_path):
+    from loralpha.studies import bracket
+
+    spec = bracket_spec(tmp_path)
+    store_path = tmp_path / "study" / "study.db"
+    slow = _env(**{engine.DELAY_ENV: "0.3"})
+    proc = subprocess.Popen(_sweep_command(spec, store_path, "--workers", "1"), env=slow, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and proc.poll() is None:
+        if store_path.exists():
+            with Store(store_path) as store:
+                counts = store.counts()
+                if counts["done"] >= 2 and counts["running"]:
+                    break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Store(store_path) as store:
+        before = {r["id"]: r for r in store.records()}
+    finished = {tid: r for tid, r in before.items() if r["status"] in ("done", "diverged")}
+    assert finished and [r["status"] for r in before.values()].count("running") == 1, proc.stderr.read().decode()
+
+    rerun = subprocess.run(_sweep_command(spec, store_path, "--workers", "2"), env=_env(), capture_output=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+    with Store(store_path) as store:
+        after = {r["id"]: r for r in store.records()}
+    for tid, row in finished.items():  # never trained again
+        assert after[tid]["attempts"] == 1 and after[tid]["finished_at"] == row["finished_at"]
+    trials, groups = bracket.plan(load(spec), after)
+    assert all(g.settled for g in groups) and {t.id for t in trials} == set(after)
+    assert {r["status"] for r in after.values()} <= {"done", "diverged"}
+
+
+def test_a_bracketed_sweep_on_ray_gives_the_local_store(tmp_path):
+    pytest.importorskip("ray", reason="Ray is optional: pip install 'loralpha[ray]'")
+    from loralpha.studies import bracket
+
+    spec = load(bracket_spec(tmp_path, ", first_points: 3"))
+    for where, engine_name in (("local", "local"), ("ray", "ray")):
+        bracket.run(spec, tmp_path / where / "study.db", workers=2, engine=engine_name, threads=1, progress=False)
+
+    def results(path):
+        with Store(path) as store:
+            return {r["id"]: (r["status"], r["eval"], r["attempts"]) for r in store.records()}
+
+    local, ray = results(tmp_path / "local" / "study.db"), results(tmp_path / "ray" / "study.db")
+    assert local.keys() == ray.keys() and len(local) >= 8
+    for tid in local:
+        assert ray[tid][0] == local[tid][0] and ray[tid][2] == 1
+        assert ray[tid][1] == pytest.approx(local[tid][1], rel=1e-6)
+    with Store(tmp_path / "ray" / "study.db") as store:
+        assert store.get_meta("spec") == spec.data()

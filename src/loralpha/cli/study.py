@@ -17,7 +17,7 @@ from .flags import config_options
 
 @app.command()
 def sweep(
-    spec: Path = typer.Argument(..., help="YAML sweep spec: study, task, metric, fixed, grid"),
+    spec: Path = typer.Argument(..., help="YAML sweep spec: study, task, metric, fixed, grid, bracket"),
     store: Optional[Path] = typer.Option(None, help="results store (default: studies/<study or spec stem>/study.db); "
                                                     "run directories go to runs/<trial id>/ beside it"),
     workers: Optional[int] = typer.Option(None, help="trials at a time (default: the CPU count; "
@@ -32,14 +32,24 @@ def sweep(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live counts"),
 ) -> None:
     """Run every trial of a grid spec, each in its own process, into a SQLite store. Rerunning resumes:
-    finished trials are kept, trials of a killed sweep run again; sweeps sharing a store share the work."""
+    finished trials are kept, trials of a killed sweep run again; sweeps sharing a store share the work.
+    A spec with a bracket: section runs in rounds, each planned from the store, until every group's best
+    point on the bracketed axis has a worse point on both sides (or max_points), then its seeds at the best."""
+    from ..studies import bracket
     from ..sweep import Store, load, run_sweep
 
     loaded = load(spec)
     path = store or Path("studies") / loaded.name / "study.db"
+    options = dict(workers=workers, engine=engine, address=address, progress=progress, cpus_per_trial=cpus_per_trial,
+                   gpus_per_trial=gpus_per_trial, threads=threads)
+    groups = None
     try:
-        counts = run_sweep(loaded, path, workers=workers, engine=engine, address=address, progress=progress,
-                           cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, threads=threads)
+        if loaded.bracket is not None:
+            result = bracket.run(loaded, path, say=lambda line: console.print(line, markup=False, highlight=False),
+                                 **options)
+            counts, ids, groups = result["counts"], set(result["ids"]), result["groups"]
+        else:
+            counts = run_sweep(loaded, path, **options)
     except KeyboardInterrupt:
         err.print(f"sweep interrupted; its running trials were handed back: rerun the same command to resume "
                   f"(store: {path})", markup=False)
@@ -51,10 +61,22 @@ def sweep(
     table.add_row("store", str(path))
     table.add_row("run directories", str(path.parent / "runs") + "/<trial id>")
     console.print(table)
+    if groups is not None:
+        axis = loaded.bracket.axis
+        optima = Table(title=f"{axis} bracketed per group ({loaded.bracket.choose}, seeds "
+                             f"{', '.join(map(str, loaded.bracket.choose_seeds))}); loralpha report {path}")
+        for column in ("group", f"best {axis}", loaded.bracket.choose, "state", "points"):
+            optima.add_column(column)
+        sign = -1 if bracket.direction(loaded, loaded.bracket.choose) else 1  # costs are lower-is-better
+        for g in groups:
+            optima.add_row(g.label, f"{g.best.x:.3g}" if g.best else "—",
+                           f"{sign * g.best.cost:.4g}" if g.best else "—", g.state, str(len(g.points)))
+        console.print(optima)
     if counts["running"]:
         console.print(f"{counts['running']} trials are still running in another sweep on this store")
     if counts["failed"]:
-        ids = {t.id for t in loaded.trials()}
+        if groups is None:
+            ids = {t.id for t in loaded.trials()}
         failed = [r for r in Store(path).records("failed") if r["id"] in ids]
         err.print(f"{len(failed)} trials failed; the first, {failed[0]['id']}: {failed[0]['error']} "
                   f"(traceback, if any: {failed[0]['run_dir']}/error.txt)", markup=False)

@@ -12,6 +12,8 @@ from ..config import train_command
 from ..errors import UsageError
 from ..studies.laws import fit
 from ..studies.records import is_higher_better, load_records, metric_value
+from ..sweep import Store, parse
+from .bracket_report import bracket_sections
 from .document import Figure, Report, Section, Table, fmt
 from .plots import curves, plot_curves, pyplot
 
@@ -79,6 +81,10 @@ def store_report(store_path: Path, out: Path) -> Report:
                             commands=[f"loralpha report {store_path}", f"loralpha fit {store_path} --metric {metric}"]))
     if "rank" in varying and ("alpha" in varying or "coef" in varying):
         sections.append(law_section(records, metric, out, f"loralpha fit {store_path} --metric {metric}"))
+    with Store(store_path) as store:
+        recorded = store.get_meta("spec")
+    if isinstance(recorded, dict) and recorded.get("bracket") is not None:  # a bracketed sweep: its protocol
+        sections += bracket_sections(parse(recorded, source=store_path), records, store_path)
     return Report(title=f"loralpha sweep: {store_path.parent.name}", subtitle=f"sweep store {store_path}",
                   sections=sections)
 

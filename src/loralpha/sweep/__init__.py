@@ -4,7 +4,9 @@
     counts = run_sweep(load("examples/teacher-student-sweep.yaml"), "studies/ts/study.db", workers=2)
     rows = Store("studies/ts/study.db").records(status="done")
 
-The CLI is `loralpha sweep SPEC [--store S.db] [--workers N] [--engine local|ray]`.
+The CLI is `loralpha sweep SPEC [--store S.db] [--workers N] [--engine local|ray]`. A spec with a `bracket:`
+section (one log axis grown per group until its optimum is bracketed) runs in rounds through
+`loralpha.studies.bracket.run`, which the CLI calls for it.
 """
 
 from __future__ import annotations

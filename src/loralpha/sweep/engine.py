@@ -33,6 +33,7 @@ As with any multiprocessing, a script that calls `run_sweep` must do so under
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -253,8 +254,10 @@ def _ray():
     return ray
 
 
-def _run_ray(store: Store, ids: list[str], study_dir: Path, workers: int | None, address: str | None,
-             cpus_per_trial: float, gpus_per_trial: float, threads: int | None, display: _Display) -> None:
+@contextlib.contextmanager
+def ray_session(workers: int | None = None, address: str | None = None):
+    """Ray started for the duration (a local Ray with `workers` CPUs, or the cluster at `address`) and shut down
+    after, unless it was running already: several sweeps in a row (the rounds of a bracketed sweep) share one."""
     ray = _ray()
     started = not ray.is_initialized()
     if started:
@@ -267,6 +270,21 @@ def _run_ray(store: Store, ids: list[str], study_dir: Path, workers: int | None,
             ray.init(**options)
         except ConnectionError as e:
             raise UsageError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run_ray(store: Store, ids: list[str], study_dir: Path, workers: int | None, address: str | None,
+             cpus_per_trial: float, gpus_per_trial: float, threads: int | None, display: _Display) -> None:
+    with ray_session(workers, address) as ray:
+        _run_ray_trials(ray, store, ids, study_dir, workers, cpus_per_trial, gpus_per_trial, threads, display)
+
+
+def _run_ray_trials(ray, store: Store, ids: list[str], study_dir: Path, workers: int | None, cpus_per_trial: float,
+                    gpus_per_trial: float, threads: int | None, display: _Display) -> None:
     me = worker_name()
     threads = threads or max(1, int(cpus_per_trial))
     task = ray.remote(max_calls=1, max_retries=0)(_ray_trial).options(num_cpus=cpus_per_trial,
@@ -306,9 +324,6 @@ def _run_ray(store: Store, ids: list[str], study_dir: Path, workers: int | None,
             ray.cancel(ref, force=True)
             store.release(trial.id)
         raise
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def trials_of(spec_or_trials: Spec | str | Path | Iterable[Trial]) -> tuple[list[Trial], Spec | None]:

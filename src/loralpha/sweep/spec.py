@@ -9,6 +9,9 @@
       alpha: {log: [4, 16384], num: 9}   # geometric, both ends included
       seed: [0, 1]
 
+A spec may also bracket one log axis (`bracket:`, see `loralpha.sweep.bracket`): its trials are then
+planned round by round from the store (`loralpha.studies.bracket`), not expanded at once.
+
 Expansion is the Cartesian product of the grid (the last key varies fastest) on
 top of `fixed`. The keys a spec may set are the fields of `TrainConfig` (or of the
 config class given to `parse`), so a new field is a new key with no other edit.
@@ -40,8 +43,9 @@ import yaml
 from ..config import TrainConfig
 from ..errors import UsageError
 from ..options import default_of
+from .bracket import Bracket, parse_bracket
 
-TOP_KEYS = ("study", "task", "metric", "fixed", "grid")
+TOP_KEYS = ("study", "task", "metric", "fixed", "grid", "bracket")
 DEFAULT_METRIC = "final_loss"
 MAX_TRIALS = 100_000
 _STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -63,6 +67,7 @@ class Spec:
     metric: str = DEFAULT_METRIC
     source: Path | None = field(default=None, compare=False)
     config_cls: type = field(default=TrainConfig, compare=False, repr=False)  # what a trial is
+    bracket: Bracket | None = None  # a bracketed axis: trials planned round by round from the store
 
     @property
     def name(self) -> str:
@@ -71,6 +76,13 @@ class Spec:
 
     def trials(self) -> list[Trial]:
         return expand(self)
+
+    def data(self) -> dict[str, Any]:
+        """The spec as `parse` reads it (the store's meta keeps it, so a report can replan a bracketed sweep)."""
+        out = {"task": self.task, "fixed": self.fixed, "grid": self.grid, "metric": self.metric}
+        if self.bracket is not None:
+            out["bracket"] = self.bracket.data()
+        return out
 
 
 def _canon(value: Any) -> Any:
@@ -241,7 +253,7 @@ def parse(data: Any, source: str | Path | None = None, config_cls: type = TrainC
                                  f"fields: {', '.join(sorted(names - {'task'}))}")
         sections[section] = value
     fixed = {k: _coerce(k, v, hints[k], f"{where}fixed.") for k, v in sections["fixed"].items()}
-    if not sections["grid"]:
+    if not sections["grid"] and data.get("bracket") is None:
         raise UsageError(f"{where}grid is empty; give at least one field with a list of values "
                          "(e.g. grid: {seed: [0, 1]})")
     grid: dict[str, list[Any]] = {}
@@ -267,7 +279,14 @@ def parse(data: Any, source: str | Path | None = None, config_cls: type = TrainC
     total = math.prod(len(v) for v in grid.values())
     if total > MAX_TRIALS:
         raise UsageError(f"{where}the grid has {total} points; at most {MAX_TRIALS} in one spec")
-    return Spec(task=task, fixed=fixed, grid=grid, study=study, metric=metric, source=src, config_cls=config_cls)
+    bracket = None
+    if data.get("bracket") is not None:
+        kinds = {name: set(typing.get_args(hint)) - {type(None)} or {hint} for name, hint in hints.items()
+                 if name in names}
+        bracket = parse_bracket(data["bracket"], grid, fixed, kinds, where)
+        metric = data.get("metric", bracket.choose)  # the store's metric: what chooses
+    return Spec(task=task, fixed=fixed, grid=grid, study=study, metric=metric, source=src, config_cls=config_cls,
+                bracket=bracket)
 
 
 def load(path: str | Path, config_cls: type = TrainConfig) -> Spec:
@@ -296,22 +315,31 @@ def load(path: str | Path, config_cls: type = TrainConfig) -> Spec:
     return parse(data, source=path, config_cls=config_cls)
 
 
+def make_trial(spec: Spec, values: dict[str, Any], where: str) -> Trial:
+    """The trial of `values` on top of the spec's fixed fields, its config checked (errors name `where`)."""
+    config = spec.config_cls(task=spec.task, **_canon({**spec.fixed, **values}))
+    try:
+        config.check()
+    except UsageError as e:
+        raise UsageError(f"{where}: {e}") from None
+    except (TypeError, ValueError) as e:  # a value of the wrong shape that check() could not read
+        raise UsageError(f"{where}: bad value: {e}") from None
+    return Trial(trial_id(config), config, spec.metric)
+
+
 def expand(spec: Spec) -> list[Trial]:
     """The grid's Cartesian product on top of `fixed`, each config checked; ids are unique."""
+    where = f"spec {spec.source}: " if spec.source else "spec: "
+    if spec.bracket is not None:
+        raise UsageError(f"{where}it brackets {spec.bracket.axis}: its trials are planned round by round from the "
+                         "store; run it with `loralpha sweep` or loralpha.studies.bracket.run")
     keys = list(spec.grid)
     trials: list[Trial] = []
     ids: dict[str, str] = {}
-    where = f"spec {spec.source}: " if spec.source else "spec: "
     for point in itertools.product(*(spec.grid[k] for k in keys)):
         values = dict(zip(keys, point))
         label = ", ".join(f"{k}={v!r}" for k, v in values.items())
-        config = spec.config_cls(task=spec.task, **_canon({**spec.fixed, **values}))
-        try:
-            config.check()
-        except UsageError as e:
-            raise UsageError(f"{where}trial {len(trials) + 1} ({label}): {e}") from None
-        except (TypeError, ValueError) as e:  # a value of the wrong shape that check() could not read
-            raise UsageError(f"{where}trial {len(trials) + 1} ({label}): bad value: {e}") from None
+        config = make_trial(spec, values, f"{where}trial {len(trials) + 1} ({label})").config
         tid = trial_id(config)
         if tid in ids:
             raise UsageError(f"{where}trials ({ids[tid]}) and ({label}) are the same config")

@@ -3,22 +3,18 @@ records, and against hand-computed values), bracketing a sweep axis (planned fro
 end on teacher-student), and `loralpha report` on a bracketed store."""
 
 import math
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import run_study_cli
 
+from bench.decisive import analysis
+from bench.decisive import plan as decisive_plan
 from loralpha.errors import UsageError
 from loralpha.reporting.document import fmt_lr
 from loralpha.studies import bracket
 from loralpha.studies.protocol import eval_curve, forgiveness, interval, paired, plateau, verdict
 from loralpha.sweep import Store, parse, trial_id
-
-BENCH = Path(__file__).parent.parent / "bench"
-sys.path.insert(0, str(BENCH))
-import decisive_analysis as analysis  # noqa: E402
-import decisive_plan  # noqa: E402
 
 TINY = {"steps": 12, "batch_size": 32, "eval_every": 4, "task_options": {"width": 16, "depth": 2, "n_eval": 32}}
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from bench.common import save
 from bench.decisive import plan as decisive_plan
 from bench.decisive.plan import PLATEAU, RANK, SEEDS, SUBJECT, Arm, Setting, config, cost, lattice, load, plan, settings  # noqa: E501
+from loralpha.studies import protocol
+from loralpha.studies.protocol import interval
 
 CLAIMS = {  # the paper's claims, as the verdict table names them
     "untuned": "LoRA-α at the full-FT η (untuned) ties or beats each tuned baseline",
@@ -22,21 +24,6 @@ CLAIMS = {  # the paper's claims, as the verdict table names them
 }
 
 
-def interval(values: list[float]) -> dict | None:
-    """Mean and 95% t-interval of the finite values (no interval for one value)."""
-    from scipy import stats
-
-    v = [float(x) for x in values if x is not None and math.isfinite(x)]
-    if not v:
-        return None
-    mean = sum(v) / len(v)
-    if len(v) < 2:
-        return {"mean": mean, "lo": None, "hi": None, "n": 1, "values": v}
-    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1))
-    half = stats.t.ppf(0.975, len(v) - 1) * sd / math.sqrt(len(v))
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": len(v), "values": v}
-
-
 def _metric(rec: dict | None, name: str) -> float | None:
     if not rec or rec["status"] != "done":
         return None
@@ -46,43 +33,13 @@ def _metric(rec: dict | None, name: str) -> float | None:
 
 def forgiveness(grid: dict[float, dict | None], s: Setting) -> dict | None:
     """Width in decades of η of the range whose held-out `select` is within 1% of the best, on the seed-0 grid
-    (log-linear interpolation between neighbouring points); `open` where the range reaches an end of the grid."""
-    points = sorted((lr, cost(r, s)) for lr, r in grid.items() if r is not None)
-    finite = [(lr, c) for lr, c in points if math.isfinite(c)]
-    if not finite:
-        return None
-    best = min(c for _, c in finite)
-    limit = best * 1.01 if best > 0 else best + 0.01 * abs(best)
-    i = min(range(len(points)), key=lambda k: points[k][1])
-    x = [math.log10(lr) for lr, _ in points]
-
-    def edge(direction: int) -> tuple[float, bool]:
-        k = i
-        while 0 <= k + direction < len(points) and points[k + direction][1] <= limit:
-            k += direction
-        if not 0 <= k + direction < len(points):
-            return x[k], True
-        c0, c1 = points[k][1], points[k + direction][1]
-        frac = 1.0 if not math.isfinite(c1) else (limit - c0) / (c1 - c0)
-        return x[k] + direction * frac * abs(x[k + direction] - x[k]), False
-
-    (lo, lo_open), (hi, hi_open) = edge(-1), edge(1)
-    return {"decades": hi - lo, "open": lo_open or hi_open, "within": limit, "best": best}
+    (`loralpha.studies.protocol.forgiveness`)."""
+    return protocol.forgiveness({lr: cost(r, s) for lr, r in grid.items() if r is not None})
 
 
 def plateau(rec: dict | None, s: Setting) -> dict | None:
-    """How much the held-out `select` improved over the last quarter of a run (relative): the budget test. Where
-    no evaluation fell on the quarter mark, its value is read linearly between the two evaluations around it."""
-    curve = [(r["step"], r.get(s.select)) for r in (rec or {}).get("curve", []) if r.get(s.select) is not None]
-    if len(curve) < 2:
-        return None
-    end_step, end = curve[-1]
-    mark = 0.75 * end_step
-    (s0, v0), (s1, v1) = next((a, b) for a, b in zip(curve, curve[1:]) if a[0] <= mark <= b[0])
-    start = v0 if s1 == s0 else v0 + (v1 - v0) * (mark - s0) / (s1 - s0)
-    gain = (start - end) / abs(start) if start else 0.0
-    return {"from_step": round(mark, 1), "between": [s0, s1], "to_step": end_step, "gain": gain,
-            "holds": gain < PLATEAU}
+    """The budget test on a run's held-out `select` curve (`loralpha.studies.protocol.plateau`, v1's reading)."""
+    return protocol.plateau([(r["step"], r.get(s.select)) for r in (rec or {}).get("curve", [])], PLATEAU)
 
 
 def _motion(rec: dict | None) -> dict | None:

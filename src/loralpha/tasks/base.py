@@ -120,6 +120,8 @@ class Task:
     targets: list[str]  # default modules to adapt
     heads: list[str] = field(default_factory=list)  # modules trained fully under every rule
     info: dict[str, Any] = field(default_factory=dict)  # model, data, sizes: goes into config.json
+    # the test split's metrics, named as evaluate's; read once, at the end of a run, and by no choice
+    test: Callable[[nn.Module], dict[str, float]] | None = None
 
     @property
     def facts(self) -> TaskFacts:

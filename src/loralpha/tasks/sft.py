@@ -32,7 +32,8 @@ block-diagonal causal mask from the position ids, so no token attends across exa
 check that a packed example has the logits it has alone). A row's tail padding is a segment of
 its own with label -100.
 
-Split and metrics. A fixed held-out split (`split_seed`; `n_eval` examples, at most a fifth),
+Split and metrics. A fixed held-out split (`split_seed`; `n_eval` examples, at most a fifth; with
+`n_test`, that many training examples more form a test split, `Task.test`, read once at the end),
 independent of the trial seed. Held out: eval_loss = the token-weighted mean of the loss above
 over all held-out response tokens (padded batches), perplexity = exp(eval_loss), eval_tokens = N.
 """
@@ -41,7 +42,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ from . import gemma
 from .base import Task
 from .causal_lm import IGNORE, LabelledLoss, labelled_loss, load_causal_lm, tiny_causal_lm, tiny_tokenizer  # noqa: F401 (part of this API)
 from .text_classification import default_targets
-from .text_data import hold_out, jsonl_rows
+from .text_data import carve_test, hold_out, jsonl_rows
 
 DEFAULT_MAX_LENGTH = 512
 RESPONSE_FIELDS = ("response", "completion")
@@ -306,7 +307,8 @@ class Collator:
 def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | None = None,
           data: str | None = None, max_length: int | None = None, n_eval: int | None = None, split_seed: int = 0,
           packing: bool = False, bos: bool | None = None, data_split: str = "train", eval_batch: int = 8,
-          text_column: str = "text", label_column: str = "label", eval_data: str | None = None) -> Task:
+          text_column: str = "text", label_column: str = "label", eval_data: str | None = None,
+          n_test: int = 0) -> Task:
     """The `sft` task (your --data; --model optional, default the embedded Gemma; max_length 512,
     200 held out, at most a fifth) or `sft-gemma` (the embedded Gemma on BBC headline -> opening paragraph;
     max_length 64, 96 held out). `eval_data`: your held-out records (same formats as data) instead of a split;
@@ -339,6 +341,7 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
     if eval_data is not None:
         records, wheres = records + held_records, wheres + held_wheres
         described = f"{described} (held out: {held_described})"
+    test_idx, train_idx = carve_test(train_idx, n_test, split_seed)
 
     if model is None:
         net, tokenizer, _ = load_causal_lm(str(gemma.model_dir()))
@@ -364,6 +367,7 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
 
     train, t_trunc, t_drop = examples(train_idx)
     held, h_trunc, h_drop = examples(held_idx)
+    test, _, _ = examples(test_idx)
     if not train or not held:
         raise UsageError(f"no {'training' if not train else 'held-out'} example of {described} keeps a response "
                          f"token within max length {max_length}; raise max_length=")
@@ -384,27 +388,32 @@ def build(which: str = "sft", seed: int = 0, batch_size: int = 8, model: str | N
     def loss(net: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         return labelled_loss(net, batch)  # the LM head only at response tokens
 
-    by_length = sorted(held, key=lambda e: len(e["input_ids"]))  # batches of like lengths: little padding to run
+    def evaluator(rows: list[Example]) -> Callable[[nn.Module], dict[str, float]]:
+        """The loss of `rows` per response token, in batches of like lengths: little padding to run."""
+        by_length = sorted(rows, key=lambda e: len(e["input_ids"]))
 
-    def evaluate(net: nn.Module) -> dict[str, float]:
-        total, count = 0.0, 0
-        device = device_of(net)  # the held-out batches go where the model is
-        with torch.no_grad():
-            for k in range(0, len(by_length), eval_batch):
-                batch = to_device(pad(by_length[k:k + eval_batch], pad_id), device)
-                n = int((batch["labels"][:, 1:] != IGNORE).sum())
-                total += float(labelled_loss(net, batch, num_items=1))  # the sum over its n labelled tokens
-                count += n
-        mean = total / count
-        return {"eval_loss": mean, "perplexity": math.exp(min(mean, 700.0)), "eval_tokens": count}
+        def evaluate(net: nn.Module) -> dict[str, float]:
+            total, count = 0.0, 0
+            device = device_of(net)  # the held-out batches go where the model is
+            with torch.no_grad():
+                for k in range(0, len(by_length), eval_batch):
+                    batch = to_device(pad(by_length[k:k + eval_batch], pad_id), device)
+                    n = int((batch["labels"][:, 1:] != IGNORE).sum())
+                    total += float(labelled_loss(net, batch, num_items=1))  # the sum over its n labelled tokens
+                    count += n
+            mean = total / count
+            return {"eval_loss": mean, "perplexity": math.exp(min(mean, 700.0)), "eval_tokens": count}
+
+        return evaluate
 
     formats = sorted({"messages" if "messages" in r else "prompt/response" for r in records})
     return Task(
-        name=which, model=net, batches=batches(), loss=loss, evaluate=evaluate,
-        targets=default_targets(net),
+        name=which, model=net, batches=batches(), loss=loss, evaluate=evaluator(held),
+        targets=default_targets(net), test=evaluator(test) if test else None,
         info={"model": model_name, "data": described, "format": "+".join(formats), "n_train": len(train),
               "n_eval": len(held), "max_length": max_length, "packing": bool(packing), "bos": bos,
               "split_seed": split_seed, "truncated": t_trunc + h_trunc, "dropped": t_drop + h_drop,
               "train_tokens": sum(len(e["input_ids"]) for e in train),
-              "train_response_tokens": sum(learned_tokens(e) for e in train)},
+              "train_response_tokens": sum(learned_tokens(e) for e in train),
+              **({"n_test": len(test)} if test else {})},
     )

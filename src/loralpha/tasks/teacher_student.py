@@ -15,7 +15,7 @@ MSE divided by the MSE of the untouched base (1 at the start, 0 = teacher).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -53,8 +53,10 @@ def perturbation(weight: Tensor, rank: int | None, scale: float, generator: torc
 
 def build(seed: int = 0, batch_size: int = 256, width: int = 400, depth: int = 5,
           teacher: str = "low-rank", teacher_rank: int = 8, scale: float = 0.3,
-          n_eval: int = 2048, base_seed: int = 0, **unused: object) -> Task:
-    """The teacher-student task; `base_seed` fixes W0, the teacher and the eval set."""
+          n_eval: int = 2048, base_seed: int = 0, n_test: int = 0, **unused: object) -> Task:
+    """The teacher-student task; `base_seed` fixes W0, the teacher and the eval set. `n_test` > 0 adds a test
+    set of its own inputs (`Task.test`), drawn after the eval set's; training inputs come from another stream,
+    so no input is in two splits (coincidence has probability zero)."""
     if unused:
         raise UsageError(f"teacher-student does not take {', '.join(sorted(unused))}")
     if teacher not in ("low-rank", "full-rank"):
@@ -74,6 +76,10 @@ def build(seed: int = 0, batch_size: int = 256, width: int = 400, depth: int = 5
     with torch.no_grad():
         y_eval = teacher_net(x_eval)
         base_mse = nn.functional.mse_loss(student(x_eval), y_eval).item()
+    n_test = positive_int(n_test, "n_test") if n_test else 0
+    x_test = torch.randn(n_test, width, generator=g)  # (N_test, width), drawn after the eval set
+    with torch.no_grad():
+        y_test = teacher_net(x_test)
 
     def batches() -> Iterator[tuple[Tensor, Tensor]]:
         gen = torch.Generator().manual_seed(10_000 + seed)
@@ -87,15 +93,23 @@ def build(seed: int = 0, batch_size: int = 256, width: int = 400, depth: int = 5
         x, y = batch
         return nn.functional.mse_loss(model(x), y)
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        device = device_of(model)  # the held-out set goes where the model is
+    def evaluator(x: Tensor, y: Tensor) -> Callable[[nn.Module], dict[str, float]]:
+        """MSE on (x, y), and relative to the untouched base's MSE on the same inputs."""
         with torch.no_grad():
-            mse = nn.functional.mse_loss(model(x_eval.to(device)), y_eval.to(device)).item()
-        return {"eval_loss": mse, "rel_mse": mse / base_mse}
+            base = nn.functional.mse_loss(student(x), y).item()
+
+        def evaluate(model: nn.Module) -> dict[str, float]:
+            device = device_of(model)  # the held-out set goes where the model is
+            with torch.no_grad():
+                mse = nn.functional.mse_loss(model(x.to(device)), y.to(device)).item()
+            return {"eval_loss": mse, "rel_mse": mse / base}
+
+        return evaluate
 
     return Task(
-        name="teacher-student", model=student, batches=batches(), loss=loss, evaluate=evaluate,
-        targets=[f"fc{i}" for i in range(1, depth + 1)],
+        name="teacher-student", model=student, batches=batches(), loss=loss, evaluate=evaluator(x_eval, y_eval),
+        targets=[f"fc{i}" for i in range(1, depth + 1)], test=evaluator(x_test, y_test) if n_test else None,
         info={"width": width, "depth": depth, "teacher": teacher, "teacher_rank": teacher_rank,
-              "scale": scale, "n_eval": n_eval, "base_seed": base_seed, "base_eval_mse": base_mse},
+              "scale": scale, "n_eval": n_eval, "base_seed": base_seed, "base_eval_mse": base_mse,
+              **({"n_test": n_test} if n_test else {})},
     )

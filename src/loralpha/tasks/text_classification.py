@@ -10,7 +10,7 @@ Metrics on the held-out split: accuracy, macro-F1 and the mean cross-entropy.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +76,11 @@ def default_targets(net: nn.Module) -> list[str]:
 def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | None = None,
                 data: str | None = None, text_column: str = "text", label_column: str = "label",
                 max_length: int | None = None, n_eval: int | None = None, split_seed: int = 0,
-                eval_data: str | None = None) -> Task:
+                eval_data: str | None = None, n_test: int = 0) -> Task:
     """A text-classification task: `tweets` or `bbc-news` (embedded), or `classify` on your `data` (and,
     with `eval_data`, your held-out file in the same format; labels are matched by name). Without it, a
-    fixed split of `n_eval` rows is held out (default: 500, at most a fifth of the rows)."""
+    fixed split of `n_eval` rows is held out (default: 500, at most a fifth of the rows). `n_test` rows more,
+    set apart from the training rows, form a test split (`Task.test`), read once at the end of a run."""
     if which == "classify":
         if data is None:
             raise UsageError("task 'classify' needs data= (a .csv or .jsonl file with text and label columns)")
@@ -98,6 +99,7 @@ def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | No
                                      split_seed=split_seed, n_file=None if eval_data is None else len(held_texts))
     if eval_data is not None:
         texts, labels, described = texts + held_texts, labels + held_labels, f"{described} (held out: {eval_data})"
+    test, train = text_data.carve_test(train, n_test, split_seed)
     if len(train) < batch_size:  # a batch is never short, so fewer rows would never make one
         raise UsageError(f"{described} leaves {len(train)} training rows after holding out {len(held)}; "
                          f"that is fewer than the batch size {batch_size}: lower batch_size= or add rows")
@@ -122,32 +124,35 @@ def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | No
     def loss(net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return net(**batch).loss
 
-    # the held-out rows in order of length, encoded once, 64 a batch: like lengths pad little
-    lengths = tokenizer([texts[i] for i in held], truncation=True, max_length=max_length)["input_ids"]
-    by_length = [i for _, i in sorted(zip(map(len, lengths), held))]
-    held_batches: list[dict[str, torch.Tensor]] = []
+    def evaluator(rows: list[int]) -> Callable[[nn.Module], dict[str, float]]:
+        """The metrics of `rows`, in order of length and encoded once, 64 a batch: like lengths pad little."""
+        lengths = tokenizer([texts[i] for i in rows], truncation=True, max_length=max_length)["input_ids"]
+        by_length = [i for _, i in sorted(zip(map(len, lengths), rows))]
+        encoded: list[dict[str, torch.Tensor]] = []
 
-    def evaluate(net: nn.Module, chunk: int = 64) -> dict[str, float]:
-        if not held_batches:
-            held_batches.extend(encode(by_length[k:k + chunk]) for k in range(0, len(by_length), chunk))
-        preds, total = [], 0.0
-        device = device_of(net)  # the held-out batches go where the model is
-        with torch.no_grad():
-            for cpu_batch in held_batches:
-                batch = to_device(cpu_batch, device)
-                out = net(**batch)
-                total += out.loss.item() * len(batch["labels"])
-                preds += out.logits.argmax(-1).tolist()
-        truth = [labels[i] for i in by_length]
-        accuracy = sum(p == t for p, t in zip(preds, truth)) / len(truth)
-        return {"eval_loss": total / len(truth), "accuracy": accuracy,
-                "macro_f1": float(f1_score(truth, preds, average="macro", labels=list(range(len(names)))))}
+        def evaluate(net: nn.Module, chunk: int = 64) -> dict[str, float]:
+            if not encoded:
+                encoded.extend(encode(by_length[k:k + chunk]) for k in range(0, len(by_length), chunk))
+            preds, total = [], 0.0
+            device = device_of(net)  # the held-out batches go where the model is
+            with torch.no_grad():
+                for cpu_batch in encoded:
+                    batch = to_device(cpu_batch, device)
+                    out = net(**batch)
+                    total += out.loss.item() * len(batch["labels"])
+                    preds += out.logits.argmax(-1).tolist()
+            truth = [labels[i] for i in by_length]
+            accuracy = sum(p == t for p, t in zip(preds, truth)) / len(truth)
+            return {"eval_loss": total / len(truth), "accuracy": accuracy,
+                    "macro_f1": float(f1_score(truth, preds, average="macro", labels=list(range(len(names)))))}
+
+        return evaluate
 
     majority = max(sum(labels[i] == c for i in held) for c in range(len(names))) / len(held)
     return Task(
-        name=which, model=net, batches=batches(), loss=loss, evaluate=evaluate,
-        targets=default_targets(net), heads=heads,
+        name=which, model=net, batches=batches(), loss=loss, evaluate=evaluator(held),
+        targets=default_targets(net), heads=heads, test=evaluator(test) if test else None,
         info={"model": model_name, "data": described, "labels": names, "n_train": len(train),
               "n_eval": len(held), "max_length": max_length, "split_seed": split_seed,
-              "eval_majority_accuracy": majority},
+              "eval_majority_accuracy": majority, **({"n_test": len(test)} if test else {})},
     )

@@ -129,6 +129,21 @@ def split(n: int, n_eval: int, split_seed: int = 0, exact: bool = False) -> tupl
     return order[:n_eval], order[n_eval:]
 
 
+def carve_test(train: list[int], n_test: int, split_seed: int = 0) -> tuple[list[int], list[int]]:
+    """(test, train): `n_test` of the training rows, by a fixed shuffle of their own (`split_seed` + 1), become
+    a test split that neither trains nor chooses; the held-out split stays as it was and serves as the
+    validation split. `n_test=0` (every task's default) leaves the training rows whole."""
+    if isinstance(n_test, bool) or not isinstance(n_test, int) or not 0 <= n_test < len(train):
+        raise UsageError(f"n_test={n_test!r} cannot be set apart from {len(train)} training rows: give from 0 to "
+                         f"{len(train) - 1}")
+    if n_test == 0:
+        return [], train
+    order = train[:]
+    random.Random(split_seed + 1).shuffle(order)
+    test = set(order[:n_test])
+    return sorted(test), [i for i in train if i not in test]
+
+
 def held_out_file(train_size: int, held_size: int) -> tuple[list[int], list[int]]:
     """(held-out, train) indices when the held-out rows come from a file of their own, appended after the
     training rows: every training row trains and every held-out row is held out."""

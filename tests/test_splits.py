@@ -68,3 +68,40 @@ def test_sft_test_split_holds_whole_examples_apart(tmp_path):
     with torch.no_grad():
         valid, test = task.evaluate(task.model), task.test(task.model)
     assert set(valid) == set(test) and valid != test
+
+
+TINY = {"width": 16, "depth": 2, "n_eval": 32}
+
+
+def test_a_run_reads_its_test_split_once_at_the_end_and_the_store_keeps_it_apart(tmp_path, monkeypatch):
+    from loralpha import TrainConfig, train
+    from loralpha.studies.records import is_higher_better, metric_value
+    from loralpha.sweep import Store
+    from loralpha.sweep.spec import Trial
+
+    calls = []
+    original = teacher_student.build
+
+    def counting(**kwargs):
+        task = original(**kwargs)
+        if task.test is not None:
+            test = task.test
+            task.test = lambda model: calls.append(1) or test(model)
+        return task
+
+    monkeypatch.setattr(teacher_student, "build", counting)
+    config = TrainConfig(task="teacher-student", rule="2rank", steps=6, batch_size=8, eval_every=3,
+                         task_options={**TINY, "n_test": 16})
+    result = train(config, out=tmp_path / "run")
+    assert calls == [1] and set(result.test) == {"eval_loss", "rel_mse"} and result.test != result.eval
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["test"] == result.test
+    plain = train(TrainConfig(task="teacher-student", rule="2rank", steps=6, batch_size=8, task_options=TINY))
+    assert plain.test == {} and "test" not in plain.summary()
+
+    store = Store(tmp_path / "s.db")
+    store.add([Trial("t1", config)])
+    store.finish("t1", result.summary())
+    record = store.records()[0]
+    assert metric_value(record, "eval_loss") == result.eval["eval_loss"]
+    assert metric_value(record, "test:eval_loss") == result.test["eval_loss"]
+    assert is_higher_better("test:accuracy") and not is_higher_better("test:eval_loss")

@@ -102,8 +102,9 @@ def fit(model: nn.Module, batches: Iterable[Any], loss: Loss,
 
 
 def _fit(model: nn.Module, batches: Iterable[Any], loss: Loss,
-         spec: AdapterSpec, run: Run, evaluate: Evaluate | None) -> RunResult:
-    """The loop of `fit` and `train`, on a `run` that `preflight` checked."""
+         spec: AdapterSpec, run: Run, evaluate: Evaluate | None, test: Evaluate | None = None) -> RunResult:
+    """The loop of `fit` and `train`, on a `run` that `preflight` checked; `test` is read once, after the last
+    step of a finished run, and by nothing in the loop."""
     options, device, log = run.options, run.device, RunLog(run)
     model, opt, sched, named = _setup(model, spec, run)
     state = log.open(model, spec, named, opt, sched)
@@ -161,6 +162,10 @@ def _fit(model: nn.Module, batches: Iterable[Any], loss: Loss,
         result.status, result.reason = "interrupted", f"interrupted by the user after step {result.steps}"
     finally:
         log.stop()
+    if test is not None and result.status == "done" and result.steps == options.steps:
+        tested = _Evaluation(model, test, run)
+        result.test = tested()
+        held_out.seconds += tested.seconds
     _finish(result, time.perf_counter() - start, held_out.seconds, losses, metrics, model, log.drift)
     log.close(model, result)
     return result
@@ -274,4 +279,4 @@ def train(config: TrainConfig, out: str | Path | None = None, overwrite: bool = 
     output.record = {"config": asdict(config), "task_info": task.info, "metric": task.metric,
                      "higher_is_better": task.higher_is_better}
     return _fit(task.model, task.batches, task.loss, config.adapter_spec(task), run,
-                task.evaluate if evaluate else None)
+                task.evaluate if evaluate else None, task.test if evaluate else None)

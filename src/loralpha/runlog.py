@@ -51,6 +51,8 @@ class RunResult:
     eval_time_s: float = 0.0  # of wall_time_s, the part spent in held-out evaluations
     load_time_s: float | None = None  # building the model and data before the loop (train() measures it)
     losses: list[float] = field(default_factory=list, repr=False)  # the train loss of every step, in-process
+    # the test split's metrics, read once after the last step of a finished run (empty for a task without one)
+    test: dict[str, float] = field(default_factory=dict)
 
     @property
     def train_time_s(self) -> float:
@@ -59,7 +61,10 @@ class RunResult:
 
     def summary(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in IN_PROCESS}
+        if not self.test:  # a run without a test split writes what it always wrote
+            del out["test"]
         return {**out, "train_time_s": self.train_time_s}
+
 
 
 @dataclass

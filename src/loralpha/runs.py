@@ -173,3 +173,12 @@ def at_baseline(value: float | None, reference: dict[str, Any]) -> bool:
         return False
     gain = value - reference["value"] if reference["higher_is_better"] else reference["value"] - value
     return gain <= 1e-9
+
+
+TEST = "test:"  # the prefix of a test-split metric wherever it stands beside the validation ones (a sweep store)
+
+
+def test_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """A summary's test metrics as `test:<name>`, to stand beside its validation metrics without being read as
+    them: a choice reads `eval_loss`, a reported figure `test:eval_loss`."""
+    return {f"{TEST}{k}": v for k, v in (summary.get("test") or {}).items()}

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import scaling, tasks
+from .. import runs, scaling, tasks
 from ..errors import UsageError
 from ..sweep.store import Store
 
@@ -65,6 +65,7 @@ def is_higher_better(metric: str, given: bool | None = None) -> bool:
     """Whether a larger `metric` is better: `given` if set, else known from the metric's name."""
     if given is not None:
         return bool(given)
+    metric = metric.removeprefix(runs.TEST)  # test:accuracy is read as accuracy is
     if metric in LOWER_IS_BETTER:
         return False
     if metric in HIGHER_IS_BETTER:

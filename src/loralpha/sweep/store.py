@@ -262,7 +262,9 @@ class Store:
             status, error = "failed", f"run ended as {status!r}: {summary.get('reason')}"
         elif status == "diverged":
             error = summary.get("reason")
-        eval_ = {str(k): finite_float(v) for k, v in (summary.get("eval") or {}).items()}
+        # validation metrics by name, and the test split's (if any) as test:<name> beside them
+        held = {**(summary.get("eval") or {}), **runs.test_metrics(summary)}
+        eval_ = {str(k): finite_float(v) for k, v in held.items()}
         with self._write():
             self.db.execute(
                 "UPDATE trials SET status = ?, final_loss = ?, eval = ?, run_dir = COALESCE(?, run_dir), error = ?, "

@@ -1,0 +1,135 @@
+"""The tuning frontier (BENCHMARKS.md §10), protocol v2: what each task runs, and every criterion that chooses or
+judges, fixed here and in the task's spec (bench/frontier/specs/TASK.yaml) before the task's first trial.
+
+Per task, at rank 8 on every linear layer of the blocks, at the task's budget:
+- recipes (zero tuning cost): the ecosystem's defaults, each with its own lora_alpha rule and η (RECIPES);
+- one-rule η sweeps as users run them (SWEEPS): start at the rule's usual η with its two half-decade
+  neighbours, grow beyond the best until it has a worse point on both sides (a diverged point is worse);
+  cost = the runs the sweep spent (`sweep_cost`);
+- the oracle: the best LoRA setting over every rule's bracketed grid (ORACLE_RULES, tuned LoRA-α included),
+  chosen on validation (`oracle`); `full-model`, bracketed the same way, stands beside it as the reference above
+  LoRA;
+- `loralpha calibrate` at probe budgets of CALIBRATION_RUNS target runs (the probes read train batches only).
+Splits: train; validation (the task's held-out split), which alone chooses (η, the oracle, the budget test); test
+(`n_test` examples set apart from the training ones), which alone reports. η is chosen at seed CHOOSE_SEED on the
+validation metric CHOOSE at the end of the run; every reported row is seeds REPORT_SEEDS on test, paired by seed.
+Verdict words (`loralpha.studies.protocol.verdict`): "ties" when the paired 90% interval lies inside ±δ (δ: the
+spec's margin, declared before its runs), "better"/"worse" when the paired 95% interval excludes 0, else
+"undecided".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS, WORK
+from loralpha import TrainConfig
+from loralpha.scaling import default_lr
+from loralpha.sweep import Spec, load
+from loralpha.tasks.base import facts
+
+SPECS = Path(__file__).parent / "specs"
+FRONTIER = RESULTS / "frontier"  # committed records, one folder per task
+ORDER = ("sft-gemma", "teacher-student", "tweets")  # the tasks in the order the issue asks; clip-digits, bbc-news next
+CHOOSE = "eval_loss"  # the validation metric that chooses (lower is better): smooth where accuracy is coarse
+CHOOSE_SEED = 0  # the seed that chooses; it never reports
+REPORT_SEEDS = (1, 2, 3)  # the seeds of every reported row, on test
+PLATEAU = 0.02  # the budget test: see `budget_test`
+CALIBRATION_RUNS = (1, 3)  # probe budgets of the calibrator, in target runs (× the task's steps)
+SWEEPS = ("2rank", "rslora", "loraplus")  # the rules users sweep η for
+ORACLE_RULES = ("lora-alpha", "rank", "2rank", "rslora", "loraplus")  # the LoRA settings the oracle ranges over
+REFERENCE = "full-model"  # tuned the same way; above LoRA, outside the oracle
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A zero-cost recipe: a rule (its lora_alpha at rank 8) and an η, as its source writes them."""
+
+    name: str
+    rule: str
+    lr: float | None  # None: `lr_times_full_ft` × the task's full-fine-tuning η
+    lr_times_full_ft: float = 1.0
+    alpha: float | None = None  # lora_alpha of a `fixed` rule
+    source: str = ""
+
+    def eta(self, task: str) -> float:
+        return self.lr if self.lr is not None else self.lr_times_full_ft * facts(task).full_ft_lr
+
+
+RECIPES = (
+    Recipe("PEFT + Trainer defaults", "fixed", 5e-5, alpha=8,
+           source="LoraConfig(r=8) has lora_alpha=8; TrainingArguments' learning_rate is 5e-5"),
+    Recipe("unsloth", "rank", 2e-4, source="lora_alpha = r, learning_rate = 2e-4"),
+    Recipe("LLaMA-Factory", "2rank", 1e-4, source="lora_alpha = 2r, learning_rate = 1e-4"),
+    Recipe("torchtune", "2rank", 3e-4, source="lora_alpha = 2r, lr = 3e-4"),
+    Recipe("LoRA Without Regret", "fixed", None, lr_times_full_ft=10, alpha=32,
+           source="lora_alpha = 32, η = 10 × the full-fine-tuning η"),
+    Recipe("LoRA-α (paper)", "lora-alpha", None, source="lora_alpha = 256·√r at the full-fine-tuning η"),
+)
+
+
+def spec(task: str) -> Spec:
+    """The task's frontier spec: its budget, splits, rules, the bracket and the margins δ."""
+    return load(SPECS / f"{task}.yaml")
+
+
+def store_path(task: str) -> Path:
+    return WORK / "frontier" / task / "study.db"
+
+
+def folder(task: str) -> Path:
+    return FRONTIER / task
+
+
+def config(task: str, rule: str, lr: float, seed: int, **adapter: Any) -> TrainConfig:
+    """A frontier trial at the task spec's fixed settings: `rule` at η = lr and `seed`."""
+    fixed = dict(spec(task).fixed)
+    fixed.update(adapter)
+    return TrainConfig(task=task, rule=rule, lr=lr, seed=seed, **fixed)
+
+
+def recipe_config(task: str, recipe: Recipe, seed: int) -> TrainConfig:
+    return config(task, recipe.rule, recipe.eta(task), seed,
+                  **({"alpha": recipe.alpha} if recipe.alpha is not None else {}))
+
+
+def sweep_start(rule: str, task: str) -> float:
+    """Where a user's sweep of `rule` starts: the rule's usual η (what the spec's `start: default` reads)."""
+    return default_lr(rule, facts(task).full_ft_lr)
+
+
+def sweep_cost(group: dict[str, Any]) -> int:
+    """A one-rule sweep's tuning cost in target runs: the points it trained at the choosing seed (a diverged or
+    failed point was paid for too)."""
+    return sum(p["status"] != "pending" for p in group["points"])
+
+
+def oracle(groups: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The oracle: of the ORACLE_RULES groups that are bracketed, the one whose best point has the lowest choosing
+    cost (the seed-0 validation metric); None until every ORACLE_RULES group is settled, since one still growing
+    could still win."""
+    mine = [g for g in groups if g["values"].get("rule") in ORACLE_RULES]
+    if len(mine) < len(ORACLE_RULES) or any(g["state"] == "growing" for g in mine):
+        return None
+    ranked = [g for g in mine if g["best_cost"] is not None]
+    return min(ranked, key=lambda g: g["best_cost"]) if ranked else None
+
+
+def budget_test(curves: list[dict[int, float]], steps: int, higher_is_better: bool = False) -> dict[str, Any]:
+    """The budget holds when the mean over seeds of the validation curve improves by less than PLATEAU over the
+    last quarter of the run: (v(¾·steps) − v(steps)) / |v(¾·steps)| < PLATEAU (negated for a higher-is-better
+    metric), read at the two evaluations themselves: ¾·steps is an evaluation step of every spec, and nothing is
+    interpolated. `curves`: per seed, step -> validation metric."""
+    mark = steps * 3 // 4
+    lacking = [k for k, c in enumerate(curves) if mark not in c or steps not in c]
+    if not curves or lacking:
+        return {"holds": None, "why": f"no validation reading at steps {mark} and {steps} in curves {lacking}"}
+    at_mark = sum(c[mark] for c in curves) / len(curves)
+    at_end = sum(c[steps] for c in curves) / len(curves)
+    gain = (at_end - at_mark) if higher_is_better else (at_mark - at_end)
+    improvement = gain / abs(at_mark) if at_mark else math.inf
+    return {"holds": improvement < PLATEAU, "improvement": improvement, "at_mark": at_mark, "at_end": at_end,
+            "mark": mark, "steps": steps, "seeds": len(curves)}

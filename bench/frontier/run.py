@@ -1,0 +1,128 @@
+"""The tuning frontier (BENCHMARKS.md §10): each task's spec (bench/frontier/specs/TASK.yaml: every rule's η
+bracketed at seed 0 on validation, seeds 1–3 at the chosen η), the zero-cost recipes at seeds 1–3, and the
+calibrations of bench/frontier/plan.py, one trial at a time, each trial's record committed as it lands.
+
+    python -m bench.frontier.run --tasks sft-gemma            # run what is missing, in the plan's order
+    python -m bench.frontier.run --tasks teacher-student --threads 1   # beside another run on a 2-core machine
+    python -m bench.frontier.run --status                     # how complete each task is, from the records
+
+Records: bench/results/frontier/<task>/<trial id>.json (bench.decisive.run.record_of: config, status, the
+validation metrics and `test:` metrics at the end, the validation curve, the train-loss curve, times, machine).
+A rerun on any machine first puts the committed records into its store, then runs only what is missing; two
+processes may share a task's store (each takes a trial no other is running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from bench.decisive.run import record_of
+from bench.frontier.plan import ORDER, RECIPES, REPORT_SEEDS, folder, recipe_config, spec, store_path
+from loralpha import TrainConfig
+from loralpha.studies import bracket
+from loralpha.sweep import Store, Trial, run_sweep, trial_id
+
+FINISHED = ("done", "diverged", "failed")
+
+
+def committed(task: str) -> dict[str, dict[str, Any]]:
+    """The task's committed records: trial id -> record."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder(task).glob("*.json"))}
+
+
+def seed_store(task: str) -> int:
+    """Put the committed records the store lacks into it (a fresh machine starts from the repository)."""
+    path = store_path(task)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with Store(path) as store:
+        have = {r["id"]: r["status"] for r in store.records()}
+        for tid, rec in committed(task).items():
+            if have.get(tid) in FINISHED:
+                continue
+            if tid not in have:
+                store.add([Trial(tid, TrainConfig(**rec["config"]))])
+            store.finish(tid, {"status": rec["status"], "final_loss": rec.get("final_loss"), "eval": rec.get("eval"),
+                               "reason": rec.get("error"), "wall_time_s": rec.get("wall_time_s"),
+                               "load_time_s": rec.get("load_time_s"), "train_time_s": rec.get("train_time_s"),
+                               "eval_time_s": rec.get("eval_time_s")})
+            n += 1
+    return n
+
+
+def planned(task: str, records: dict[str, dict[str, Any]]) -> list[Trial]:
+    """Every trial the frontier wants given the records so far, in the order to run them: the sweeps (their plan
+    grows as their records land), then the recipes."""
+    trials, _ = bracket.plan(spec(task), records)
+    for recipe in RECIPES:
+        for seed in REPORT_SEEDS:
+            config = recipe_config(task, recipe, seed)
+            trials.append(Trial(trial_id(config), config))
+    seen: set[str] = set()
+    return [t for t in trials if not (t.id in seen or seen.add(t.id))]
+
+
+def export(task: str) -> int:
+    """Write the record of every finished trial of the store that has none yet; returns how many."""
+    out = folder(task)
+    out.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with Store(store_path(task)) as store:
+        for trial in store.records():
+            path = out / f"{trial['id']}.json"
+            if trial["status"] in ("done", "diverged") and not path.is_file():
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(record_of(trial), indent=1, default=float) + "\n")
+                tmp.replace(path)
+                n += 1
+    return n
+
+
+def run(task: str, threads: int | None, deadline_min: float | None) -> None:
+    """Run the task's missing trials one at a time, exporting each record as it lands."""
+    seed_store(task)
+    stop_at = None if deadline_min is None else time.monotonic() + 60 * deadline_min
+    while stop_at is None or time.monotonic() < stop_at:
+        with Store(store_path(task)) as store:
+            store.reset_stale()  # a trial whose process on this host died (a killed session) runs again
+            records = {r["id"]: r for r in store.records()}
+        trials = planned(task, records)
+        todo = [t for t in trials if records.get(t.id, {}).get("status") not in (*FINISHED, "running")]
+        if not todo:
+            left = sum(records.get(t.id, {}).get("status") == "running" for t in trials)
+            print(f"{task}: nothing left to start ({left} running elsewhere)", flush=True)
+            return
+        began = time.perf_counter()
+        run_sweep([todo[0]], store_path(task), workers=1, threads=threads, progress=False)
+        export(task)
+        print(f"{task}: {todo[0].config.rule} lr={todo[0].config.lr:g} seed={todo[0].config.seed} "
+              f"in {time.perf_counter() - began:.0f} s; {len(todo) - 1} more planned now", flush=True)
+
+
+def status(tasks: list[str]) -> None:
+    for task in tasks:
+        records = committed(task)
+        trials = planned(task, records)
+        done = sum(t.id in records for t in trials)
+        print(f"{task}: {done} of {len(trials)} planned trials have records (the plan grows as sweeps land)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default=",".join(ORDER), help=f"comma-separated (default: {','.join(ORDER)})")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of each trial (default: torch's)")
+    parser.add_argument("--deadline", type=float, default=None, metavar="MIN", help="start no trial after MIN minutes")
+    parser.add_argument("--status", action="store_true", help="only say how complete each task is")
+    args = parser.parse_args()
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if args.status:
+        return status(tasks)
+    for task in tasks:
+        run(task, args.threads, args.deadline)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The tuning frontier's criteria (bench/frontier/plan.py and specs), fixed before its trials: the recipes as their
+sources write them, the splits and seeds that choose and report, the budget test's reading, the oracle and a
+sweep's cost; and no choice reads the test split (poisoned test metrics change no choice)."""
+
+import math
+import random
+
+import pytest
+
+from bench.frontier import plan as frontier
+from bench.frontier.run import planned
+from loralpha import scaling
+from loralpha.studies import bracket
+from loralpha.sweep import trial_id
+
+
+def test_recipes_are_written_as_their_sources_write_them():
+    alpha = {r.name: scaling.lora_alpha(r.rule, 8, alpha=r.alpha or scaling.DEFAULT_ALPHA) for r in frontier.RECIPES}
+    assert alpha == pytest.approx({"PEFT + Trainer defaults": 8, "unsloth": 8, "LLaMA-Factory": 16, "torchtune": 16,
+                                   "LoRA Without Regret": 32, "LoRA-α (paper)": 256 * math.sqrt(8)})
+    eta = {r.name: r.eta("sft-gemma") for r in frontier.RECIPES}
+    assert eta == pytest.approx({"PEFT + Trainer defaults": 5e-5, "unsloth": 2e-4, "LLaMA-Factory": 1e-4,
+                                 "torchtune": 3e-4, "LoRA Without Regret": 2e-4, "LoRA-α (paper)": 2e-5})
+    config = frontier.recipe_config("teacher-student", frontier.RECIPES[0], seed=1)
+    assert (config.rule, config.alpha, config.lr, config.rank, config.steps) == ("fixed", 8, 5e-5, 8, 3000)
+
+
+@pytest.mark.parametrize("task", frontier.ORDER)
+def test_each_spec_chooses_on_validation_at_seed_0_and_reports_on_test_at_seeds_1_to_3(task):
+    s = frontier.spec(task)
+    b = s.bracket
+    assert (b.choose, b.choose_seeds, b.report_seeds) == (frontier.CHOOSE, (frontier.CHOOSE_SEED,),
+                                                          frontier.REPORT_SEEDS)
+    assert not b.choose.startswith("test:") and all(m.startswith("test:") for m in b.report)
+    assert set(b.margin) == set(b.report) and all(d > 0 for d in b.margin.values())  # δ declared for each
+    assert s.fixed["task_options"]["n_test"] > 0 and s.fixed["rank"] == 8
+    assert set(s.grid["rule"]) == {*frontier.ORACLE_RULES, *frontier.SWEEPS, frontier.REFERENCE}
+    steps, every = s.fixed["steps"], s.fixed["eval_every"]
+    assert (steps * 3 // 4) % every == 0 and steps * 3 % 4 == 0  # the ¾ mark is an evaluation step
+    assert (b.step_decades, b.first_points, b.max_points) == (0.5, 3, 8)
+
+
+def test_a_sweep_starts_at_the_rules_usual_eta():
+    groups = bracket.plan(frontier.spec("tweets"), {})[1]
+    assert {g.values["rule"]: g.start for g in groups} == {"lora-alpha": 2e-5, "full-model": 2e-5, "rank": 2e-4,
+                                                          "2rank": 2e-4, "rslora": 2e-4, "loraplus": 2e-4}
+
+
+def curve(at_mark, at_end, steps=160):
+    return {0: 3.0, steps * 3 // 4: at_mark, steps: at_end}
+
+
+def test_the_budget_test_reads_the_mean_of_the_seeds_at_the_three_quarter_mark_and_the_end():
+    holds = frontier.budget_test([curve(2.00, 1.97), curve(2.10, 2.06)], 160)  # mean 2.05 → 2.015: 1.71%
+    assert holds["holds"] and holds["improvement"] == pytest.approx(0.035 / 2.05) and holds["mark"] == 120
+    fails = frontier.budget_test([curve(2.00, 1.95), curve(2.10, 2.06)], 160)  # 2.05 → 2.005: 2.20%
+    assert fails["holds"] is False and fails["improvement"] == pytest.approx(0.045 / 2.05)
+    up = frontier.budget_test([curve(0.70, 0.72)], 160, higher_is_better=True)  # accuracy: +2.86%
+    assert up["holds"] is False and up["improvement"] == pytest.approx(0.02 / 0.70)
+    # no evaluation at the mark: nothing is interpolated, the test cannot be read
+    assert frontier.budget_test([{0: 3.0, 100: 2.0, 160: 1.99}], 160)["holds"] is None
+
+
+def group(rule, state, best_cost, points=("done", "done", "done")):
+    return {"values": {"rule": rule}, "state": state, "best_cost": best_cost,
+            "points": [{"status": s} for s in points]}
+
+
+def test_the_oracle_is_the_best_bracketed_lora_setting_once_every_lora_rule_is_settled():
+    groups = [group("lora-alpha", "bracketed", 2.45), group("rank", "bracketed", 2.43),
+              group("2rank", "bracketed", 2.44), group("rslora", "unbracketed", 2.42),
+              group("loraplus", "bracketed", 2.44), group("full-model", "bracketed", 2.40)]
+    assert frontier.oracle(groups)["values"]["rule"] == "rslora"  # full-model is the reference, not the oracle
+    groups[1]["state"] = "growing"
+    assert frontier.oracle(groups) is None
+    assert frontier.sweep_cost(group("2rank", "bracketed", 1.0, ("done", "diverged", "done", "pending"))) == 3
+
+
+def fake_records(task, poison=None):
+    """Records for every trial the frontier plans, round after round until nothing new is planned: validation
+    eval_loss a parabola in log η (minimum at 10^-3.6 plus a rule's offset), test metrics from `poison` (or the
+    validation value plus noise)."""
+    rng = random.Random(0)
+    records = {}
+    while True:
+        new = [t for t in planned(task, records) if t.id not in records]
+        if not new:
+            return records
+        for t in new:
+            c = t.config
+            x = math.log10(c.lr) + 3.6 + 0.3 * ("rank" in c.rule) - 0.2 * (c.rule == "full-model")
+            valid = 2.4 + 0.05 * x * x + 0.001 * c.seed
+            test = valid + rng.gauss(0, 0.01) if poison is None else poison(rng)
+            records[t.id] = {"id": t.id, "config": c, "status": "done",
+                             "eval": {"eval_loss": valid, "test:eval_loss": test}}
+
+
+def test_no_choice_reads_the_test_split():
+    task = "sft-gemma"
+    clean = fake_records(task)
+    poisoned = fake_records(task, poison=lambda rng: rng.uniform(-100, 100))
+    assert set(clean) == set(poisoned)  # the same trials planned, round after round
+    s = frontier.spec(task)
+    a, b = bracket.summarize(s, clean), bracket.summarize(s, poisoned)
+    assert [(g["group"], g["best"], g["state"]) for g in a["groups"]] == \
+           [(g["group"], g["best"], g["state"]) for g in b["groups"]]
+    assert frontier.oracle(a["groups"])["group"] == frontier.oracle(b["groups"])["group"]
+    assert a["groups"][0]["report"] != b["groups"][0]["report"]  # while the reported figures do move
+
+
+def test_no_reported_figure_reads_the_validation_split():
+    task = "sft-gemma"
+    records = fake_records(task)
+    s = frontier.spec(task)
+    before = bracket.summarize(s, records)
+    for rec in records.values():  # the reporting seeds' validation changes; their choice stays made at seed 0
+        if rec["config"].seed in frontier.REPORT_SEEDS:
+            rec["eval"]["eval_loss"] += 7.0
+    after = bracket.summarize(s, records)
+    assert [g["report"] for g in before["groups"]] == [g["report"] for g in after["groups"]]
+    assert trial_id(records[next(iter(records))]["config"])  # records carry real configs

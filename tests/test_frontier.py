@@ -8,7 +8,6 @@ import random
 import pytest
 
 from bench.frontier import plan as frontier
-from bench.frontier.run import planned
 from loralpha import scaling
 from loralpha.studies import bracket
 from loralpha.sweep import trial_id
@@ -83,7 +82,7 @@ def fake_records(task, poison=None):
     rng = random.Random(0)
     records = {}
     while True:
-        new = [t for t in planned(task, records) if t.id not in records]
+        new = [t for t in frontier.planned(task, records) if t.id not in records]
         if not new:
             return records
         for t in new:

@@ -20,6 +20,7 @@ spec's margin, declared before its runs), "better"/"worse" when the paired 95% i
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ from typing import Any
 from bench.common import RESULTS, WORK
 from loralpha import TrainConfig
 from loralpha.scaling import default_lr
-from loralpha.sweep import Spec, load
+from loralpha.studies import bracket
+from loralpha.sweep import Spec, Trial, load, trial_id
 from loralpha.tasks.base import facts
 
 SPECS = Path(__file__).parent / "specs"
@@ -76,23 +78,27 @@ def spec(task: str) -> Spec:
     return load(SPECS / f"{task}.yaml")
 
 
+QUICK = "quick"  # the smoke run's plan: specs/quick.yaml, a tiny teacher-student; its records go to results/quick/
+
+
 def store_path(task: str) -> Path:
     return WORK / "frontier" / task / "study.db"
 
 
 def folder(task: str) -> Path:
-    return FRONTIER / task
+    return RESULTS / "quick" / "frontier" if task == QUICK else FRONTIER / task
 
 
 def config(task: str, rule: str, lr: float, seed: int, **adapter: Any) -> TrainConfig:
     """A frontier trial at the task spec's fixed settings: `rule` at η = lr and `seed`."""
-    fixed = dict(spec(task).fixed)
+    s = spec(task)
+    fixed = dict(s.fixed)
     fixed.update(adapter)
-    return TrainConfig(task=task, rule=rule, lr=lr, seed=seed, **fixed)
+    return TrainConfig(task=s.task, rule=rule, lr=lr, seed=seed, **fixed)
 
 
 def recipe_config(task: str, recipe: Recipe, seed: int) -> TrainConfig:
-    return config(task, recipe.rule, recipe.eta(task), seed,
+    return config(task, recipe.rule, recipe.eta(spec(task).task), seed,
                   **({"alpha": recipe.alpha} if recipe.alpha is not None else {}))
 
 
@@ -133,3 +139,27 @@ def budget_test(curves: list[dict[int, float]], steps: int, higher_is_better: bo
     improvement = gain / abs(at_mark) if at_mark else math.inf
     return {"holds": improvement < PLATEAU, "improvement": improvement, "at_mark": at_mark, "at_end": at_end,
             "mark": mark, "steps": steps, "seeds": len(curves)}
+
+
+def budget_group(groups: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Whose curves the budget test reads: the best-tuned baseline, i.e. the group (every rule, full-model
+    included) whose best point has the lowest choosing cost; its validation curves at every seed run there."""
+    ranked = [g for g in groups if g["best_cost"] is not None]
+    return min(ranked, key=lambda g: g["best_cost"]) if ranked else None
+
+
+def committed(task: str) -> dict[str, dict[str, Any]]:
+    """The task's committed records: trial id -> record."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder(task).glob("*.json"))}
+
+
+def planned(task: str, records: dict[str, dict[str, Any]]) -> list[Trial]:
+    """Every trial the frontier wants given the records so far, in the order to run them: the sweeps (their plan
+    grows as their records land), then the recipes."""
+    trials, _ = bracket.plan(spec(task), records)
+    for recipe in RECIPES:
+        for seed in REPORT_SEEDS:
+            config = recipe_config(task, recipe, seed)
+            trials.append(Trial(trial_id(config), config))
+    seen: set[str] = set()
+    return [t for t in trials if not (t.id in seen or seen.add(t.id))]

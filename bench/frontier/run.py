@@ -5,6 +5,7 @@ calibrations of bench/frontier/plan.py, one trial at a time, each trial's record
     python -m bench.frontier.run --tasks sft-gemma            # run what is missing, in the plan's order
     python -m bench.frontier.run --tasks teacher-student --threads 1   # beside another run on a 2-core machine
     python -m bench.frontier.run --status                     # how complete each task is, from the records
+    python -m bench.frontier.run --quick                      # a smoke run: a tiny teacher-student (specs/quick.yaml)
 
 Records: bench/results/frontier/<task>/<trial id>.json (bench.decisive.run.record_of: config, status, the
 validation metrics and `test:` metrics at the end, the validation curve, the train-loss curve, times, machine).
@@ -17,20 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
 
 from bench.decisive.run import record_of
-from bench.frontier.plan import ORDER, RECIPES, REPORT_SEEDS, folder, recipe_config, spec, store_path
+from bench.frontier.analysis import write as analysis_write
+from bench.frontier.plan import ORDER, QUICK, committed, folder, planned, store_path
 from loralpha import TrainConfig
-from loralpha.studies import bracket
-from loralpha.sweep import Store, Trial, run_sweep, trial_id
+from loralpha.sweep import Store, Trial, run_sweep
 
 FINISHED = ("done", "diverged", "failed")
-
-
-def committed(task: str) -> dict[str, dict[str, Any]]:
-    """The task's committed records: trial id -> record."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder(task).glob("*.json"))}
 
 
 def seed_store(task: str) -> int:
@@ -53,18 +48,6 @@ def seed_store(task: str) -> int:
     return n
 
 
-def planned(task: str, records: dict[str, dict[str, Any]]) -> list[Trial]:
-    """Every trial the frontier wants given the records so far, in the order to run them: the sweeps (their plan
-    grows as their records land), then the recipes."""
-    trials, _ = bracket.plan(spec(task), records)
-    for recipe in RECIPES:
-        for seed in REPORT_SEEDS:
-            config = recipe_config(task, recipe, seed)
-            trials.append(Trial(trial_id(config), config))
-    seen: set[str] = set()
-    return [t for t in trials if not (t.id in seen or seen.add(t.id))]
-
-
 def export(task: str) -> int:
     """Write the record of every finished trial of the store that has none yet; returns how many."""
     out = folder(task)
@@ -81,8 +64,8 @@ def export(task: str) -> int:
     return n
 
 
-def run(task: str, threads: int | None, deadline_min: float | None) -> None:
-    """Run the task's missing trials one at a time, exporting each record as it lands."""
+def run(task: str, threads: int | None, deadline_min: float | None, batch: int = 1) -> None:
+    """Run the task's missing trials `batch` at a time (one: each record is exported as it lands)."""
     seed_store(task)
     stop_at = None if deadline_min is None else time.monotonic() + 60 * deadline_min
     while stop_at is None or time.monotonic() < stop_at:
@@ -96,10 +79,11 @@ def run(task: str, threads: int | None, deadline_min: float | None) -> None:
             print(f"{task}: nothing left to start ({left} running elsewhere)", flush=True)
             return
         began = time.perf_counter()
-        run_sweep([todo[0]], store_path(task), workers=1, threads=threads, progress=False)
+        run_sweep(todo[:batch], store_path(task), workers=1, threads=threads, progress=False)
         export(task)
-        print(f"{task}: {todo[0].config.rule} lr={todo[0].config.lr:g} seed={todo[0].config.seed} "
-              f"in {time.perf_counter() - began:.0f} s; {len(todo) - 1} more planned now", flush=True)
+        first = todo[0].config
+        print(f"{task}: {first.rule} lr={first.lr:g} seed={first.seed}{f' and {batch - 1} more' * (batch > 1)} "
+              f"in {time.perf_counter() - began:.0f} s; {max(0, len(todo) - batch)} more planned now", flush=True)
 
 
 def status(tasks: list[str]) -> None:
@@ -116,7 +100,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads of each trial (default: torch's)")
     parser.add_argument("--deadline", type=float, default=None, metavar="MIN", help="start no trial after MIN minutes")
     parser.add_argument("--status", action="store_true", help="only say how complete each task is")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: a tiny teacher-student")
     args = parser.parse_args()
+    if args.quick:
+        run(QUICK, args.threads, None, batch=1000)
+        print(f"wrote {analysis_write((QUICK,), quick=True)}")
+        return
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if args.status:
         return status(tasks)

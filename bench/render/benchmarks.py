@@ -15,12 +15,13 @@ from pathlib import Path
 from bench.calibration.tables import calibration
 from bench.common import RESULTS, ROOT, command, missing, pm, rel, stamp
 from bench.decisive.tables import decisive
+from bench.frontier.tables import frontier
 from bench.render.headline import summary
 from loralpha.reporting import fmt
 from loralpha.studies.records import is_higher_better
 
 FILES = ["quality", "convergence", "search_cost", "law", "tracker_overhead", "hessian_cost", "peft_step",
-         "sweep_engines", "memory", "run_all", "decisive", "targets", "gpu_check", "calibration"]
+         "sweep_engines", "memory", "run_all", "decisive", "targets", "gpu_check", "calibration", "frontier"]
 
 
 def load(folder: Path) -> dict:
@@ -399,7 +400,7 @@ def header(R: dict, folder: Path, summary: list[str]) -> list[str]:
 def render(folder: Path) -> str:
     R = load(folder)
     lines = header(R, folder, summary(R, target_rows(R) if "targets" in R else None))
-    for section in (quality, convergence, search, law, overheads, memory, decisive, targets, calibration):
+    for section in (quality, convergence, search, law, overheads, memory, decisive, targets, calibration, frontier):
         lines += section(R, folder)
     return "\n".join(lines).rstrip() + "\n"
 

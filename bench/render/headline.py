@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from bench.decisive.analysis import CLAIMS, successors
+from bench.frontier.tables import summary_lines as frontier_summary
 from loralpha.reporting import fmt
 from loralpha.studies.records import is_higher_better
 
@@ -175,7 +176,7 @@ def summary(R: dict, target_rows: list[list[str]] | None = None) -> list[str]:
     lines = [*given("quality", quality), *given("convergence", convergence), *given("search_cost", search),
              *given("law", law), *overheads(R), *given("memory", memory), *given("decisive", decisive),
              *(targets(target_rows, R) if target_rows is not None and "targets" in R else []),
-             *given("calibration", calibration)]
+             *given("calibration", calibration), *given("frontier", frontier_summary)]
     if not lines:
         return []
     return ["## Summary", "", "A line or two per section, each from its result file (the tables follow, each naming "

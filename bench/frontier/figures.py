@@ -1,0 +1,46 @@
+"""The frontier's figure per task: tuning cost in target runs against the paired test gap to the oracle
+(bench/results/frontier/<task>.png), drawn by `python -m bench.frontier.analysis`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+from bench.frontier.plan import folder  # noqa: E402
+
+
+def path_of(task: str) -> Path:
+    """Beside the task's folder of records: results/frontier/<task>.png (results/quick/frontier.png)."""
+    return folder(task).with_suffix(".png")
+
+
+def draw(t: dict[str, Any], task: str) -> Path | None:
+    """Cost in target runs (recipes at 0, the rest on a log scale) against the paired test gap to the oracle on
+    the task's first report metric, with 95% intervals."""
+    metric = t["metrics"][0]
+    points = [(r, r["gap"][metric]) for r in t["rows"] if r["gap"].get(metric) and r["gap"][metric]["mean"] is not None]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r, g in points:
+        x = r["cost_runs"]
+        lo, hi = g["ci95"] if g["ci95"] and g["ci95"][0] is not None else (g["mean"], g["mean"])
+        ax.errorbar([x], [g["mean"]], yerr=[[g["mean"] - lo], [hi - g["mean"]]], fmt="o", capsize=3,
+                    color={"recipe": "tab:orange", "sweep": "tab:blue", "reference": "tab:gray"}.get(r["kind"], "k"))
+        ax.annotate(r["method"], (x, g["mean"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("tuning cost (target runs; recipes at 0)")
+    ax.set_ylabel(f"paired test gap to the oracle ({metric})")
+    ax.set_title(f"{t['task']}: the tuning frontier")
+    fig.tight_layout()
+    path = path_of(task)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

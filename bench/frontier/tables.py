@@ -1,0 +1,111 @@
+"""BENCHMARKS.md §10, the tuning frontier under protocol v2: the protocol as the code fixes it, then per task its
+completeness, budget test and one table (each method's tuning cost in target runs and its paired test gap to the
+oracle), and its figure; rendered from bench/results/frontier.json (python -m bench.frontier.analysis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.common import missing, stamp
+from bench.frontier import plan as P
+from bench.frontier.figures import path_of
+
+
+def bare(metric: str) -> str:
+    return metric.removeprefix("test:")
+
+
+def gap(v: dict | None) -> str:
+    """A paired difference with its 95% interval and its verdict word."""
+    if not v or v.get("mean") is None:
+        return "—"
+    lo, hi = v["ci95"] or (None, None)
+    span = f" [{lo:+.3g}, {hi:+.3g}]" if lo is not None else " (one seed)"
+    return f"{v['mean']:+.3g}{span} {v['verdict']}"
+
+
+def value(d: dict | None) -> str:
+    if not d:
+        return "—"
+    return f"{d['mean']:.4g}" + (f" [{d['lo']:.4g}, {d['hi']:.4g}]" if d.get("lo") is not None else "")
+
+
+def cost(r: dict) -> str:
+    if r["cost_runs"] is None:
+        return "—"
+    return "0" if r["kind"] == "recipe" else f"{r['cost_runs']:g}"
+
+
+def protocol() -> list[str]:
+    return [
+        "Protocol v2, fixed in `bench/frontier/plan.py` and the task specs `bench/frontier/specs/*.yaml` before "
+        "each task's first trial:", "",
+        "- splits: train; validation (the task's held-out split), which alone chooses; test (examples set apart "
+        "from the training ones), which alone reports;",
+        f"- η is chosen at seed {P.CHOOSE_SEED} on validation `{P.CHOOSE}` at the end of the run; every reported "
+        f"row is seeds {', '.join(map(str, P.REPORT_SEEDS))} on test, paired by seed;",
+        "- a sweep starts at its rule's usual η with its two half-decade neighbours and grows until its best point "
+        "has a worse one on both sides (a diverged point is worse); its cost is the runs it trained;",
+        f"- the oracle is the best of the bracketed {', '.join(P.ORACLE_RULES)} sweeps on validation; "
+        f"`{P.REFERENCE}` is tuned the same way and stands beside it;",
+        f"- the budget test: the best-tuned baseline's validation `{P.CHOOSE}`, averaged over its seeds, improves by "
+        f"less than {P.PLATEAU:.0%} from the ¾ mark to the end (both are evaluation steps; nothing is interpolated);",
+        "- words: \"ties\" when the paired 90% interval lies inside ±δ (δ declared in the spec), \"better\" / "
+        "\"worse\" when the paired 95% interval excludes 0, else \"undecided\"; each names its metric.", ""]
+
+
+def task_section(t: dict[str, Any], folder: Path) -> list[str]:
+    name, metrics = t["task"], t["metrics"]
+    done, planned = t["trials"]["done"], t["trials"]["planned"]
+    state = "complete" if t["complete"] else f"running: {done} of {planned} planned trials so far"
+    b = t["budget"]
+    budget = ("not read yet" if b.get("holds") is None else
+              f"{'holds' if b['holds'] else '**fails**'} ({b['group'].removeprefix('rule=')}: {b['improvement']:.2%} "
+              f"better from step {b['mark']} to {b['steps']}, mean of {b['seeds']} seed{'s' * (b['seeds'] > 1)})"
+              + ("" if t["complete"] else ", provisional: the best-tuned baseline may change as the sweeps grow"))
+    share = t.get("eval_share")
+    out = [f"### {name} ({t['steps']} steps; {state})", "",
+           f"Budget test: {budget}. Oracle: "
+           f"{(t['oracle'] or '').removeprefix('rule=') or 'not known until every LoRA sweep is bracketed'}. "
+           f"Trial hours so far: {t['trial_hours']:.1f}"
+           + (f"; evaluation took at most {share['max']:.1%} of a trial's wall time." if share else "."), "",
+           "| method | cost (runs) | η | " + " | ".join(f"test {bare(m)}" for m in metrics) + " | "
+           + " | ".join(f"gap to oracle, {bare(m)} (δ {t['margin'].get(m, '—'):g})" for m in metrics) + " |",
+           "| --- | --- | --- | " + " | ".join("---" for _ in metrics * 2) + " |"]
+    for r in t["rows"]:
+        lr = "—" if r.get("lr") is None else f"{r['lr']:.3g}"
+        out.append(f"| {r['method']} | {cost(r)} | {lr} | " + " | ".join(value(r["test"][m]) for m in metrics)
+                   + " | " + " | ".join(gap(r["gap"][m]) for m in metrics) + " |")
+    figure = path_of(t["task"])
+    if figure.is_file():
+        out += ["", f"![{name}: tuning cost against the paired test gap to the oracle]"
+                    f"({figure.relative_to(folder).as_posix()})"]
+    return out + [""]
+
+
+def frontier(R: dict, folder: Path) -> list[str]:
+    out = ["## 10. The tuning frontier (protocol v2)", "",
+           "Which α and η to pick when you will not tune, and what tuning buys: each method's cost in target runs "
+           "against its paired test gap to the oracle.", "", *protocol()]
+    if "frontier" not in R:
+        return out + missing("frontier.analysis")
+    for t in R["frontier"]["tasks"].values():
+        out += task_section(t, folder)
+    return out + [stamp(R["frontier"], folder, "frontier"), ""]
+
+
+def summary_lines(R: dict) -> list[str]:
+    """The Summary's line on §10: each task's state, and where complete its oracle and best recipe."""
+    parts = []
+    for t in R["frontier"]["tasks"].values():
+        if not t["complete"]:
+            parts.append(f"{t['task']} running ({t['trials']['done']} of {t['trials']['planned']} planned trials)")
+            continue
+        metric = t["metrics"][0]
+        recipes = [r for r in t["rows"] if r["kind"] == "recipe" and r["gap"][metric]]
+        best = min(recipes, key=lambda r: abs(r["gap"][metric]["mean"])) if recipes else None
+        parts.append(f"{t['task']} complete: oracle {t['oracle'].removeprefix('rule=')}"
+                     + (f", closest recipe {best['method']} at {gap(best['gap'][metric])} ({bare(metric)})"
+                        if best else ""))
+    return ["- **§10 The tuning frontier** (protocol v2): " + ("; ".join(parts) or "no task has records yet") + "."]

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.decisive import analysis, figures
+from bench.decisive import analysis, criteria, figures
 from bench.decisive import plan as protocol
 from bench.decisive import run as decisive
 from bench.decisive.plan import Arm, Setting
+from loralpha.studies import protocol as protocol_stats
 from loralpha.sweep import trial_id
 
 BENCH = Path(__file__).parent.parent / "bench"
@@ -301,3 +302,112 @@ def test_every_stored_table_has_its_figure_linked_in_benchmarks():
     for task in stored(False):
         path = figures.path_of(task, quick=False)
         assert path.is_file() and f"]({path.relative_to(BENCH.parent)})" in text, task
+
+
+# ------------------------------------------------------------------ protocol v1's framing: criteria changed after
+# the records existed (bench/decisive/criteria.py keeps the earlier rules), seeds 1–2 alone, v2's words
+
+
+def test_the_budget_test_before_f606a72_read_the_nearest_evaluation_not_the_quarter_mark():
+    curve = [(0, 1.0), (700, 0.60), (800, 0.58), (1000, 0.58)]
+    old = criteria.plateau_nearest(curve)  # 750 is as near to 700 as to 800: the earlier one
+    assert (old["from_step"], old["gain"]) == (700, pytest.approx(0.02 / 0.60)) and not old["holds"]
+    now = protocol_stats.plateau(curve)
+    assert now["from_step"] == 750 and now["gain"] == pytest.approx(0.01 / 0.59) and now["holds"]
+
+
+def test_tweets_at_1000_steps_fails_its_budget_test_under_the_earlier_reading_and_says_so():
+    t = stored(False).get("tweets@1000")
+    if not t or not t["complete"]:
+        pytest.skip("no complete tweets@1000 table stored")
+    arm = next(a for a in protocol.SETTINGS["tweets@1000"].arms() if a.name == t["best_baseline"])
+    s = protocol.SETTINGS["tweets@1000"]
+    records = protocol.load("tweets@1000", False)
+    runs = [records[trial_id(protocol.config("tweets@1000", s, arm, protocol.lattice(1, "tweets"), seed))]
+            for seed in protocol.SEEDS]  # full-model at its best η, 6.32e-5 (lattice point 1)
+    curves = [[(p["step"], p["eval_loss"]) for p in r["curve"]] for r in runs]
+    nearest = [criteria.plateau_nearest(c)["gain"] for c in curves]
+    now = [protocol_stats.plateau(c)["gain"] for c in curves]
+    assert t["budget"]["holds"] and t["budget"]["gain"] == pytest.approx(now[0])
+    assert not t["budget_nearest"]["holds"] and t["budget_nearest"]["gain"] == pytest.approx(nearest[0])
+    assert t["budget_means"]["nearest"] == pytest.approx(sum(nearest) / 3)
+    assert t["budget_means"]["interpolated"] == pytest.approx(sum(now) / 3) and sum(now) / 3 >= 0.02  # fails too
+    text = (BENCH.parent / "BENCHMARKS.md").read_text()
+    section = text[text.index("### tweets@1000"):text.index("### Verdicts")]
+    assert f"improved {100 * nearest[0]:.2f}%: the test **fails**" in section
+    row = next(line for line in text.splitlines() if line.startswith("| budget | f606a72 |"))
+    assert f"tweets@1000: full-model seed 0 {100 * nearest[0]:.2f}% from step 700, **fails**" in row
+    assert f"3 seeds' mean {100 * sum(now) / 3:.2f}%, ≥ 2%" in row
+
+
+def _base(pairs):
+    """Made-up baseline rows: arm -> the paired differences untuned − rule of seeds 0, 1, 2."""
+    rows = []
+    for arm, d in pairs.items():
+        zero = {k: 0.0 for k in protocol.SEEDS}
+        diff = dict(zip(protocol.SEEDS, d))
+        late = {k: diff[k] for k in protocol.SEEDS[1:]}
+        rows.append({"arm": arm, "paired_select": protocol_stats.paired(diff, zero),
+                     "word_select": protocol_stats.verdict(diff, zero, "eval_loss", False)["verdict"],
+                     "seeds_1_2": {"paired_select": protocol_stats.paired(late, {k: 0.0 for k in late}),
+                                   "word_select": protocol_stats.verdict(late, {k: 0.0 for k in late}, "eval_loss",
+                                                                         False)["verdict"]}})
+    return rows
+
+
+def test_an_interval_that_contains_0_is_undecided_not_a_tie_and_the_claim_does_not_hold_on_it():
+    base = _base({"rank": [0.01, -0.01, 0.005], "2rank": [-0.02, 0.01, 0.0]})  # both intervals contain 0
+    v = analysis.untuned_said(base, "select", "eval_loss", False)
+    assert v["v1"]["verdict"] == "holds" and "tied with 2 of 2" in v["v1"]["figure"]  # v1: "tied", so "holds"
+    assert v["verdict"] == "undecided" and "undecided on 2 of 2" in v["figure"]  # no margin δ: no tie
+    base = _base({"rank": [0.03, 0.031, 0.029], "2rank": [-0.02, 0.01, 0.0]})
+    assert analysis.untuned_said(base, "select", "eval_loss", False)["verdict"] == "does not"  # v1: partly
+    base = _base({"rank": [-0.03, -0.031, -0.029], "2rank": [-0.02, -0.021, -0.019]})
+    assert analysis.untuned_said(base, "select", "eval_loss", False)["verdict"] == "holds"  # beaten, each
+
+
+def test_the_stored_tables_give_each_paired_difference_on_seeds_1_and_2_alone_and_v2s_words():
+    for task, t in stored(False).items():
+        for r in (r for r in t["rows"] if r.get("paired_select") and r["paired_select"]["n"] == 3):
+            d = r["paired_select"]["values"]
+            late = r["seeds_1_2"]["paired_select"]
+            assert late["values"] == d[1:] and late["mean"] == pytest.approx(sum(d[1:]) / 2), (task, r["arm"])
+            lo, hi = r["paired_select"]["lo"], r["paired_select"]["hi"]
+            assert r["word_select"] == ("worse" if lo > 0 else "better" if hi < 0 else "undecided"), (task, r["arm"])
+    t = stored(False).get("tweets@1000")
+    if t and t["complete"]:  # the largest gap, 3 seeds → seeds 1–2 alone, in the verdict and in README
+        full = next(r for r in t["rows"] if r["arm"] == "full-model")
+        v = next(v for v in t["verdicts"] if v["claim"] == "untuned")
+        assert f"{full['paired_select']['mean']:+.3g} [" in v["figure"]
+        assert f"{full['seeds_1_2']['paired_select']['mean']:+.3g} [" in v["figure"]
+        readme = (BENCH.parent / "README.md").read_text()
+        assert (f"{full['paired_select']['mean']:+.3g} → {full['seeds_1_2']['paired_select']['mean']:+.3g} "
+                "(vs full-model) on tweets@1000") in readme
+
+
+def test_every_tweets_verdict_names_its_metric_and_is_said_by_accuracy_too():
+    for task, t in stored(False).items():
+        for v in t["verdicts"]:
+            if v["claim"] in ("untuned", "faster", "search") and v["verdict"] != "pending":
+                assert v["metric"] == t["select"] and f"by {t['select']}" in v["figure"], (task, v["claim"])
+                if t["report"] != t["select"]:
+                    assert v["by_report"]["metric"] == t["report"], (task, v["claim"])
+                    assert f"by {t['report']}" in v["by_report"]["figure"], (task, v["claim"])
+
+
+def test_a_drift_ratio_that_rises_with_gamma_means_the_claim_does_not_hold_whatever_the_signal_did(tmp_path,
+                                                                                                   monkeypatch):
+    monkeypatch.setattr(protocol, "RESULTS", tmp_path)
+    s = protocol.QUICK[TASK]
+    out = protocol.folder(TASK, quick=True)
+    out.mkdir(parents=True)
+    for rule, k, signal, ratio in (("lora-alpha", 1, 2.0, 6.5), ("2rank", 3, 1.0, 5.0)):  # signal up, ratio ×1.3
+        c = protocol.config(TASK, s, Arm(rule, "all", True, k), FULL_FT, 0)
+        rec = {**record(c, 0.5), "motion": [{"step": 12, "signal": 1e-3 * signal, "drift_ratio": ratio,
+                                             "a_motion": 0.1, "b_norm": 0.1}]}
+        rec["config"]["targets"] = c.targets
+        (out / f"{trial_id(c)}.json").write_text(json.dumps(rec))
+    t = analysis.summarize(TASK, quick=True)
+    v = next(v for v in analysis.verdicts(TASK, True, t) if v["claim"] == "drift")
+    assert v["verdict"] == "does not" and "(×1.30)" in v["figure"]
+    assert v["v1"]["verdict"] == "partly"  # v1's rule, kept for the table of changed criteria

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.render import blocks, docs
+from bench.render import blocks, docs, v1
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,9 +61,9 @@ def test_the_alpha_equals_r_column_reads_the_grid_at_alpha_equals_r():
 
 def test_a_table_whose_budget_failed_gives_way_in_the_results_to_its_tasks_table_at_the_budget_that_passed(
         monkeypatch):
-    original = blocks.load
-    tasks = original(blocks.RESULTS / "decisive.json")["tasks"]
-    after = blocks.successors(tasks)
+    original = v1.load
+    tasks = original(v1.RESULTS / "decisive.json")["tasks"]
+    after = v1.successors(tasks)
     failed = next(name for name, t in tasks.items() if t["complete"] and name in after)
     later = after[failed]
     assert tasks[later]["steps"] > tasks[failed]["steps"] and not tasks[failed]["budget"]["holds"]
@@ -74,12 +74,12 @@ def test_a_table_whose_budget_failed_gives_way_in_the_results_to_its_tasks_table
             data["tasks"][later] = {**data["tasks"][later], "complete": False, "trials_done": 3}
         return data
 
-    monkeypatch.setattr(blocks, "load", running)
-    said = blocks.results().splitlines()[-1]
-    assert f"on {failed} (" in said and f"{failed}'s budget test failed; {later} is running (3 of" in said
-    monkeypatch.setattr(blocks, "load", original)
-    said = blocks.results().splitlines()[-1]
-    assert f"{later} (" in said and f"{failed} (" not in said and "budget test failed" not in said
+    monkeypatch.setattr(v1, "load", running)
+    said = v1.results().splitlines()[-1]
+    assert f"on {failed} by " in said and f"{failed}'s budget test failed; {later} is running (3 of" in said
+    monkeypatch.setattr(v1, "load", original)
+    said = v1.results().splitlines()[-1]
+    assert f"on {later} by " in said and f"on {failed} by " not in said and "budget test failed" not in said
 
 
 README = ROOT / "README.md"

@@ -1,6 +1,8 @@
-"""What the calibration benchmark's records say (bench/calibration/run.py runs it): per decisive table, the calibrated
-point, its held-out metric over 3 seeds against the best tuned rule's 95% interval and the paper's c = 256, and the
-probes' cost against the table's grid. Writes bench/results/calibration.json and one figure per table."""
+"""What the calibration benchmark's records say (bench/calibration/run.py runs it; protocol v1, as the decisive tables
+it reads): per decisive table, the calibrated point, its held-out metric over 3 seeds, paired by seed with every tuned
+rule of the table and with the paper's c = 256 (v2's words; seeds 1–2 alone beside them, the seeds that did not pick
+the rules' η), and the probes' cost against one rule's η sweep, in target runs and against the table's whole grid.
+Writes bench/results/calibration.json and one figure per table."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from bench.calibration.plan import HELD_OUT, SEEDS, TABLES, decisive_table, reco
 from bench.common import RESULTS, ROOT, machine
 from bench.decisive.analysis import interval
 from bench.decisive.plan import RANK, load, plan, settings
+from loralpha.studies import protocol
 
 
 def _values(recs: dict[str, dict], metric: str) -> list[float | None]:
@@ -37,8 +40,22 @@ def grid_steps(name: str, quick: bool) -> int | None:
     return sum(c.steps for c in wanted) or None
 
 
+def sweep_steps(row: dict, steps: int) -> int:
+    """The optimizer steps of one tuned rule's seed-0 η sweep in a decisive table: its grid's points × the budget."""
+    return steps * sum(g["status"] is not None for g in row["grid"].values())
+
+
+def against(values: list[float | None], row: dict, metric: str, seeds: list[int] = SEEDS) -> dict:
+    """v2's verdict on the calibrated setting against a decisive row, paired by seed over `seeds`: calibrated − row,
+    lower is better (loralpha.studies.protocol.verdict; v1 declared no margin δ, so no tie can be said)."""
+    mine = {seed: v for seed, v in zip(SEEDS, values) if seed in seeds}
+    theirs = {seed: v for seed, v in zip(SEEDS, row["select"]["values"]) if seed in seeds}
+    return {"arm": row["arm"], **protocol.verdict(mine, theirs, metric, higher_is_better=False)}
+
+
 def verdict(mean: float, best: dict) -> dict:
-    """The calibrated mean against the best tuned rule's interval (lower is better)."""
+    """v1's reading, kept for the record of the criteria that changed: the calibrated mean against the best tuned
+    rule's interval, unpaired (lower is better)."""
     if best.get("lo") is None:
         return {"said": "no interval to compare with", "within": None, "beyond": None}
     if mean < best["lo"]:
@@ -71,7 +88,8 @@ def summarize(name: str, decisive: dict, quick: bool) -> dict:
     out["calibration"]["certainty"] = cal["certainty"]["summary"]
     grid = grid_steps(name, quick)
     out["grid_steps"] = grid
-    out["cost_share"] = cal["cost_steps"] / grid if grid else None
+    out["cost_share"] = cal["cost_steps"] / grid if grid else None  # of the whole v1 grid: not what a user saves
+    out["cost_runs"] = cal["cost_steps"] / s.steps  # the probes, in runs at the target budget
     values = _values(records(name, quick), s.select)
     out["seeds"] = interval([v for v in values if v is not None])
     out["state"] = "complete" if all(v is not None for v in values) else \
@@ -92,14 +110,23 @@ def summarize(name: str, decisive: dict, quick: bool) -> dict:
         if untuned:
             out["marks"].append({"label": "lora-alpha untuned (c = 256)", **dict(zip(
                 ("x", "y"), scaling.adam_plane("lora-alpha", RANK, untuned["lr"])))})
+        # what a user would run instead of the probes: one rule's η sweep at seed 0 (each rule of these targets)
+        out["sweep_steps"] = {r["arm"]: sweep_steps(r, s.steps) for r in mine}
+        out["cost_vs_sweep"] = {arm: cal["cost_steps"] / n for arm, n in out["sweep_steps"].items() if n}
         if out["seeds"] and best:
-            out["verdict"] = verdict(out["seeds"]["mean"], best["select"])
+            out["v1"] = {"best": verdict(out["seeds"]["mean"], best["select"]),
+                         "best_lora": verdict(out["seeds"]["mean"], lora["select"]) if lora else None}
             out["paired_vs_best"] = paired(values, best)
             if lora:
-                out["verdict_lora"] = verdict(out["seeds"]["mean"], lora["select"])
                 out["paired_vs_best_lora"] = paired(values, lora)
             if untuned:
                 out["paired_vs_paper"] = paired(values, untuned)
+            if all(v is not None for v in values):
+                rows = [r for r in mine if len(r["select"]["values"]) == len(SEEDS)] + ([untuned] if untuned else [])
+                out["against"] = [against(values, r, s.select) for r in rows]
+                out["against_1_2"] = [against(values, r, s.select, SEEDS[1:]) for r in rows]
+                words = {a["arm"]: a for a in out["against"]}
+                out["verdict"] = words.get(best["arm"])
     return out
 
 

@@ -29,12 +29,43 @@ def vs(p: dict | None) -> str:
     return f"; calibrated − it: {p['mean']:+.3g} [{p['lo']:+.3g}, {p['hi']:+.3g}]"
 
 
+def word(a: dict | None) -> str:
+    """A v2 verdict (loralpha.studies.protocol.verdict) with its paired difference: '+0.0123 [+0.0029, +0.0217]
+    worse'."""
+    if not a or a.get("mean") is None:
+        return "—"
+    ci = f" [{a['ci95'][0]:+.3g}, {a['ci95'][1]:+.3g}]" if a.get("ci95") and a["ci95"][0] is not None else ""
+    return f"{a['mean']:+.3g}{ci} {a['verdict']}"
+
+
+def versus(t: dict, row: str, paired: str) -> str:
+    """'; calibrated − it: …' against the table's `row` (best_lora, paper): its v2 word where every seed has run."""
+    a = next((a for a in t.get("against", []) if a["arm"] == (t.get(row) or {}).get("arm")), None)
+    return f"; calibrated − it: {word(a)}" if a else vs(t.get(paired))
+
+
 def outcome(t: dict) -> str:
     v = t.get("verdict")
     if not v or t.get("state") != "complete":
         return f"pending ({t.get('state', '')})"
-    paired = t.get("paired_vs_best")
-    return f"{v['said']}" + vs(paired)
+    return word(v)
+
+
+def costs(t: dict) -> str:
+    """The probes against one rule's seed-0 η sweep (the range over the rules), in target runs, and, labelled, against
+    the whole v1 grid."""
+    c = t["calibration"]
+    grid = f"{c['cost_steps']} / {t['grid_steps']} = {t['cost_share']:.1%}" if t.get("grid_steps") else "—"
+    return f"{sweep_range(t)} | {t['cost_runs']:.2f} | {grid}"
+
+
+def sweep_range(t: dict) -> str:
+    """The probes' steps ÷ one rule's seed-0 η sweep, over the rules of the table: '70%–93%' (one figure if alike)."""
+    shares = list((t.get("cost_vs_sweep") or {}).values())
+    if not shares:
+        return "—"
+    lo, hi = f"{min(shares):.0%}", f"{max(shares):.0%}"
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 def calibration(R: dict, folder: Path) -> list[str]:
@@ -45,40 +76,49 @@ def calibration(R: dict, folder: Path) -> list[str]:
            "and the figures, from the records", "```", ""]
     if "calibration" not in R:
         return out + missing("calibration.run", "calibration")
-    out += ["`loralpha calibrate` picks LoRA's point (η_A, γ·η_B) on the Adam plane for a task and a budget from "
+    out += ["**Protocol v1**, as §7: the rows it is held against had their η picked by seed 0 on the held-out split "
+            "that the three seeds then report on, so each paired difference is given over seeds 1–2 alone too. "
+            "Words are v2's; no margin was declared in v1, so nothing can be called a tie.", "",
+            "`loralpha calibrate` picks LoRA's point (η_A, γ·η_B) on the Adam plane for a task and a budget from "
             "short probes (its docstring, `loralpha.studies.calibrate`, has the method): a 5 × 4 lattice half a decade "
             "apart at a short horizon, a plus of 5 points at 3× it, each axis carried to the target budget along "
             "the line through the two horizons' optima. Probes are scored by their own train loss on batches not "
             "yet seen, never by the held-out split. Its budget here is three runs' worth of steps (3 × the table's "
-            "budget); the last column is its share of the optimizer steps of the decisive table's whole grid. The "
-            "calibrated setting then trains at the table's budget with seeds 0, 1, 2, as the decisive table's rows "
-            "do (same batches per seed); its held-out metric is compared with the best tuned rule's 95% interval "
-            "(lower is better) and, paired by seed (calibrated − it, same seeds and batch order), with that rule, "
-            "with the best tuned LoRA rule and with untuned LoRA-α. `tweets@1000 (qv)` (PEFT's default "
+            "budget). Its cost is set against what a user would otherwise run, one rule's η sweep at seed 0 in that "
+            "table (the range over the rules), and in runs at the target budget; the share of the whole v1 grid "
+            "(every rule, 3 seeds, longer budgets) is kept in the last column for the record. The calibrated setting "
+            "then trains at the table's budget with seeds 0, 1, 2, as the decisive table's rows do (same batches per "
+            "seed); its held-out metric is compared with each rule, paired by seed (calibrated − rule, same seeds "
+            "and batch order, lower is better), with v2's word. `tweets@1000 (qv)` (PEFT's default "
             "query/value targets) was held out: the method and its defaults were fixed before any of its probes "
             "ran, and its comparison rows are the decisive table's qv rows (and full-model, which trains every "
             "weight). The other two tables are not independent of the design: the map's default span was chosen "
             "with their tuned optima in view (both lie inside it).", "",
             "| table | calibrated point (η_A, γ·η_B) | its held-out metric (3 seeds) | best tuned rule's | best tuned "
-            "LoRA rule's | paper's c = 256 (untuned) | against the best tuned rule | probe cost / grid cost |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    notes = []
+            "LoRA rule's | paper's c = 256 (untuned) | calibrated − best tuned rule | probes ÷ one rule's η sweep | "
+            "probes in target runs | probes ÷ whole v1 grid |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    notes, pairs = [], []
     for name, t in R["calibration"]["tables"].items():
         label = f"{name} (held out)" if t.get("held_out") else name
         c = t.get("calibration")
         if not c:
-            out.append(f"| {label} | {t['state']} | — | {rule_cell(t.get('best'))} | — | — | pending | — |")
+            out.append(f"| {label} | {t['state']} | — | {rule_cell(t.get('best'))} | — | — | pending | — | — | — |")
             continue
-        share = (f"{c['cost_steps']} / {t['grid_steps']} = {t['cost_share']:.1%}" if t.get("grid_steps") else
-                 f"{c['cost_steps']} / —")
         out.append(f"| {label} | {point(c)} | {ci(t.get('seeds'))} | {rule_cell(t.get('best'))} | "
-                   f"{rule_cell(t.get('best_lora'))}{vs(t.get('paired_vs_best_lora'))} | "
-                   f"{ci((t.get('paper') or {}).get('select'))}{vs(t.get('paired_vs_paper'))} | {outcome(t)} | "
-                   f"{share} |")
+                   f"{rule_cell(t.get('best_lora'))}{versus(t, 'best_lora', 'paired_vs_best_lora')} | "
+                   f"{ci((t.get('paper') or {}).get('select'))}{versus(t, 'paper', 'paired_vs_paper')} | "
+                   f"{outcome(t)} | {costs(t)} |")
+        late = {a["arm"]: a for a in t.get("against_1_2", [])}
+        pairs += [f"| {label} | {a['arm']} | {word(a)} | {word(late.get(a['arm']))} |" for a in t.get("against", [])]
         figure = f"{t['folder']}.png"
         notes.append(f"- **{name}**: horizons {c['horizons']['short']} → {c['horizons']['long']} → "
                      f"{c['horizons']['target']} steps; how sure: {c['certainty']}. `{c['command']}`. "
                      f"[Figure: probes and the chosen point on the Adam plane]({figure}).")
+    if pairs:
+        out += ["", "The calibrated setting against every row it is held against, paired by seed (calibrated − rule, "
+                "mean [95% interval], v2's word):", "", "| table | rule | 3 seeds | seeds 1–2 alone |",
+                "| --- | --- | --- | --- |", *pairs]
     return out + ["", *notes, *without_truth(R, R["calibration"]["tables"]), ""]
 
 
@@ -101,36 +141,34 @@ def without_truth(R: dict, tables: dict) -> list[str]:
 
 
 def calibration_headline() -> str:
-    """docs/calibrate.md's word on zero tuning: the calibrator's setting against each decisive table's best tuned rule,
-    from bench/results/calibration.json (written by `python -m bench.calibration.run`)."""
+    """docs/calibrate.md's word on zero tuning: the calibrator's setting against each decisive table's rules, paired by
+    seed with v2's words, from bench/results/calibration.json (written by `python -m bench.calibration.run`)."""
     path = RESULTS / "calibration.json"
     tables = json.loads(path.read_text())["tables"] if path.is_file() else {}
     said, waiting = [], []
     for name, t in tables.items():
         c = t.get("calibration")
-        if not c or t.get("state") != "complete" or not t.get("verdict"):
+        if not c or t.get("state") != "complete" or not t.get("against"):
             waiting.append(f"{name} ({t.get('state', 'not started')})")
             continue
-        best, seeds = t["best"], t["seeds"]
+        seeds = t["seeds"]
         held = " (held out while the method was designed)" if t.get("held_out") else ""
-        lora, paper = t.get("best_lora"), t["paper"]
-        said.append(f"on {name}{held}, probes costing {t['cost_share']:.1%} of the decisive grid's steps chose "
-                    f"LoRA-α c = {c['settings']['lora-alpha']['coef']:.4g} at η = {c['eta_A']:.3g}: held-out "
-                    f"{t['metric']} {seeds['mean']:.4g} [{seeds['lo']:.4g}, {seeds['hi']:.4g}] against the best tuned "
-                    f"rule, {best['arm']}, at {best['select']['mean']:.4g} [{best['select']['lo']:.4g}, "
-                    f"{best['select']['hi']:.4g}]: **{t['verdict']['said']}**"
-                    + (f", paired {t['paired_vs_best']['mean']:+.3g} [{t['paired_vs_best']['lo']:+.3g}, "
-                       f"{t['paired_vs_best']['hi']:+.3g}]" if t.get("paired_vs_best") else "")
-                    + (f" (the best tuned LoRA rule, {lora['arm']}: {t['verdict_lora']['said']})" if lora else "")
-                    + (f"; against untuned LoRA-α (c = 256, {paper['select']['mean']:.4g}) the paired difference is "
-                       f"{t['paired_vs_paper']['mean']:+.3g} [{t['paired_vs_paper']['lo']:+.3g}, "
-                       f"{t['paired_vs_paper']['hi']:+.3g}]" if t.get("paired_vs_paper") else ""))
+        by: dict[str, list[str]] = {}
+        for a in t["against"]:
+            by.setdefault(a["verdict"], []).append(f"{a['arm']} ({word(a).rsplit(' ', 1)[0]})")
+        said.append(f"on {name}{held}, probes costing {t['cost_runs']:.2f} target runs ({sweep_range(t)} of one "
+                    f"rule's η sweep) chose LoRA-α c = "
+                    f"{c['settings']['lora-alpha']['coef']:.4g} at η = {c['eta_A']:.3g}: held-out {t['metric']} "
+                    f"{seeds['mean']:.4g} [{seeds['lo']:.4g}, {seeds['hi']:.4g}]; paired by seed it is "
+                    + ", ".join(f"**{w}** than {', '.join(arms)}" if w in ("better", "worse") else
+                                f"**{w}** against {', '.join(arms)}" for w, arms in by.items()))
     if not said:
         return ("`loralpha calibrate` (LoRA's learning rates from short probes, [BENCHMARKS.md §9]"
                 "(../BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)) has no table with its 3 seeds "
                 "yet" + (f"; running: {'; '.join(waiting)}." if waiting else "."))
-    return ("Zero tuning, tested ([BENCHMARKS.md §9]"
-            "(../BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)"
-            ": `loralpha calibrate` picks LoRA's two learning rates from short probes, then the setting trains at "
-            "the table's budget with 3 seeds): " + "; ".join(said) + "."
+    return ("Zero tuning, tested under protocol v1 ([BENCHMARKS.md §9]"
+            "(../BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth): the rows it is held against had "
+            "their η picked by seed 0, one of the three seeds reported; v1 declared no margin, so no tie can be said). "
+            "`loralpha calibrate` picks LoRA's two learning rates from short probes, then the setting trains at the "
+            "table's budget with 3 seeds: " + "; ".join(said) + "."
             + (f" Still running: {'; '.join(waiting)}." if waiting else ""))

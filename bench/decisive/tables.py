@@ -36,6 +36,44 @@ def _paired(d: dict | None) -> str:
     return f"{d['mean']:+.3g} [{d['lo']:+.3g}, {d['hi']:+.3g}]"
 
 
+V1 = ("**Protocol v1.** One held-out split both picked each rule's η and reported it: seed 0 picked η and is one "
+      "of the three seeds reported, so the figures on seeds 1–2 alone (the seeds that did not pick) stand beside "
+      "the 3-seed ones. Verdict words are v2's (`loralpha.studies.protocol.verdict`): better or worse when the "
+      "paired 95% interval excludes 0, a tie only when the 90% interval lies inside a declared margin δ. No margin "
+      "was declared in v1, so nothing can be called a tie: an interval that contains 0 is undecided.")
+
+
+def worded(d: dict | None, word: str | None) -> str:
+    """A paired difference and its v2 word: '+0.0513 [+0.0016, +0.101] worse'."""
+    return "—" if not d else f"{_paired(d)} {word}" if word else _paired(d)
+
+
+def verdict_said(v: dict, bold: bool = False) -> str:
+    """A verdict with its figure, and by the task's own metric where it has one: 'does not: by eval_loss, …; by
+    accuracy, undecided: …'."""
+    word = (lambda w: f"**{w}**") if bold else (lambda w: w)
+    out = f"{word(v['verdict'])}: {v['figure']}"
+    if rep := v.get("by_report"):
+        figure = rep["figure"].removeprefix(f"by {rep['metric']}: ").removeprefix(f"by {rep['metric']}, ")
+        out += f"; by {rep['metric']}, {word(rep['verdict'])}: {figure}"
+    return out
+
+
+def budget_before(T: dict) -> str:
+    """The budget test under the reading before f606a72 (the evaluation nearest the ¾ mark), and the mean over the
+    best baseline's three seeds under both readings."""
+    b, old, means = T.get("budget"), T.get("budget_nearest"), T.get("budget_means")
+    if not b or not old:
+        return ""
+    out = (f" Under the reading before f606a72 (the evaluation nearest the ¾ mark, step {old['from_step']}), the same "
+           f"run improved {100 * old['gain']:.2f}%: the test {'passes' if old['holds'] else '**fails**'}")
+    if means and means["n"] > 1:
+        out += (f"; over the baseline's {means['n']} seeds the mean improvement is {100 * means['nearest']:.2f}% "
+                f"under that reading and {100 * means['interpolated']:.2f}% under the current one (the test reads "
+                "seed 0 alone)")
+    return out + "."
+
+
 def decisive(R: dict, folder: Path) -> list[str]:
     out = ["## 7. The decisive benchmark", "",
            "```", "make bench-decisive                 # the same, then these tables and the docs' blocks",
@@ -47,13 +85,16 @@ def decisive(R: dict, folder: Path) -> list[str]:
     if "decisive" not in R:
         return out + missing("decisive.run", "decisive")
     D = R["decisive"]
+    out += [V1, ""]
     out += ["Every rule at rank 8 on every linear layer of the blocks (and, on tweets, PEFT's default query/value "
             "for the rows marked qv), each at a fixed budget that the table tests, η on a lattice half a decade "
             "apart through the task's full-FT η, grown until each rule's best η has a worse point on both sides (a "
             "diverged point counts as worse); seed 0 picks the η, then seeds 1 and 2 run there. `lora-alpha "
             "untuned` is c = 256 at the full-FT η, never tuned. Intervals are 95% t-intervals over the seeds; "
             "\"untuned − rule\" is the paired difference of the held-out selection metric (same seeds, same batch "
-            "order; lower is better, so a positive figure means untuned LoRA-α is worse). The forgiving width is "
+            "order; lower is better, so a positive figure means untuned LoRA-α is worse), with its v2 word, over the "
+            "3 seeds and over seeds 1–2 alone; where the task's own metric is another, its paired difference "
+            "follows. The forgiving width is "
             "the span of η, in decades, whose seed-0 held-out loss is within 1% of the rule's best (interpolated "
             "in log η; \"≥\" where it reaches an end of the grid). ‖ΔA‖/‖A₀‖, ‖B‖ and the drift ratio are the "
             "Signal-Drift tracker's per-factor motion at the end of the seed-0 run (the drift ratio: its median "
@@ -75,6 +116,7 @@ def decisive(R: dict, folder: Path) -> list[str]:
             btext = (f"Budget test: the best-tuned baseline ({T['best_baseline']}) improved its held-out {sel} by "
                      f"{100 * budget['gain']:.1f}% from step {_span(budget)}: it "
                      f"{verb} (threshold 2%).")
+            btext += budget_before(T)
         else:
             btext = "Budget test: no tuned baseline has finished yet."
         for L in T.get("longer", []):
@@ -108,8 +150,9 @@ def decisive(R: dict, folder: Path) -> list[str]:
                    f"trials still planned ≈ {T['remaining_s'] / 3600:.1f} h more of it, and the plan grows while an "
                    "optimum sits at an edge of its grid)" if T.get("remaining_s") else "") + ". " + btext, ""]
         cols = [f"held-out {sel}"] + ([rep] if rep != sel else [])
-        out += ["| rule | η | bracketed | " + " | ".join(cols) + " | untuned − rule | forgiving width | ‖ΔA‖/‖A₀‖ | "
-                "‖B‖ | drift ratio |", "| --- " * (len(cols) + 8) + "|"]
+        pairs = ["untuned − rule (3 seeds)", "seeds 1–2 alone"] + ([f"untuned − rule, {rep}"] if rep != sel else [])
+        out += ["| rule | η | bracketed | " + " | ".join(cols + pairs) + " | forgiving width | ‖ΔA‖/‖A₀‖ | "
+                "‖B‖ | drift ratio |", "| --- " * (len(cols) + len(pairs) + 7) + "|"]
         for r in T["rows"]:
             f = r.get("forgiveness")
             width = "—" if not f else f"{'≥ ' if f['open'] else ''}{f['decades']:.2f}"
@@ -118,8 +161,12 @@ def decisive(R: dict, folder: Path) -> list[str]:
             lr = "—" if r["lr"] is None else f"{r['lr']:.3g}"
             vals = [ci(r["select"])] + ([ci(r["report"], ".3f")] if rep != sel else [])
             bracketed = "— (untuned)" if not r["tuned"] else "yes" if r["bracketed"] else "not yet"
+            late = r.get("seeds_1_2") or {}
+            vals += [worded(r.get("paired_select"), r.get("word_select")),
+                     worded(late.get("paired_select"), late.get("word_select"))]
+            vals += [worded(r.get("paired_report"), r.get("word_report"))] if rep != sel else []
             out.append(f"| {name} | {lr} | {bracketed} | " + " | ".join(vals)
-                       + f" | {_paired(r.get('paired_select'))} | {width} | {fmt(m.get('a_motion'), '.3g')} | "
+                       + f" | {width} | {fmt(m.get('a_motion'), '.3g')} | "
                        f"{fmt(m.get('b_norm'), '.3g')} | {fmt(m.get('median_drift_ratio'), '.3g')} |")
         lrs = sorted({float(x) for r in T["rows"] for x in r["grid"]})
         out += ["", f"Seed-0 held-out {sel} on the η lattice (— not run; ✕ diverged):", "",
@@ -148,13 +195,15 @@ def decisive(R: dict, folder: Path) -> list[str]:
     heads = [f"{t} ({D['tasks'][t]['steps']} steps: budget test failed; see {after[t]})" if t in after else t
              for t in tasks]
     out += ["### Verdicts", "", "One row per claim of the paper, one column per table, each from the table above "
-            "(pending: the trials it needs are not all done). A table whose budget test failed gives way to its "
-            "task's table at the budget that passed.", "",
+            "(pending: the trials it needs are not all done), each naming the metric it reads: the held-out metric "
+            "that picked η and, where the task declares another (tweets: accuracy), that one too. A table whose "
+            "budget test failed gives way to its task's table at the budget that passed. The rules that changed "
+            "after the records existed are listed with their figures under both readings below.", "",
             "| claim | " + " | ".join(heads) + " |", "| --- " * (len(tasks) + 1) + "|"]
     for key, claim in CLAIMS.items():
         cells = []
         for task in tasks:
             v = next((v for v in D["tasks"][task].get("verdicts", []) if v["claim"] == key), None)
-            cells.append("—" if v is None else f"{v['verdict']}: {v['figure']}")
+            cells.append("—" if v is None else verdict_said(v))
         out.append(f"| {claim} | " + " | ".join(cells) + " |")
     return out + ["", stamp(D, folder, "decisive"), ""]

@@ -16,6 +16,7 @@ from bench.calibration.tables import calibration
 from bench.common import RESULTS, ROOT, command, missing, pm, rel, stamp
 from bench.decisive.tables import decisive
 from bench.frontier.tables import frontier
+from bench.render.criteria import criteria
 from bench.render.headline import summary
 from loralpha.reporting import fmt
 from loralpha.studies.records import is_higher_better
@@ -400,7 +401,8 @@ def header(R: dict, folder: Path, summary: list[str]) -> list[str]:
 def render(folder: Path) -> str:
     R = load(folder)
     lines = header(R, folder, summary(R, target_rows(R) if "targets" in R else None))
-    for section in (quality, convergence, search, law, overheads, memory, decisive, targets, calibration, frontier):
+    for section in (quality, convergence, search, law, overheads, memory, decisive, criteria, targets, calibration,
+                    frontier):
         lines += section(R, folder)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -4,39 +4,21 @@ block); bench/render/docs.py puts the blocks in place."""
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from bench.calibration.tables import calibration_headline
 from bench.common import RESULTS, ROOT
-from bench.decisive.analysis import CLAIMS, successors
-from bench.decisive.plan import ORDER
 from bench.examples import rl_arith as rl_bench
+from bench.render import v1
+from bench.render.markdown import load, span, table
 from loralpha import scaling
 from loralpha.reporting import fmt
 from loralpha.reporting.document import fmt_lr
 from loralpha.tasks import TASKS
 
 DOCS = ROOT / "docs" / "results"
-
-
-def load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def span(values: list[float], spec: str = ".3g") -> str:
-    """min–max of `values` (one number when they agree to the shown digits)."""
-    lo, hi = format(min(values), spec), format(max(values), spec)
-    return lo if lo == hi else f"{lo}–{hi}"
 
 
 # ------------------------------------------------------------------ README
@@ -369,121 +351,6 @@ def law_tweets() -> str:
                   f"calibrated {cal['coef']:g}·√r", "calibrated / α* (by eval loss, by accuracy)"], rows)
 
 
-def decisive(link: str = "../BENCHMARKS.md", lead: str = "follows this protocol; it ") -> str:
-    """Where the decisive benchmark stands and what its verdicts say so far, from bench/results/decisive.json
-    (written by `python -m bench.decisive.run`, which keeps every finished trial in bench/results/decisive/)."""
-    path = RESULTS / "decisive.json"
-    if not path.is_file():
-        return "The decisive benchmark (`python -m bench.decisive.run`, BENCHMARKS.md §7) has no finished trial yet."
-    tasks = load(path)["tasks"]
-    unstarted = [t for t in ORDER if t not in tasks]
-    decided, waiting = [], []
-    after = successors(tasks)
-    for task, t in tasks.items():
-        if not t["complete"]:
-            waiting.append(f"{task} {t['trials_done']} of {t['trials_wanted']} planned trials")
-            continue
-        said = [f"{CLAIMS[v['claim']]}: **{v['verdict']}** ({v['figure']})" for v in t["verdicts"]
-                if v["verdict"] != "not tested"]
-        decided.append(f"On {task} (complete, {t['trials_done']} trials, {budget_said(t)}"
-                       + (f"; {after[task]} takes its place" if task in after else "") + "): "
-                       + "; ".join(said) + ".")
-    return (f"The decisive benchmark ([BENCHMARKS.md §7]({link}#7-the-decisive-benchmark): every rule at a "
-            f"tested budget, η bracketed, 3 seeds, paired intervals) {lead}runs over several sessions and keeps "
-            "every trial. " + " ".join(decided)
-            + (f" Still running, so no verdict yet: {'; '.join(waiting)}." if waiting else "")
-            + (f" Not started yet: {', '.join(unstarted)}." if unstarted else ""))
-
-
-def budget_said(t: dict) -> str:
-    """A decisive table's budget and whether its best-tuned baseline had plateaued there."""
-    b = t.get("budget")
-    if not b:
-        return f"{t['steps']} steps"
-    if b["holds"]:
-        return f"{t['steps']} steps, where the best-tuned baseline has plateaued"
-    return (f"{t['steps']} steps, where the best-tuned baseline had **not** plateaued: {100 * b['gain']:.1f}% better "
-            f"over the last quarter")
-
-
-def _ci(d: dict[str, Any]) -> str:
-    return f"{d['mean']:.4g} [{d['lo']:.4g}, {d['hi']:.4g}]"
-
-
-def _names(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
-
-
-def _tally(figure: str) -> str:
-    """'worse than 5, better than 0, tied with 0 of 5; …' (a verdict's figure) said short: 'worse than 5 of 5'."""
-    found = re.match(r"worse than (\d+), better than (\d+), tied with (\d+) of (\d+)", figure)
-    if not found:
-        return figure.split(";")[0]
-    worse, better, tied, n = found.groups()
-    return ", ".join(f"{word} {k} of {n}" for word, k in (("worse than", worse), ("better than", better),
-                                                          ("tied with", tied)) if k != "0")
-
-
-def results() -> str:
-    """README's results: one table of each calibrated decisive table (the best tuned rule, the best tuned LoRA rule,
-    untuned LoRA-α and the calibrator's setting), then one short sentence per finding, from bench/results/decisive.json
-    (`python bench/decisive.py`) and bench/results/calibration.json (`python bench/calibration.py`)."""
-    path, cal_path = RESULTS / "decisive.json", RESULTS / "calibration.json"
-    tasks = load(path)["tasks"] if path.is_file() else {}
-    tables = load(cal_path)["tables"] if cal_path.is_file() else {}
-    after = successors(tasks)
-    shown = {name: t for name, t in tasks.items()  # a table whose budget failed gives way to its task's longer one
-             if t["complete"] and not (name in after and tasks[after[name]]["complete"])}
-    if not shown:
-        return ("The decisive benchmark ([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)) has no complete "
-                "table yet.")
-    rows, done = [], {name: t for name, t in tables.items() if t.get("state") == "complete" and t.get("verdict")}
-    for name, t in done.items():
-        c = t["calibration"]["settings"]["lora-alpha"]
-        label = f"{name} ({t['steps']}{', held out' if t.get('held_out') else ''})"
-        rows.append([label, f"{t['best']['arm']} {_ci(t['best']['select'])}",
-                     f"{t['best_lora']['arm']} {_ci(t['best_lora']['select'])}" if t.get("best_lora") else "—",
-                     _ci(t["paper"]["select"]),
-                     f"{_ci(t['seeds'])} (c = {c['coef']:.3g}, η = {c['lr']:.2g}; probes {t['cost_share']:.1%})"])
-    out = ["Held-out eval_loss (lower is better), mean [95% interval] over 3 seeds, at budgets the best-tuned "
-           "baseline has plateaued at ([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark), "
-           "[§9](BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)):", ""]
-    if rows:
-        out += [table(["table (steps)", "best tuned rule", "best tuned LoRA rule", "LoRA-α c = 256, untuned",
-                       "`loralpha calibrate` (probes' share of the grid's steps)"], rows), ""]
-    said = []
-    verdicts = {name: {v["claim"]: v for v in t["verdicts"]} for name, t in shown.items()}
-    for verdict, words in (("does not", "does not tie or beat"), ("partly", "ties or beats some, not all, of"),
-                           ("holds", "ties or beats")):
-        names = [f"{name} ({_tally(v['untuned']['figure'])})" for name, v in verdicts.items()
-                 if v.get("untuned", {}).get("verdict") == verdict]
-        if names:
-            said.append(f"Untuned LoRA-α {words} the tuned baselines on {_names(names)}, paired by seed.")
-    fast = [name for name, v in verdicts.items() if v.get("faster", {}).get("verdict") == "holds"]
-    if fast:
-        said.append(f"At the full-FT η it converges faster than `2rank` on {_names(fast)}.")
-    for name in shown:
-        if name in after:
-            later = tasks[after[name]]
-            said.append(f"{name}'s budget test failed; {after[name]} is running ({later['trials_done']} of "
-                        f"{later['trials_wanted']} planned trials).")
-    if done:
-        better = [n for n, t in done.items() if (t.get("paired_vs_paper") or {}).get("hi", 0) < 0]
-        within = [n for n, t in done.items() if t["verdict"]["within"]]
-        worse = [n for n in done if n not in within]
-        shares = [t["cost_share"] for t in done.values()]
-        said.append(f"`loralpha calibrate` beats untuned c = 256 on {len(better)} of {len(done)} tables, paired by "
-                    "seed.")
-        said.append("Against the best tuned rule it is " + " and ".join(
-            part for part in (f"within its interval on {_names(within)}" if within else "",
-                              f"worse on {_names(worse)}" if worse else "") if part)
-            + f"; its probes cost {span(shares, '.1%')} of the grid's steps.")
-    waiting = [f"{n} ({t.get('state', 'not started')})" for n, t in tables.items() if n not in done]
-    if waiting:
-        said.append(f"Calibration still running: {_names(waiting)}.")
-    return "\n".join(out + [" ".join(said)])
-
-
 def bench_costs() -> str:
     """docs/reproduce.md's table: what each `make bench*` target cost when it last ran, from bench/results
     (run_all.json, decisive.json, calibration.json)."""
@@ -521,7 +388,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "alpha-vs-eta": alpha_vs_eta,
     "spectrum-teacher-student": spectrum_table("spectrum-teacher-student"),
     "spectrum-tweets": spectrum_table("spectrum-tweets"), "equivalence": equivalence, "tracker": tracker,
-    "law-teacher-student": law_teacher_student, "law-tweets": law_tweets, "decisive": decisive,
-    "results": results, "bench-costs": bench_costs, "calibration-headline": calibration_headline,
-    "decisive-findings": lambda: decisive("../BENCHMARKS.md", ""),
+    "law-teacher-student": law_teacher_student, "law-tweets": law_tweets, "decisive": v1.decisive,
+    "results": v1.results, "bench-costs": bench_costs, "calibration-headline": calibration_headline,
+    "decisive-findings": lambda: v1.decisive("../BENCHMARKS.md", ""),
 }

@@ -130,12 +130,19 @@ def decisive(R: dict) -> list[str]:
            + (f"; running: {', '.join(running)}" if running else "") + "."]
     if shown:
         said = []
+
+        def word(v: dict, n: str) -> str:
+            rep = v.get("by_report")
+            return f"{v.get('verdict', '—')}" + (f" ({rep['verdict']} by {rep['metric']})" if rep else "")
+
         for claim in CLAIMS:
-            verdicts = [next((v for v in tasks[n]["verdicts"] if v["claim"] == claim), {}).get("verdict", "—")
-                        for n in shown]
+            verdicts = [word(next((v for v in tasks[n]["verdicts"] if v["claim"] == claim), {}), n) for n in shown]
             if any(v != "not tested" for v in verdicts):
                 said.append(f"{_plain(CLAIMS[claim])}: {' / '.join(verdicts)}")
-        out.append(f"- **§7 verdicts** ({' / '.join(shown)}): " + "; ".join(said) + ".")
+        select = sorted({tasks[n]["select"] for n in shown})
+        out.append(f"- **§7 verdicts**, protocol v1 (seed 0 picked η and is among the seeds reported; v2's words, "
+                   f"no margin declared, so no tie; by held-out {'/'.join(select)} unless named) "
+                   f"({' / '.join(shown)}): " + "; ".join(said) + ".")
     return out
 
 
@@ -149,22 +156,20 @@ def targets(rows: list[list[str]], R: dict) -> list[str]:
 
 
 def calibration(R: dict) -> list[str]:
-    tables = {n: t for n, t in R["calibration"]["tables"].items() if t.get("state") == "complete" and t.get("verdict")}
+    tables = {n: t for n, t in R["calibration"]["tables"].items() if t.get("state") == "complete" and t.get("against")}
     if not tables:
         return ["- **§9 The calibrator**: no table has its 3 seeds yet."]
-
-    def name(n: str) -> str:
-        return n + (", held out" if tables[n].get("held_out") else "")
-
-    within = [name(n) for n, t in tables.items() if t["verdict"]["within"]]
-    worse = [f"{name(n)} ({t['verdict']['said'].split('(')[-1].rstrip(')')} above its upper end)"
-             for n, t in tables.items() if not t["verdict"]["within"]]
-    better = sum((t.get("paired_vs_paper") or {}).get("hi", 0) < 0 for t in tables.values())
-    return [f"- **§9 The calibrator** (probes costing {_span([t['cost_share'] for t in tables.values()], '.1%')} of "
-            "the decisive grid's steps, then 3 seeds): " + "; ".join(
-                part for part in (f"within the best tuned rule's interval on {', '.join(within)}" if within else "",
-                                  f"worse on {' and '.join(worse)}" if worse else "") if part)
-            + f"; better than untuned c = 256 on {better} of {len(tables)}, paired by seed."]
+    shares = [s for t in tables.values() for s in t["cost_vs_sweep"].values()]
+    cells = []
+    for n, t in tables.items():
+        by: dict[str, list[str]] = {}
+        for a in t["against"]:
+            by.setdefault(a["verdict"], []).append(a["arm"])
+        cells.append(f"{n}{' (held out)' if t.get('held_out') else ''}: "
+                     + ", ".join(f"{w} vs {', '.join(arms)}" for w, arms in by.items()))
+    return [f"- **§9 The calibrator**, protocol v1 (probes costing {_span(shares, '.0%')} of one rule's η sweep, "
+            f"{_span([t['cost_runs'] for t in tables.values()], '.2f')} target runs; then 3 seeds, paired by seed, "
+            "v2's words): " + "; ".join(cells) + "."]
 
 
 def summary(R: dict, target_rows: list[list[str]] | None = None) -> list[str]:

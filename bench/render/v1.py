@@ -1,0 +1,153 @@
+"""The rendered blocks that quote protocol v1's tables (BENCHMARKS.md §7 and §9): README's results and the docs'
+`decisive` blocks, from bench/results/decisive.json (`python -m bench.decisive.run --render`) and
+bench/results/calibration.json (`python -m bench.calibration.run --render`). Each says it is v1 and what v1 cannot do:
+one held-out split both picked η and reported, with seed 0, the seed that picked, among the seeds reported."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bench.common import RESULTS
+from bench.decisive.analysis import CLAIMS, successors
+from bench.decisive.plan import ORDER, SUBJECT
+from bench.decisive.tables import verdict_said
+from bench.render.markdown import load, span, table
+
+V1 = ("Protocol v1: one held-out split both picked η and reported, and seed 0, which picked η, is among the 3 "
+      "seeds reported.")
+
+
+def decisive(link: str = "../BENCHMARKS.md", lead: str = "follows this protocol; it ") -> str:
+    """Where the decisive benchmark stands and what its verdicts say so far, each naming its metric."""
+    path = RESULTS / "decisive.json"
+    if not path.is_file():
+        return "The decisive benchmark (`python -m bench.decisive.run`, BENCHMARKS.md §7) has no finished trial yet."
+    tasks = load(path)["tasks"]
+    unstarted = [t for t in ORDER if t not in tasks]
+    decided, waiting = [], []
+    after = successors(tasks)
+    for task, t in tasks.items():
+        if not t["complete"]:
+            waiting.append(f"{task} {t['trials_done']} of {t['trials_wanted']} planned trials")
+            continue
+        said = [f"{CLAIMS[v['claim']]}: {verdict_said(v, bold=True)}" for v in t["verdicts"]
+                if v["verdict"] != "not tested"]
+        decided.append(f"On {task} (complete, {t['trials_done']} trials, {budget_said(t)}"
+                       + (f"; {after[task]} takes its place" if task in after else "") + "): "
+                       + "; ".join(said) + ".")
+    return (f"{V1} Verdict words are v2's; no margin was declared in v1, so nothing can be called a tie. "
+            f"The decisive benchmark ([BENCHMARKS.md §7]({link}#7-the-decisive-benchmark): every rule at a "
+            f"tested budget, η bracketed, 3 seeds, paired intervals) {lead}runs over several sessions and keeps "
+            "every trial. " + " ".join(decided)
+            + (f" Still running, so no verdict yet: {'; '.join(waiting)}." if waiting else "")
+            + (f" Not started yet: {', '.join(unstarted)}." if unstarted else ""))
+
+
+def budget_said(t: dict) -> str:
+    """A decisive table's budget and whether its best-tuned baseline had plateaued there (and under the reading
+    before f606a72, where that one says otherwise)."""
+    b, old = t.get("budget"), t.get("budget_nearest")
+    if not b:
+        return f"{t['steps']} steps"
+    before = (f"; under the reading before f606a72 it had **not**: {100 * old['gain']:.2f}%"
+              if b["holds"] and old and not old["holds"] else "")
+    if b["holds"]:
+        return f"{t['steps']} steps, where the best-tuned baseline has plateaued{before}"
+    return (f"{t['steps']} steps, where the best-tuned baseline had **not** plateaued: {100 * b['gain']:.1f}% better "
+            f"over the last quarter")
+
+
+def _ci(d: dict[str, Any]) -> str:
+    return f"{d['mean']:.4g} [{d['lo']:.4g}, {d['hi']:.4g}]"
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
+def tally(figure: str) -> str:
+    """'by eval_loss, 3 seeds: worse than 5, better than 0, undecided on 0 of 5; …' (a verdict's figure) said short:
+    'worse than 5 of 5'."""
+    found = re.search(r"worse than (\d+), better than (\d+)(?:, ties with (\d+))?, undecided on (\d+) of (\d+)", figure)
+    if not found:
+        return figure.split(";")[0]
+    worse, better, ties, undecided, n = found.groups()
+    parts = [f"{word} {k}" for word, k in (("worse than", worse), ("better than", better), ("tied with", ties),
+                                           ("undecided against", undecided)) if k and k != "0"]
+    return ", ".join(parts) + f" of {n}"
+
+
+def _gaps(t: dict) -> str:
+    """The largest paired gap untuned − baseline by the selection metric: 3 seeds → seeds 1–2 alone."""
+    base = [r for r in t["rows"] if r["tuned"] and r["rule"] != SUBJECT and r["targets"] == "all"
+            and r.get("paired_select") and (r.get("seeds_1_2") or {}).get("paired_select")]
+    if not base:
+        return ""
+    three = max(base, key=lambda r: r["paired_select"]["mean"])
+    late = max(base, key=lambda r: r["seeds_1_2"]["paired_select"]["mean"])
+    who = three["arm"] if late is three else f"{three['arm']}, then {late['arm']}"
+    return f"{three['paired_select']['mean']:+.3g} → {late['seeds_1_2']['paired_select']['mean']:+.3g} (vs {who})"
+
+
+def results() -> str:
+    """README's results: one table of each calibrated decisive table (the best tuned rule, the best tuned LoRA rule,
+    untuned LoRA-α and the calibrator's setting), then one short sentence per finding."""
+    path, cal_path = RESULTS / "decisive.json", RESULTS / "calibration.json"
+    tasks = load(path)["tasks"] if path.is_file() else {}
+    tables = load(cal_path)["tables"] if cal_path.is_file() else {}
+    after = successors(tasks)
+    shown = {name: t for name, t in tasks.items()  # a table whose budget failed gives way to its task's longer one
+             if t["complete"] and not (name in after and tasks[after[name]]["complete"])}
+    if not shown:
+        return ("The decisive benchmark ([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark)) has no complete "
+                "table yet.")
+    rows, done = [], {name: t for name, t in tables.items() if t.get("state") == "complete" and t.get("against")}
+    for name, t in done.items():
+        c = t["calibration"]["settings"]["lora-alpha"]
+        label = f"{name} ({t['steps']}{', held out' if t.get('held_out') else ''})"
+        rows.append([label, f"{t['best']['arm']} {_ci(t['best']['select'])}",
+                     f"{t['best_lora']['arm']} {_ci(t['best_lora']['select'])}" if t.get("best_lora") else "—",
+                     _ci(t["paper"]["select"]),
+                     f"{_ci(t['seeds'])} (c = {c['coef']:.3g}, η = {c['lr']:.2g}; probes {t['cost_runs']:.2f} runs)"])
+    out = [f"{V1} Held-out eval_loss (lower is better), mean [95% interval] over 3 seeds, at budgets the best-tuned "
+           "baseline has plateaued at ([BENCHMARKS.md §7](BENCHMARKS.md#7-the-decisive-benchmark), "
+           "[§9](BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)):", ""]
+    if rows:
+        out += [table(["table (steps)", "best tuned rule", "best tuned LoRA rule", "LoRA-α c = 256, untuned",
+                       "`loralpha calibrate` (probes in runs at the target budget)"], rows), ""]
+    said = ["Words are v2's, paired by seed; v1 declared no margin, so nothing can be called a tie."]
+    verdicts = {name: {v["claim"]: v for v in t["verdicts"]} for name, t in shown.items()}
+    untuned = [f"on {name} by {v['untuned']['metric']} {tally(v['untuned']['figure'])}"
+               + (f", by {v['untuned']['by_report']['metric']} {tally(v['untuned']['by_report']['figure'])}"
+                  if v["untuned"].get("by_report") else "")
+               for name, v in verdicts.items() if v.get("untuned", {}).get("verdict") not in (None, "pending")]
+    if untuned:
+        said.append(f"Untuned LoRA-α against the tuned baselines: {'; '.join(untuned)}.")
+    gaps = [f"{g} on {name}" for name, t in shown.items() if (g := _gaps(t))]
+    if gaps:
+        said.append(f"Its largest eval_loss gap, 3 seeds → seeds 1–2 alone (not the seed that picked η), is "
+                    f"{_names(gaps)}.")
+    fast = [name for name, v in verdicts.items() if v.get("faster", {}).get("verdict") == "holds"]
+    if fast:
+        said.append(f"At the full-FT η it converges faster than `2rank` on {_names(fast)}.")
+    for name in shown:
+        if name in after:
+            later = tasks[after[name]]
+            said.append(f"{name}'s budget test failed; {after[name]} is running ({later['trials_done']} of "
+                        f"{later['trials_wanted']} planned trials).")
+    if done:
+        paper = sum(next((a["verdict"] for a in t["against"] if a["arm"] == t["paper"]["arm"]), "") == "better"
+                    for t in done.values())
+        said.append(f"`loralpha calibrate` beats untuned c = 256 on {paper} of {len(done)} tables.")
+        worse = [f"{', '.join(a['arm'] for a in t['against'] if a['verdict'] == 'worse')} on {n}"
+                 for n, t in done.items() if any(a["verdict"] == "worse" for a in t["against"])]
+        if worse:
+            said.append(f"It is worse than {'; '.join(worse)}, and undecided against the other tuned rules.")
+        shares = [s for t in done.values() for s in t["cost_vs_sweep"].values()]
+        said.append(f"Its probes cost {span([t['cost_runs'] for t in done.values()], '.2f')} runs at the target "
+                    f"budget, {span(shares, '.0%')} of one rule's η sweep.")
+    waiting = [f"{n} ({t.get('state', 'not started')})" for n, t in tables.items() if n not in done]
+    if waiting:
+        said.append(f"Calibration still running: {_names(waiting)}.")
+    return "\n".join(out + [" ".join(said)])

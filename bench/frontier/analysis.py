@@ -48,6 +48,18 @@ def summarize(task: str) -> dict[str, Any]:
                  for m in metrics}
         rows.append(_row(recipe.name, "recipe", 0, seeds, rule=recipe.rule, lr=recipe.eta(spec.task),
                          alpha=recipe.alpha, source=recipe.source))
+    for runs in P.CALIBRATION_RUNS:  # loralpha calibrate: its probes' steps in target runs, then seeds 1–3
+        found = P.calibrated(task, runs)
+        name = f"loralpha calibrate ({runs} run{'s' * (runs > 1)} of probes)"
+        if not found or "refused" in found:
+            empty = {m: {s: None for s in P.REPORT_SEEDS} for m in metrics}
+            rows.append(_row(name, "calibrator", None, empty, state=found["refused"] if found else "not run yet"))
+            continue
+        seeds = {m: {s: _value(records.get(trial_id(P.calibration_config(task, found, s))), m)
+                     for s in P.REPORT_SEEDS} for m in metrics}
+        point = found["settings"]["lora-alpha"]
+        rows.append(_row(name, "calibrator", found["cost_steps"] / steps, seeds, rule="lora-alpha", lr=point["lr"],
+                         coef=point["coef"], state="calibrated"))
     for g in groups:  # a one-rule sweep: what it spent bracketing, and its chosen η at the reporting seeds
         rule = g["values"]["rule"]
         kind = "reference" if rule == P.REFERENCE else "sweep"

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 from bench.frontier.plan import folder  # noqa: E402
 
+COLOURS = {"recipe": "tab:orange", "sweep": "tab:blue", "reference": "tab:gray", "calibrator": "tab:green"}
+
 
 def path_of(task: str) -> Path:
     """Beside the task's folder of records: results/frontier/<task>.png (results/quick/frontier.png)."""
@@ -31,7 +33,7 @@ def draw(t: dict[str, Any], task: str) -> Path | None:
         x = r["cost_runs"]
         lo, hi = g["ci95"] if g["ci95"] and g["ci95"][0] is not None else (g["mean"], g["mean"])
         ax.errorbar([x], [g["mean"]], yerr=[[g["mean"] - lo], [hi - g["mean"]]], fmt="o", capsize=3,
-                    color={"recipe": "tab:orange", "sweep": "tab:blue", "reference": "tab:gray"}.get(r["kind"], "k"))
+                    color=COLOURS.get(r["kind"], "k"))
         ax.annotate(r["method"], (x, g["mean"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xscale("symlog", linthresh=1)

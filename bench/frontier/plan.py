@@ -161,5 +161,27 @@ def planned(task: str, records: dict[str, dict[str, Any]]) -> list[Trial]:
         for seed in REPORT_SEEDS:
             config = recipe_config(task, recipe, seed)
             trials.append(Trial(trial_id(config), config))
+    for runs in CALIBRATION_RUNS:  # once a calibration has chosen its point (run.py calibrates)
+        found = calibrated(task, runs)
+        if found and found.get("settings"):
+            for seed in REPORT_SEEDS:
+                config = calibration_config(task, found, seed)
+                trials.append(Trial(trial_id(config), config))
     seen: set[str] = set()
     return [t for t in trials if not (t.id in seen or seen.add(t.id))]
+
+
+def calibration_path(task: str, runs: int) -> Path:
+    """Where a calibration at a probe budget of `runs` target runs keeps its result (and probes.jsonl beside it)."""
+    return folder(task) / "calibrations" / f"{runs}-runs" / "calibrate.json"
+
+
+def calibrated(task: str, runs: int) -> dict[str, Any] | None:
+    path = calibration_path(task, runs)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def calibration_config(task: str, found: dict[str, Any], seed: int) -> TrainConfig:
+    """A reporting seed's run at the calibrated point, written as LoRA-α (c, η)."""
+    point = found["settings"]["lora-alpha"]
+    return config(task, "lora-alpha", point["lr"], seed, coef=point["coef"])

@@ -18,11 +18,27 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
+
+import torch
 
 from bench.decisive.run import record_of
 from bench.frontier.analysis import write as analysis_write
-from bench.frontier.plan import ORDER, QUICK, committed, folder, planned, store_path
+from bench.frontier.plan import (
+    CALIBRATION_RUNS,
+    ORDER,
+    QUICK,
+    calibrated,
+    calibration_path,
+    committed,
+    folder,
+    planned,
+    spec,
+    store_path,
+)
 from loralpha import TrainConfig
+from loralpha.errors import UsageError
+from loralpha.studies.calibrate import calibrate
 from loralpha.sweep import Store, Trial, run_sweep
 
 FINISHED = ("done", "diverged", "failed")
@@ -64,6 +80,39 @@ def export(task: str) -> int:
     return n
 
 
+def calibrate_at(task: str, runs: int, threads: int | None) -> None:
+    """`loralpha calibrate` on the task at a probe budget of `runs` target runs (probes at seed 0, scored by their
+    own train loss: no probe reads validation or test), resuming from its probes.jsonl; a budget the calibrator
+    refuses is kept as such, with its reason."""
+    path = calibration_path(task, runs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = path.parent / "probes.jsonl"
+    seen = {_key(p): p for p in map(json.loads, log.read_text().splitlines() if log.is_file() else []) if p}
+    fields = dict(spec(task).fixed)
+    steps, rank = fields.pop("steps"), fields.pop("rank")
+    fields.pop("eval_every", None)
+    if threads:
+        torch.set_num_threads(threads)
+
+    def landed(p: dict[str, Any]) -> None:
+        with log.open("a") as f:
+            f.write(json.dumps(p) + "\n")
+
+    began = time.perf_counter()
+    try:
+        found = calibrate(spec(task).task, steps=steps, rank=rank, budget_steps=runs * steps, on_probe=landed,
+                          known=lambda key: seen.get(_key(key)), **fields).to_dict()
+    except UsageError as e:
+        found = {"refused": str(e)}
+    path.write_text(json.dumps({"runs": runs, "steps": steps, **found}, indent=1, default=float) + "\n")
+    print(f"{task}: calibrated at {runs} target runs in {time.perf_counter() - began:.0f} s"
+          + (f" (refused: {found['refused']})" if "refused" in found else ""), flush=True)
+
+
+def _key(p: dict[str, Any]) -> tuple:
+    return (p["stage"], f"{p['x']:.6g}", f"{p['y']:.6g}", p["steps"], p["seed"])
+
+
 def run(task: str, threads: int | None, deadline_min: float | None, batch: int = 1) -> None:
     """Run the task's missing trials `batch` at a time (one: each record is exported as it lands)."""
     seed_store(task)
@@ -75,6 +124,10 @@ def run(task: str, threads: int | None, deadline_min: float | None, batch: int =
         trials = planned(task, records)
         todo = [t for t in trials if records.get(t.id, {}).get("status") not in (*FINISHED, "running")]
         if not todo:
+            runs = next((k for k in CALIBRATION_RUNS if calibrated(task, k) is None), None)
+            if runs is not None:
+                calibrate_at(task, runs, threads)
+                continue
             left = sum(records.get(t.id, {}).get("status") == "running" for t in trials)
             print(f"{task}: nothing left to start ({left} running elsewhere)", flush=True)
             return

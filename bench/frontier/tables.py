@@ -33,8 +33,8 @@ def value(d: dict | None) -> str:
 
 def cost(r: dict) -> str:
     if r["cost_runs"] is None:
-        return "—"
-    return "0" if r["kind"] == "recipe" else f"{r['cost_runs']:g}"
+        return r.get("state") or "—"
+    return "0" if r["kind"] == "recipe" else f"{r['cost_runs']:.3g}"
 
 
 def protocol() -> list[str]:

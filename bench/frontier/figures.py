@@ -6,12 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-
-from bench.frontier.plan import folder  # noqa: E402
+from bench.frontier.plan import folder
 
 COLOURS = {"recipe": "tab:orange", "sweep": "tab:blue", "reference": "tab:gray", "calibrator": "tab:green"}
 
@@ -28,7 +25,8 @@ def draw(t: dict[str, Any], task: str) -> Path | None:
     points = [(r, r["gap"][metric]) for r in t["rows"] if r["gap"].get(metric) and r["gap"][metric]["mean"] is not None]
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     for r, g in points:
         x = r["cost_runs"]
         lo, hi = g["ci95"] if g["ci95"] and g["ci95"][0] is not None else (g["mean"], g["mean"])
@@ -44,5 +42,4 @@ def draw(t: dict[str, Any], task: str) -> Path | None:
     path = path_of(task)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -9,7 +9,7 @@ import pytest
 from conftest import run_study_cli as run
 
 import loralpha
-from loralpha import scaling
+from loralpha import runs, scaling
 from loralpha.errors import UsageError
 from loralpha.loop import RunResult, TrainConfig, train
 from loralpha.studies import calibrate as calibrator
@@ -244,3 +244,44 @@ def test_calibrate_command_bad_input_is_one_line(tmp_path, capsys, monkeypatch, 
     assert code == 2 and message in err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_calibrate_takes_the_task_flags_and_the_commands_it_prints_run_as_written(tmp_path, capsys, monkeypatch):
+    """`loralpha calibrate --task sft --data … --eval-data … --model …` (a tiny Llama): the flags `train` takes reach
+    the task, and the printed `train it:` command and the report's reproducing command run as printed."""
+    import shlex
+
+    from loralpha.tasks import sft
+
+    model, tokenizer = sft.tiny_causal_lm()
+    model.save_pretrained(str(tmp_path / "tiny-llama"))
+    tokenizer.save_pretrained(str(tmp_path / "tiny-llama"))
+    records = [{"prompt": f"What is {a} plus {b}?\n", "response": f"{a} plus {b} is {a + b}."}
+               for a in range(1, 7) for b in range(1, 6)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:24]))
+    (tmp_path / "held.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[24:]))
+    monkeypatch.chdir(tmp_path)  # the printed commands name relative files and write into runs/ here
+    args = ["calibrate", "--task", "sft", "--model", "tiny-llama", "--data", "pairs.jsonl", "--eval-data", "held.jsonl",
+            "--max-length", "32", "--batch-size", "4", "--rank", "2", "--steps", "10", "--budget", "240",
+            "--xs", "1e-3,1e-2,1e-1", "--ys", "1e-3,1e-2,1e-1", "--out", "cal"]
+    code, out, err = run(args, capsys, monkeypatch)
+    assert code == 0, err
+    saved = json.loads((tmp_path / "cal" / "calibrate.json").read_text())
+    assert saved["config"]["task_options"]["eval_data"] == "held.jsonl"
+    command = saved["command"]
+    assert f"train it: {command}" in out
+    assert "--data pairs.jsonl" in command and "--eval-data held.jsonl" in command and "--model tiny-llama" in command
+
+    code, out, err = run([*shlex.split(command)[1:], "--quiet"], capsys, monkeypatch)  # the run it calibrated
+    assert code == 0, err
+    trained = runs.read_json(tmp_path / "runs/sft-lora-alpha-r2-s0/config.json")
+    assert trained["task_info"]["n_eval"] == 6 and trained["config"]["lr"] == saved["eta_A"]
+
+    code, _, err = run(["report", "cal"], capsys, monkeypatch)
+    assert code == 0, err
+    again = next(line for line in (tmp_path / "cal" / "report.md").read_text().splitlines()
+                 if line.startswith("loralpha calibrate "))
+    code, out, err = run(shlex.split(again)[1:], capsys, monkeypatch)  # reproduces it, into runs/calibrate
+    assert code == 0, err
+    assert json.loads((tmp_path / "runs/calibrate/calibrate.json").read_text())["command"] == command

@@ -59,6 +59,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, m
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["train", "compare", "spectrum", "calibrate", "calibrate-c"])
+def test_every_command_that_trains_a_task_takes_the_task_flags(tmp_path, capsys, monkeypatch, command):
+    code, _, err = run([command, "--task", "teacher-student", "--model", "x", "--out", str(tmp_path / "o")], capsys,
+                       monkeypatch)
+    assert code == 2 and "error: model=" not in err  # said in the command line's terms
+    assert "--model, --data, --eval-data and --max-length apply to text tasks, not teacher-student" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_taken_output_directory_is_refused(tmp_path, capsys, monkeypatch):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "keep.txt").write_text("mine")

@@ -107,8 +107,11 @@ def test_ctrl_c_stops_the_comparison_and_the_next_call_finishes_it(tmp_path, cap
 
 def test_the_printed_rerun_command_reuses_the_runs(tmp_path, capsys, monkeypatch):
     out = tmp_path / "cmp"
-    code, text, _ = run([*compare_args("lora-alpha", out), "--coef", "100"], capsys, monkeypatch)
+    code, text, _ = run([*compare_args("lora-alpha", out), "--coef", "100", "--teacher", "full-rank"], capsys,
+                        monkeypatch)
     assert code == 0
+    assert runs.read_json(out / "lora-alpha" / "config.json")["task_info"]["teacher"] == "full-rank"
     rerun = re.search(r"\(rerun: loralpha (.*?)\)", " ".join(text.split())).group(1).split()
+    assert "--teacher" in rerun and "--task-options" not in rerun  # a task flag is said as its flag
     code, text, _ = run([*rerun, "--quiet"], capsys, monkeypatch)
     assert code == 0 and announced(text) == {"lora-alpha": True}

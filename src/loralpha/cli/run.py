@@ -12,12 +12,11 @@ from rich.table import Table
 
 from .. import devices, runs, scaling
 from ..checks import positive
-from ..config import TrainConfig
+from ..config import TrainConfig, train_command
 from ..errors import UsageError
-from ..options import command_line
-from ..tasks import TASKS, TaskFlags
+from ..tasks import TASKS
 from .app import app, console, csv, err, numbers
-from .flags import config_options
+from .flags import config_options, task_flags
 
 # torch, PEFT and the models load when a command trains, not when the command line starts (--help, bad flags)
 
@@ -42,10 +41,9 @@ def on_what(runtime: dict | None) -> str:
 
 @app.command()
 @config_options("config", TrainConfig)
-@config_options("flags", TaskFlags)
+@task_flags
 def train(
     config: dict,
-    flags: dict,
     out: Optional[Path] = typer.Option(None, help="run directory (default: runs/TASK-RULE-rRANK-sSEED)"),
     overwrite: bool = typer.Option(False, help="replace an existing run directory"),
     checkpoint_every: Optional[int] = typer.Option(None, help="save weights, optimizer and step to OUT/checkpoint.pt "
@@ -59,7 +57,6 @@ def train(
     """Train TASK with LoRA under RULE (or fully, rule `full`) and write a run directory.
     Ctrl-C finishes the current step, saves the run as `interrupted` and exits with 130."""
     task, rule, rank, seed = config["task"], config["rule"], config["rank"], config["seed"]
-    config["task_options"] = {**TaskFlags(**flags).options(task), **config["task_options"]}
     out = out or Path("runs") / f"{task}-{rule}-r{rank}-s{seed}"
     # the library's own check, run before the loop's import pulls in torch, so a bad flag answers in a second
     result = run(TrainConfig(**config).check(), out=out, overwrite=overwrite, progress=not quiet,
@@ -100,6 +97,7 @@ def train(
                 defaults={"task": "tweets", "steps": 150},
                 helps={"lr": "one learning rate for every rule (default: each rule's own)",
                        "seed": "seed of every run"})
+@task_flags
 def compare(
     config: dict,
     rules: str = typer.Option("lora-alpha,2rank", help="rules to compare, comma-separated"),
@@ -137,7 +135,7 @@ def compare(
         flat = [name for name, s in results.items() if runs.at_baseline(s["eval"].get(reference["metric"]), reference)]
         if flat:
             console.print(f"ended at that baseline (learned nothing it does not already score): {', '.join(flat)}")
-    rerun = " ".join(command_line("loralpha compare", TrainConfig, config, first=("task",), always=tuple(config)))
+    rerun = train_command(config, "loralpha compare", always=tuple(k for k in config if k != "task_options"))
     console.print(f"runs: {out}/<rule>   (rerun: {rerun} --rules {rules} --out {out})")
 
 
@@ -151,6 +149,7 @@ def compare(
                        "seed": "seed of the adapter init and the batch",
                        "device": f"{devices.DEVICE_NAMES}: where the model, the batch and the Hessian-vector products "
                                  "go (auto: CUDA when available, else MPS, else the CPU); always in float32"})
+@task_flags
 def spectrum(
     config: dict,
     rules: str = typer.Option("lora-alpha,2rank", help="α rules, comma-separated"),

@@ -12,7 +12,7 @@ from .. import runs, scaling
 from ..config import TrainConfig
 from ..errors import UsageError
 from .app import app, console, err, numbers
-from .flags import config_options
+from .flags import config_options, task_flags
 
 
 @app.command()
@@ -167,6 +167,7 @@ def fit_law(
 @config_options("config", TrainConfig, only=("task", "rank", "steps", "batch_size", "targets", "task_options",
                                              "schedule", "warmup", "weight_decay", "head_lr", "device", "dtype"),
                 helps={"steps": "optimizer steps of the run to calibrate for (the target budget T)"})
+@task_flags
 def calibrate_plane(
     config: dict,
     budget_steps: Optional[int] = typer.Option(None, "--budget", help="optimizer steps over all probes, never "
@@ -231,6 +232,7 @@ def calibrate_plane(
                 defaults={"rank": 4},
                 helps={"rank": "the small rank R0 every probe trains at",
                        "lr": "η of the probes (default: the task's full-FT rate)"})
+@task_flags
 def calibrate_coef(
     config: dict,
     budget_steps: int = typer.Option(2000, "--budget", help="total optimizer steps over all probes (never exceeded)"),

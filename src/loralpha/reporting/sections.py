@@ -188,7 +188,7 @@ def _plot_law(study, records, metric: str, path: Path) -> Path:
 def calibration_command(cal: dict[str, Any]) -> str:
     """The `loralpha calibrate` command line that reproduces a calibration (calibrate.json)."""
     config = {k: v for k, v in cal["config"].items() if k not in ("rule", "coef", "lr")}  # what calibrate sets
-    parts = ["loralpha calibrate" + train_command(config).removeprefix("loralpha train")]
+    parts = [train_command(config, "loralpha calibrate")]
     parts += [f"--budget {cal['budget_steps']}", "--xs " + ",".join(f"{x:g}" for x in cal["xs"]),
               "--ys " + ",".join(f"{y:g}" for y in cal["ys"])]
     if cal["seeds"] != [0]:

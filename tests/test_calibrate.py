@@ -285,3 +285,71 @@ def test_calibrate_takes_the_task_flags_and_the_commands_it_prints_run_as_writte
     code, out, err = run(shlex.split(again)[1:], capsys, monkeypatch)  # reproduces it, into runs/calibrate
     assert code == 0, err
     assert json.loads((tmp_path / "runs/calibrate/calibrate.json").read_text())["command"] == command
+
+
+FAKE_ARGS = ["calibrate", "--rank", "4", "--steps", "1000", "--budget", "3500", "--xs", ",".join(map(str, XS)),
+             "--ys", ",".join(map(str, YS))]
+
+
+def interrupted_after(n, calls):
+    """`surface`, but the probe after the first `n` is interrupted (Ctrl-C during a probe)."""
+    fake = surface(calls=calls)
+
+    def train(config, **kwargs):
+        if len(calls) == n:
+            calls.append(config)
+            return RunResult("interrupted", 3, None, {}, 0.0, losses=[1.0] * 3)
+        return fake(config, **kwargs)
+
+    return train
+
+
+def test_a_taken_out_is_refused_before_the_first_probe(tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(calibrator, "train", surface(calls=calls))
+    (tmp_path / "file").write_text("mine")
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "file")], capsys, monkeypatch)
+    assert code == 2 and "output " in err and "is a file; give a directory for --out" in err and err.count("\n") == 1
+    assert calls == [] and (tmp_path / "file").read_text() == "mine"
+
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "cal")], capsys, monkeypatch)
+    assert code == 0, err
+    assert len(calls) == 25 and (tmp_path / "cal" / "probes.jsonl").is_file()
+    first = json.loads((tmp_path / "cal" / "calibrate.json").read_text())
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "cal")], capsys, monkeypatch)  # finished: refused
+    assert code == 2 and "already holds a finished calibration (calibrate.json); pass --overwrite" in err
+    assert len(calls) == 25
+    code, _, err = run([*FAKE_ARGS, "--budget", "5", "--out", str(tmp_path / "cal"), "--overwrite"], capsys,
+                       monkeypatch)  # a bad argument with --overwrite leaves the old calibration as it was
+    assert code == 2 and "too small" in err
+    assert json.loads((tmp_path / "cal" / "calibrate.json").read_text()) == first
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "cal"), "--overwrite"], capsys, monkeypatch)
+    assert code == 0, err
+    assert len(calls) == 50 and len((tmp_path / "cal" / "probes.jsonl").read_text().splitlines()) == 1 + 25
+
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "other")], capsys, monkeypatch)
+    assert code == 2 and "already holds files of its own" in err and len(calls) == 50
+
+
+def test_an_interrupted_calibration_resumes_from_its_probes_in_out(tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(calibrator, "train", interrupted_after(12, calls))
+    out = tmp_path / "cal"
+    code, _, err = run([*FAKE_ARGS, "--out", str(out)], capsys, monkeypatch)
+    assert code == 130 and "the same command resumes it" in err
+    assert len((out / "probes.jsonl").read_text().splitlines()) == 1 + 12 and not (out / "calibrate.json").exists()
+
+    code, _, err = run([*FAKE_ARGS, "--budget", "4000", "--out", str(out)], capsys, monkeypatch)
+    assert code == 2 and "holds the probes of another calibration (started with budget_steps=3500, not 4000)" in err
+
+    calls.clear()
+    monkeypatch.setattr(calibrator, "train", surface(calls=calls))
+    code, out_text, err = run([*FAKE_ARGS, "--out", str(out)], capsys, monkeypatch)
+    assert code == 0, err
+    assert "resuming: 12 probes" in out_text and len(calls) == 25 - 12  # the 12 are not trained again
+    resumed = json.loads((out / "calibrate.json").read_text())
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "whole")], capsys, monkeypatch)
+    whole = json.loads((tmp_path / "whole" / "calibrate.json").read_text())
+    assert (resumed["eta_A"], resumed["gamma_eta_B"]) == (whole["eta_A"], whole["gamma_eta_B"])

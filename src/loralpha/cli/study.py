@@ -11,6 +11,7 @@ from rich.table import Table
 from .. import runs, scaling
 from ..config import TrainConfig
 from ..errors import UsageError
+from ..studies import calibration_dir
 from .app import app, console, err, numbers
 from .flags import config_options, task_flags
 
@@ -177,7 +178,11 @@ def calibrate_plane(
     ys: Optional[str] = typer.Option(None, help="the map's γ·η_B, comma-separated (default: the paper's point, "
                                                 "256/√r × the full-FT η, × 10^±0.25, 10^±0.75)"),
     seeds: str = typer.Option("0", help="seeds of every probe, comma-separated (a point scores their mean)"),
-    out: Path = typer.Option(Path("runs/calibrate"), help="directory for calibrate.json and calibrate.png"),
+    out: Path = typer.Option(Path("runs/calibrate"), help="directory for probes.jsonl (each probe as it lands), "
+                                                          "calibrate.json and calibrate.png; an interrupted "
+                                                          "calibration there resumes when given the same options"),
+    overwrite: bool = typer.Option(False, help="replace what --out holds (a finished calibration, or an "
+                                               "interrupted one: start it again)"),
 ) -> None:
     """Pick LoRA's learning rates for a task and a budget from short probes: the point (η_A, γ·η_B) of the
     Adam plane, from a map at a short horizon and a check at 3× it, carried to --steps. Prints it as LoRA-α's c
@@ -188,16 +193,24 @@ def calibrate_plane(
     x_grid = numbers(xs, float, "--xs") if xs is not None else None
     y_grid = numbers(ys, float, "--ys") if ys is not None else None
     seed_list = numbers(seeds, int, "--seeds")
+    # what the probes depend on (the device only speeds them up): a rerun with the same resumes
+    inputs = {"task": task, **{k: v for k, v in config.items() if k != "device"}, "budget_steps": budget_steps,
+              "xs": x_grid, "ys": y_grid, "seeds": seed_list}
+    log = calibration_dir.open_dir(out, inputs, overwrite)
+    if log.resumed:
+        console.print(f"resuming: {log.resumed} probes of this calibration are in {out / calibration_dir.PROBES}")
 
     def said(p):
+        log.landed(p)
         score = "diverged" if p["score"] is None else f"{p['score']:.4g}"
         console.print(f"{p['stage']:5s} η_A = {p['x']:.3g}  γ·η_B = {p['y']:.3g}  {p['steps']} steps: {score}")
 
     try:
         cal = calibrator.calibrate(task, budget_steps=budget_steps, xs=x_grid, ys=y_grid, seeds=seed_list,
-                                   on_probe=said, **config)
+                                   on_probe=said, known=log.known, **config)
     except KeyboardInterrupt:
-        err.print("calibration interrupted; nothing written")
+        err.print(f"calibration interrupted; its finished probes are in {out / calibration_dir.PROBES}: the same "
+                  "command resumes it", markup=False)
         raise typer.Exit(130) from None
     h = cal.horizons
     console.print(f"short-horizon optimum ({h['short']} steps): η_A = {cal.short['x']:.3g}, γ·η_B = "

@@ -42,6 +42,19 @@ def test_csv_and_jsonl_files_load(tmp_path):
     assert text_data.from_file(jl, "body", "y") == (["a", "b"], [1, 0], ["0", "1"])
 
 
+def test_a_csv_with_a_byte_order_mark_reads_as_the_same_csv(tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark; it is not part of the first column's name."""
+    from loralpha.tasks import rl_arith
+
+    plain = "text,label\ngood film,pos\nbad film,neg\n"
+    (tmp_path / "plain.csv").write_text(plain, encoding="utf-8")
+    (tmp_path / "bom.csv").write_text(plain, encoding="utf-8-sig")
+    assert (tmp_path / "bom.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert text_data.from_file(tmp_path / "bom.csv") == text_data.from_file(tmp_path / "plain.csv")
+    (tmp_path / "p.csv").write_text("prompt,answer\n1 + 1 =,2\n", encoding="utf-8-sig")
+    assert [p.answer for p in rl_arith.read_problems(tmp_path / "p.csv")] == [2]
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("m.csv", "text,label\nfine,pos\nno label here,\n", r"m.csv:3: row has no 'label' value"),
     ("h.csv", "sentence,label\nx,1\n", r"h.csv:1: no column 'text' in the header; columns: sentence, label"),

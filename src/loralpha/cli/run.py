@@ -67,17 +67,18 @@ def train(
     table.add_row("final train loss", "—" if result.final_loss is None else f"{result.final_loss:.4g}")
     for key, value in result.eval.items():
         table.add_row(f"held-out {key}", f"{value:.4g}")
-    reference = runs.baseline(out) if result.eval else None
-    if reference:
+    references = [r for r in (runs.baseline(out), runs.prior_baseline(out)) if r] if result.eval else []
+    for reference in references:
         table.add_row(f"baseline: {reference['name']}", f"{reference['metric']} {reference['value']:.4g}")
     table.add_row("wall time", f"{result.wall_time_s:.1f} s")
     table.add_row("device", on_what(runs.read_json(out / "config.json").get("runtime")))
     table.add_row("run directory", str(out))
     console.print(table)
-    if reference and runs.at_baseline(result.eval.get(reference["metric"]), reference):
-        console.print(f"the run ended at its baseline: held-out {reference['metric']} "
-                      f"{result.eval[reference['metric']]:.4g} is no better than the {reference['name']}'s "
-                      f"{reference['value']:.4g}; it learned nothing that baseline does not already score")
+    for reference in references:
+        if runs.at_baseline(result.eval.get(reference["metric"]), reference):
+            console.print(f"the run ended at its baseline: held-out {reference['metric']} "
+                          f"{result.eval[reference['metric']]:.4g} is no better than the {reference['name']}'s "
+                          f"{reference['value']:.4g}; it learned nothing that baseline does not already score")
     if result.status == "diverged":
         err.print(f"run diverged: {result.reason}; lower --lr (or --coef/--alpha) and try again")
         raise typer.Exit(1)
@@ -129,8 +130,8 @@ def compare(
                       f"{s['eval'][metric]:.4f}" if metric in s["eval"] else "—", f"{s['wall_time_s']:.0f} s")
     console.print(table)
     console.print(f"device: {on_what(first.get('runtime'))}")
-    reference = runs.baseline(out / next(iter(results)))
-    if reference:
+    first_run = out / next(iter(results))
+    for reference in (r for r in (runs.baseline(first_run), runs.prior_baseline(first_run)) if r):
         console.print(f"baseline ({reference['name']}): held-out {reference['metric']} {reference['value']:.4f}")
         flat = [name for name, s in results.items() if runs.at_baseline(s["eval"].get(reference["metric"]), reference)]
         if flat:

@@ -13,6 +13,7 @@ from loralpha import runs, scaling
 from loralpha.errors import UsageError
 from loralpha.loop import RunResult, TrainConfig, train
 from loralpha.studies import calibrate as calibrator
+from loralpha.studies import probe_log
 from loralpha.studies.calibrate import calibrate, carry, coef_of, horizons, quadratic_fit, vertex
 
 TINY = {"batch_size": 32, "task_options": {"width": 32, "depth": 2, "n_eval": 64}}
@@ -104,6 +105,23 @@ def test_the_probes_never_exceed_the_budget(monkeypatch, budget, seeds):
     assert len(calls) == 25 * len(seeds) and {c.seed for c in calls} == set(seeds)
     short, long = cal.horizons["short"], cal.horizons["long"]
     assert long <= 400 and (long == 3 * short or long == 400)
+
+
+def test_progress_says_each_probe_with_the_count_and_the_time_left(monkeypatch, capsys):
+    monkeypatch.setattr(calibrator, "train", surface())
+    states = []
+    calibrate("teacher-student", steps=1000, rank=4, budget_steps=3500, xs=XS, ys=YS, progress=True,
+              on_progress=states.append)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(states) == 25 and [s["done"] for s in states] == list(range(1, 26))
+    assert states[-1]["steps_done"] == states[-1]["steps_of"] == 20 * 100 + 5 * 300  # the map's 100, the check's 300
+    assert lines[0].startswith("map   η_A = 0.0001  γ·η_B = 0.001  100 steps: ")
+    assert "[probe 1/25, 100/3500 steps, ~" in lines[0]
+    assert lines[-1].startswith("check η_A = ") and lines[-1].endswith("[probe 25/25, 3500/3500 steps]")
+    clock = probe_log.Clock(4, 100)  # a probe of 10 steps in 2 s: 0.2 s a step, 90 steps to go
+    assert clock.tick({"steps": 10}, 2.0)["left_s"] == pytest.approx(18.0)
+    assert clock.tick({"steps": 10}, None)["left_s"] == pytest.approx(16.0)  # a known probe costs nothing
+    assert [probe_log.duration(s) for s in (40, 200, 7500)] == ["40 s", "3 min 20 s", "2 h 05 min"]
 
 
 def test_a_calibration_resumes_from_its_probes_without_training_them_again(monkeypatch):
@@ -210,6 +228,8 @@ def test_calibrate_command_prints_the_point_as_each_rule_and_the_train_command(t
     assert (tmp_path / "calibrate.png").stat().st_size > 10_000
     assert saved["cost_steps"] <= 240 and saved["horizons"] == {"short": 10, "long": 30, "target": 60}
     assert len(saved["probes"]) == 9 + 5 and out.count("map   η_A") == 9 and out.count("check η_A") == 5
+    assert "[probe 1/14, 10/240 steps, ~" in out and "[probe 9/14, 90/240 steps, ~" in out  # count and time left
+    assert "[probe 14/14, 240/240 steps]" in out
     for row in ("LoRA-α", "plain LoRA", "LoRA+", "how sure: η_A:", "cost: ", f"train it: {saved['command']}"):
         assert row in out
     assert saved["command"].startswith("loralpha train --task teacher-student --rank 2 --batch-size 32 --coef ")
@@ -223,6 +243,18 @@ def test_calibrate_command_prints_the_point_as_each_rule_and_the_train_command(t
     again = ("loralpha calibrate --task teacher-student --rank 2 --batch-size 32 --steps 60 --task-options "
              "depth=2,n_eval=64,width=32 --budget 240 --xs 0.001,0.01,0.1 --ys 0.001,0.01,0.1")  # JSON sorts keys
     assert again in report  # the command that reproduces it
+
+
+def test_calibrate_help_states_the_least_budget(capsys, monkeypatch):
+    code, out, _ = run(["calibrate", "--help"], capsys, monkeypatch)
+    said = " ".join(out.replace("│", " ").split())
+    assert code == 0 and "at least 10 steps × (map points + 15) × seeds: 350 with the default 5 × 4 map" in said
+    xs, ys = calibrator.default_lattice("tweets", 8)
+    assert len(xs) * len(ys) == 20 and calibrator.MIN_PROBE_STEPS == 10
+    assert calibrator.CHECK_PROBES * calibrator.CHECK_RATIO == 15
+    assert horizons(20, 1, 350, 10_000) == (10, 30)  # what the help says is the least that runs
+    with pytest.raises(UsageError, match="too small"):
+        horizons(20, 1, 349, 10_000)
 
 
 def test_a_calibrate_c_result_is_not_a_plane_calibration_report(tmp_path, capsys, monkeypatch):

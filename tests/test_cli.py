@@ -85,6 +85,17 @@ def test_train_passes_task_options(tmp_path, capsys, monkeypatch):
         "teacher": "low-rank", "width": 16, "depth": 2, "n_eval": 32}
 
 
+def test_train_in_a_log_prints_a_progress_line_every_tenth_of_the_steps(tmp_path, capsys, monkeypatch):
+    code, out, _ = run(["train", "--steps", "20", "--rank", "2", "--out", str(tmp_path / "r")], capsys, monkeypatch)
+    assert code == 0  # capsys is no terminal: no rich bar, plain lines
+    lines = [line for line in out.splitlines() if line.startswith("train: step ")]
+    assert [line.split()[2] for line in lines] == [f"{2 * k}/20" for k in range(1, 11)]
+    assert "(50%)  loss " in lines[4] and "rel_mse " in lines[4] and " left" in lines[4] and "━" not in out
+    code, out, _ = run(["train", "--steps", "20", "--rank", "2", "--quiet", "--out", str(tmp_path / "q")], capsys,
+                       monkeypatch)
+    assert code == 0 and "train: step" not in out
+
+
 def test_train_prints_the_baseline_and_says_when_a_run_ended_there(tmp_path, capsys, monkeypatch):
     tiny = ["train", "--steps", "3", "--batch-size", "16", "--task-options", "width=16,depth=2,n_eval=16", "--quiet"]
     code, out, _ = run([*tiny, "--lr", "1e-3", "--out", str(tmp_path / "learns")], capsys, monkeypatch)

@@ -1,4 +1,5 @@
-"""A calibration's directory (`loralpha calibrate --out DIR`), checked before the first probe trains:
+"""What a calibration keeps and says as its probes land: how far it is and the time left (`Clock`,
+`progress_line`), and its directory (`loralpha calibrate --out DIR`, checked before the first probe trains):
 
     probes.jsonl     the calibration's inputs (first line), then one line per finished probe as it lands
     calibrate.json   the answer, written once every probe is in
@@ -115,3 +116,47 @@ def open_dir(out: str | Path, inputs: dict[str, Any], overwrite: bool = False) -
                          "rerun with its options to resume it, pass overwrite=True to start again, or choose "
                          "another out=")
     return ProbeLog(out, inputs, {_key(p): p for p in probes}, replace=False)
+
+
+class Clock:
+    """Where a calibration stands after each probe: probes done of all, probe steps done of all planned (a diverged
+    probe counts its planned steps: it is done), and the time left, estimated from the seconds per probe step of
+    the probes trained so far (model building included; probes found in an earlier calibration cost nothing)."""
+
+    def __init__(self, probes: int, steps: int):
+        self.probes, self.steps = probes, steps
+        self.done = self.steps_done = self.trained_steps = 0
+        self.seconds = 0.0
+
+    def tick(self, probe: dict[str, Any], seconds: float | None) -> dict[str, Any]:
+        """Count a finished `probe` (`seconds`: what training it took; None: it was known) and say the state."""
+        self.done += 1
+        self.steps_done += probe["steps"]
+        if seconds is not None:
+            self.trained_steps += probe["steps"]
+            self.seconds += seconds
+        rate = self.seconds / self.trained_steps if self.trained_steps else None
+        return {"probe": probe, "done": self.done, "of": self.probes, "steps_done": self.steps_done,
+                "steps_of": self.steps, "resumed": seconds is None,
+                "left_s": None if rate is None else rate * max(self.steps - self.steps_done, 0)}
+
+
+def duration(seconds: float) -> str:
+    """A time left in words: 40 s, 3 min 20 s, 2 h 05 min."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def progress_line(state: dict[str, Any]) -> str:
+    """One probe as it lands, with the count and the time left:
+    `map   η_A = 0.001  γ·η_B = 0.01  10 steps: 0.5213   [probe 3/25, 30/460 steps, ~1 min 10 s left]`."""
+    p = state["probe"]
+    score = "diverged" if p["score"] is None else f"{p['score']:.4g}"
+    left = "" if state["left_s"] is None or state["done"] == state["of"] else f", ~{duration(state['left_s'])} left"
+    return (f"{p['stage']:5s} η_A = {p['x']:.3g}  γ·η_B = {p['y']:.3g}  {p['steps']} steps: {score}"
+            f"{' (resumed)' if state['resumed'] else ''}   [probe {state['done']}/{state['of']}, "
+            f"{state['steps_done']}/{state['steps_of']} steps{left}]")

@@ -9,10 +9,11 @@ import pytest
 from conftest import run_study_cli as run
 
 import loralpha
-from loralpha import scaling
+from loralpha import runs, scaling
 from loralpha.errors import UsageError
 from loralpha.loop import RunResult, TrainConfig, train
 from loralpha.studies import calibrate as calibrator
+from loralpha.studies import probe_log
 from loralpha.studies.calibrate import calibrate, carry, coef_of, horizons, quadratic_fit, vertex
 
 TINY = {"batch_size": 32, "task_options": {"width": 32, "depth": 2, "n_eval": 64}}
@@ -104,6 +105,23 @@ def test_the_probes_never_exceed_the_budget(monkeypatch, budget, seeds):
     assert len(calls) == 25 * len(seeds) and {c.seed for c in calls} == set(seeds)
     short, long = cal.horizons["short"], cal.horizons["long"]
     assert long <= 400 and (long == 3 * short or long == 400)
+
+
+def test_progress_says_each_probe_with_the_count_and_the_time_left(monkeypatch, capsys):
+    monkeypatch.setattr(calibrator, "train", surface())
+    states = []
+    calibrate("teacher-student", steps=1000, rank=4, budget_steps=3500, xs=XS, ys=YS, progress=True,
+              on_progress=states.append)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(states) == 25 and [s["done"] for s in states] == list(range(1, 26))
+    assert states[-1]["steps_done"] == states[-1]["steps_of"] == 20 * 100 + 5 * 300  # the map's 100, the check's 300
+    assert lines[0].startswith("map   η_A = 0.0001  γ·η_B = 0.001  100 steps: ")
+    assert "[probe 1/25, 100/3500 steps, ~" in lines[0]
+    assert lines[-1].startswith("check η_A = ") and lines[-1].endswith("[probe 25/25, 3500/3500 steps]")
+    clock = probe_log.Clock(4, 100)  # a probe of 10 steps in 2 s: 0.2 s a step, 90 steps to go
+    assert clock.tick({"steps": 10}, 2.0)["left_s"] == pytest.approx(18.0)
+    assert clock.tick({"steps": 10}, None)["left_s"] == pytest.approx(16.0)  # a known probe costs nothing
+    assert [probe_log.duration(s) for s in (40, 200, 7500)] == ["40 s", "3 min 20 s", "2 h 05 min"]
 
 
 def test_a_calibration_resumes_from_its_probes_without_training_them_again(monkeypatch):
@@ -210,6 +228,8 @@ def test_calibrate_command_prints_the_point_as_each_rule_and_the_train_command(t
     assert (tmp_path / "calibrate.png").stat().st_size > 10_000
     assert saved["cost_steps"] <= 240 and saved["horizons"] == {"short": 10, "long": 30, "target": 60}
     assert len(saved["probes"]) == 9 + 5 and out.count("map   η_A") == 9 and out.count("check η_A") == 5
+    assert "[probe 1/14, 10/240 steps, ~" in out and "[probe 9/14, 90/240 steps, ~" in out  # count and time left
+    assert "[probe 14/14, 240/240 steps]" in out
     for row in ("LoRA-α", "plain LoRA", "LoRA+", "how sure: η_A:", "cost: ", f"train it: {saved['command']}"):
         assert row in out
     assert saved["command"].startswith("loralpha train --task teacher-student --rank 2 --batch-size 32 --coef ")
@@ -223,6 +243,18 @@ def test_calibrate_command_prints_the_point_as_each_rule_and_the_train_command(t
     again = ("loralpha calibrate --task teacher-student --rank 2 --batch-size 32 --steps 60 --task-options "
              "depth=2,n_eval=64,width=32 --budget 240 --xs 0.001,0.01,0.1 --ys 0.001,0.01,0.1")  # JSON sorts keys
     assert again in report  # the command that reproduces it
+
+
+def test_calibrate_help_states_the_least_budget(capsys, monkeypatch):
+    code, out, _ = run(["calibrate", "--help"], capsys, monkeypatch)
+    said = " ".join(out.replace("│", " ").split())
+    assert code == 0 and "at least 10 steps × (map points + 15) × seeds: 350 with the default 5 × 4 map" in said
+    xs, ys = calibrator.default_lattice("tweets", 8)
+    assert len(xs) * len(ys) == 20 and calibrator.MIN_PROBE_STEPS == 10
+    assert calibrator.CHECK_PROBES * calibrator.CHECK_RATIO == 15
+    assert horizons(20, 1, 350, 10_000) == (10, 30)  # what the help says is the least that runs
+    with pytest.raises(UsageError, match="too small"):
+        horizons(20, 1, 349, 10_000)
 
 
 def test_a_calibrate_c_result_is_not_a_plane_calibration_report(tmp_path, capsys, monkeypatch):
@@ -244,3 +276,112 @@ def test_calibrate_command_bad_input_is_one_line(tmp_path, capsys, monkeypatch, 
     assert code == 2 and message in err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_calibrate_takes_the_task_flags_and_the_commands_it_prints_run_as_written(tmp_path, capsys, monkeypatch):
+    """`loralpha calibrate --task sft --data … --eval-data … --model …` (a tiny Llama): the flags `train` takes reach
+    the task, and the printed `train it:` command and the report's reproducing command run as printed."""
+    import shlex
+
+    from loralpha.tasks import sft
+
+    model, tokenizer = sft.tiny_causal_lm()
+    model.save_pretrained(str(tmp_path / "tiny-llama"))
+    tokenizer.save_pretrained(str(tmp_path / "tiny-llama"))
+    records = [{"prompt": f"What is {a} plus {b}?\n", "response": f"{a} plus {b} is {a + b}."}
+               for a in range(1, 7) for b in range(1, 6)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:24]))
+    (tmp_path / "held.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[24:]))
+    monkeypatch.chdir(tmp_path)  # the printed commands name relative files and write into runs/ here
+    args = ["calibrate", "--task", "sft", "--model", "tiny-llama", "--data", "pairs.jsonl", "--eval-data", "held.jsonl",
+            "--max-length", "32", "--batch-size", "4", "--rank", "2", "--steps", "10", "--budget", "240",
+            "--xs", "1e-3,1e-2,1e-1", "--ys", "1e-3,1e-2,1e-1", "--out", "cal"]
+    code, out, err = run(args, capsys, monkeypatch)
+    assert code == 0, err
+    saved = json.loads((tmp_path / "cal" / "calibrate.json").read_text())
+    assert saved["config"]["task_options"]["eval_data"] == "held.jsonl"
+    command = saved["command"]
+    assert f"train it: {command}" in out
+    assert "--data pairs.jsonl" in command and "--eval-data held.jsonl" in command and "--model tiny-llama" in command
+
+    code, out, err = run([*shlex.split(command)[1:], "--quiet"], capsys, monkeypatch)  # the run it calibrated
+    assert code == 0, err
+    trained = runs.read_json(tmp_path / "runs/sft-lora-alpha-r2-s0/config.json")
+    assert trained["task_info"]["n_eval"] == 6 and trained["config"]["lr"] == saved["eta_A"]
+
+    code, _, err = run(["report", "cal"], capsys, monkeypatch)
+    assert code == 0, err
+    again = next(line for line in (tmp_path / "cal" / "report.md").read_text().splitlines()
+                 if line.startswith("loralpha calibrate "))
+    code, out, err = run(shlex.split(again)[1:], capsys, monkeypatch)  # reproduces it, into runs/calibrate
+    assert code == 0, err
+    assert json.loads((tmp_path / "runs/calibrate/calibrate.json").read_text())["command"] == command
+
+
+FAKE_ARGS = ["calibrate", "--rank", "4", "--steps", "1000", "--budget", "3500", "--xs", ",".join(map(str, XS)),
+             "--ys", ",".join(map(str, YS))]
+
+
+def interrupted_after(n, calls):
+    """`surface`, but the probe after the first `n` is interrupted (Ctrl-C during a probe)."""
+    fake = surface(calls=calls)
+
+    def train(config, **kwargs):
+        if len(calls) == n:
+            calls.append(config)
+            return RunResult("interrupted", 3, None, {}, 0.0, losses=[1.0] * 3)
+        return fake(config, **kwargs)
+
+    return train
+
+
+def test_a_taken_out_is_refused_before_the_first_probe(tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(calibrator, "train", surface(calls=calls))
+    (tmp_path / "file").write_text("mine")
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "file")], capsys, monkeypatch)
+    assert code == 2 and "output " in err and "is a file; give a directory for --out" in err and err.count("\n") == 1
+    assert calls == [] and (tmp_path / "file").read_text() == "mine"
+
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "cal")], capsys, monkeypatch)
+    assert code == 0, err
+    assert len(calls) == 25 and (tmp_path / "cal" / "probes.jsonl").is_file()
+    first = json.loads((tmp_path / "cal" / "calibrate.json").read_text())
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "cal")], capsys, monkeypatch)  # finished: refused
+    assert code == 2 and "already holds a finished calibration (calibrate.json); pass --overwrite" in err
+    assert len(calls) == 25
+    code, _, err = run([*FAKE_ARGS, "--budget", "5", "--out", str(tmp_path / "cal"), "--overwrite"], capsys,
+                       monkeypatch)  # a bad argument with --overwrite leaves the old calibration as it was
+    assert code == 2 and "too small" in err
+    assert json.loads((tmp_path / "cal" / "calibrate.json").read_text()) == first
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "cal"), "--overwrite"], capsys, monkeypatch)
+    assert code == 0, err
+    assert len(calls) == 50 and len((tmp_path / "cal" / "probes.jsonl").read_text().splitlines()) == 1 + 25
+
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "other")], capsys, monkeypatch)
+    assert code == 2 and "already holds files of its own" in err and len(calls) == 50
+
+
+def test_an_interrupted_calibration_resumes_from_its_probes_in_out(tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(calibrator, "train", interrupted_after(12, calls))
+    out = tmp_path / "cal"
+    code, _, err = run([*FAKE_ARGS, "--out", str(out)], capsys, monkeypatch)
+    assert code == 130 and "the same command resumes it" in err
+    assert len((out / "probes.jsonl").read_text().splitlines()) == 1 + 12 and not (out / "calibrate.json").exists()
+
+    code, _, err = run([*FAKE_ARGS, "--budget", "4000", "--out", str(out)], capsys, monkeypatch)
+    assert code == 2 and "holds the probes of another calibration (started with budget_steps=3500, not 4000)" in err
+
+    calls.clear()
+    monkeypatch.setattr(calibrator, "train", surface(calls=calls))
+    code, out_text, err = run([*FAKE_ARGS, "--out", str(out)], capsys, monkeypatch)
+    assert code == 0, err
+    assert "resuming: 12 probes" in out_text and len(calls) == 25 - 12  # the 12 are not trained again
+    resumed = json.loads((out / "calibrate.json").read_text())
+    code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "whole")], capsys, monkeypatch)
+    whole = json.loads((tmp_path / "whole" / "calibrate.json").read_text())
+    assert (resumed["eta_A"], resumed["gamma_eta_B"]) == (whole["eta_A"], whole["gamma_eta_B"])

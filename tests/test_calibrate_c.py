@@ -168,7 +168,7 @@ def test_calibrate_c_command_prints_rounds_and_alphas_and_writes_json(tmp_path, 
     assert saved["coefs"] == [16, 64, 256, 1024, 4096] and saved["cost_steps"] <= 90
     assert [row["rank"] for row in saved["alphas"]] == [1, 4, 16]
     assert saved["alphas"][1]["alpha"] == pytest.approx(2 * saved["coef"])
-    assert saved["config"]["task_options"] == {"width": 32, "depth": 2, "n_eval": 64}
+    assert saved["config"]["task_options"] == {"teacher": "low-rank", "width": 32, "depth": 2, "n_eval": 64}  # as train
 
 
 @pytest.mark.parametrize("args, message", [

@@ -59,6 +59,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, m
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["train", "compare", "spectrum", "calibrate", "calibrate-c"])
+def test_every_command_that_trains_a_task_takes_the_task_flags(tmp_path, capsys, monkeypatch, command):
+    code, _, err = run([command, "--task", "teacher-student", "--model", "x", "--out", str(tmp_path / "o")], capsys,
+                       monkeypatch)
+    assert code == 2 and "error: model=" not in err  # said in the command line's terms
+    assert "--model, --data, --eval-data and --max-length apply to text tasks, not teacher-student" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_taken_output_directory_is_refused(tmp_path, capsys, monkeypatch):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "keep.txt").write_text("mine")
@@ -74,6 +83,17 @@ def test_train_passes_task_options(tmp_path, capsys, monkeypatch):
     assert code == 0
     assert runs.read_json(out_dir / "config.json")["config"]["task_options"] == {
         "teacher": "low-rank", "width": 16, "depth": 2, "n_eval": 32}
+
+
+def test_train_in_a_log_prints_a_progress_line_every_tenth_of_the_steps(tmp_path, capsys, monkeypatch):
+    code, out, _ = run(["train", "--steps", "20", "--rank", "2", "--out", str(tmp_path / "r")], capsys, monkeypatch)
+    assert code == 0  # capsys is no terminal: no rich bar, plain lines
+    lines = [line for line in out.splitlines() if line.startswith("train: step ")]
+    assert [line.split()[2] for line in lines] == [f"{2 * k}/20" for k in range(1, 11)]
+    assert "(50%)  loss " in lines[4] and "rel_mse " in lines[4] and " left" in lines[4] and "━" not in out
+    code, out, _ = run(["train", "--steps", "20", "--rank", "2", "--quiet", "--out", str(tmp_path / "q")], capsys,
+                       monkeypatch)
+    assert code == 0 and "train: step" not in out
 
 
 def test_train_prints_the_baseline_and_says_when_a_run_ended_there(tmp_path, capsys, monkeypatch):

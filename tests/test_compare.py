@@ -107,8 +107,30 @@ def test_ctrl_c_stops_the_comparison_and_the_next_call_finishes_it(tmp_path, cap
 
 def test_the_printed_rerun_command_reuses_the_runs(tmp_path, capsys, monkeypatch):
     out = tmp_path / "cmp"
-    code, text, _ = run([*compare_args("lora-alpha", out), "--coef", "100"], capsys, monkeypatch)
+    code, text, _ = run([*compare_args("lora-alpha", out), "--coef", "100", "--teacher", "full-rank"], capsys,
+                        monkeypatch)
     assert code == 0
+    assert runs.read_json(out / "lora-alpha" / "config.json")["task_info"]["teacher"] == "full-rank"
     rerun = re.search(r"\(rerun: loralpha (.*?)\)", " ".join(text.split())).group(1).split()
+    assert "--teacher" in rerun and "--task-options" not in rerun  # a task flag is said as its flag
     code, text, _ = run([*rerun, "--quiet"], capsys, monkeypatch)
     assert code == 0 and announced(text) == {"lora-alpha": True}
+
+
+def test_report_renders_a_compare_folder_and_its_command_reruns_it(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "cmp"
+    code, _, err = run(compare_args("lora-alpha,2rank", out), capsys, monkeypatch)
+    assert code == 0, err
+    code, text, err = run(["report", str(out)], capsys, monkeypatch)
+    assert code == 0, err
+    assert text.startswith("compare report:")
+    report = (out / "report.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in report.splitlines() if line.startswith("| ")}
+    for rule in ("lora-alpha", "2rank"):
+        rel_mse = runs.read_json(out / rule / "summary.json")["eval"]["rel_mse"]
+        assert f"{rel_mse:.4g}" in rows[rule] and " done " in rows[rule]
+    assert "held-out rel_mse" in report and (out / "compare.png").is_file()
+    assert "Baseline (untouched model (step 0)): held-out rel_mse" in report
+    rerun = next(line for line in report.splitlines() if line.startswith("loralpha compare "))
+    code, text, _ = run([*rerun.split()[1:], "--quiet"], capsys, monkeypatch)
+    assert code == 0 and announced(text) == {"lora-alpha": True, "2rank": True}  # the same runs: reused

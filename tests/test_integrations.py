@@ -44,3 +44,34 @@ def test_callback_in_an_hf_trainer_run(tmp_path):
                       callbacks=[SignalDriftCallback(every=2, tensorboard=False)])
     trainer.train()
     assert_tracked(read_rows(tmp_path / "signal_drift.jsonl"), [1, 2, 4], n_layers=12)
+
+
+def test_trainer_settings_carry_the_head_rate_the_batch_and_the_schedule_of_the_probes(tmp_path, toy):
+    from peft import get_peft_model
+    from transformers import TrainingArguments
+
+    from loralpha.integrations import trainer_settings
+    from loralpha.tasks.base import CLASSIFIER_HEAD_LR
+
+    cal = {"task": "tweets", "rank": 4, "steps": 1000, "settings": {"lora-alpha": {"coef": 50.0, "lr": 3e-4}},
+           "config": {"batch_size": None, "head_lr": None, "schedule": "cosine", "warmup": 0.1, "weight_decay": 0.0,
+                      "task_options": {"max_length": 48}}}
+    settings = trainer_settings(cal, targets=["q", "v"], heads=["head"])
+    config, lr = settings  # what it always returned
+    assert (config, lr) == (settings[0], settings[1]) == (settings.peft_config, 3e-4)
+    assert config.lora_alpha == 100.0 and config.modules_to_save == ["head"]  # c·√4
+    assert settings.head_learning_rate == CLASSIFIER_HEAD_LR  # the probes trained the new head at the task's rate
+    assert (settings.batch_size, settings.max_steps, settings.max_length) == (32, 1000, 48)  # tweets' batch
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], **settings.training_arguments())
+    assert (args.learning_rate, args.per_device_train_batch_size, args.max_steps) == (3e-4, 32, 1000)
+    assert args.lr_scheduler_type == "cosine" and args.warmup_steps == 100
+
+    model = get_peft_model(toy, config)
+    groups = settings.optimizer(model).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert groups[0]["lr"] == 3e-4 and all("lora_" in names[id(p)] for p in groups[0]["params"])
+    assert groups[1]["lr"] == CLASSIFIER_HEAD_LR and {names[id(p)].split(".")[-3] for p in groups[1]["params"]} == {
+        "modules_to_save"}
+    assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in model.parameters())
+    teacher = trainer_settings({**cal, "task": "teacher-student", "config": {}}, targets=["q"])
+    assert teacher.head_learning_rate is None and teacher.batch_size == 256 and teacher.max_length is None

@@ -1,4 +1,5 @@
 import json
+import math
 import re
 import subprocess
 import sys
@@ -40,6 +41,19 @@ def test_csv_and_jsonl_files_load(tmp_path):
     assert text_data.from_file(csv_path) == (["good film", "bad, very bad"], [1, 0], ["neg", "pos"])
     jl = write(tmp_path / "d.jsonl", '{"body": "a", "y": 1}\n\n{"body": "b", "y": 0}\n')
     assert text_data.from_file(jl, "body", "y") == (["a", "b"], [1, 0], ["0", "1"])
+
+
+def test_a_csv_with_a_byte_order_mark_reads_as_the_same_csv(tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark; it is not part of the first column's name."""
+    from loralpha.tasks import rl_arith
+
+    plain = "text,label\ngood film,pos\nbad film,neg\n"
+    (tmp_path / "plain.csv").write_text(plain, encoding="utf-8")
+    (tmp_path / "bom.csv").write_text(plain, encoding="utf-8-sig")
+    assert (tmp_path / "bom.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert text_data.from_file(tmp_path / "bom.csv") == text_data.from_file(tmp_path / "plain.csv")
+    (tmp_path / "p.csv").write_text("prompt,answer\n1 + 1 =,2\n", encoding="utf-8-sig")
+    assert [p.answer for p in rl_arith.read_problems(tmp_path / "p.csv")] == [2]
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -184,6 +198,7 @@ def test_eval_data_is_the_held_out_set_with_labels_matched_by_name(own_files, he
     assert task.info["labels"] == ["neg", "pos"]
     assert (task.info["n_train"], task.info["n_eval"]) == (40, 3)  # every training row trains, every held row is held
     assert task.info["eval_majority_accuracy"] == pytest.approx(2 / 3)  # 2 of the 3 held-out rows are "pos"
+    assert task.info["eval_prior_loss"] == pytest.approx(math.log(2))  # the train prior is ½, ½
     assert set(task.evaluate(task.model.eval())) == {"eval_loss", "accuracy", "macro_f1"}
 
 
@@ -229,3 +244,27 @@ def test_train_takes_eval_data_from_the_command_line(own_files, capsys, monkeypa
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["task_options"]["eval_data"] == str(own_files / "test.csv")
     assert config["task_info"]["n_eval"] == 3
+
+
+def test_the_class_prior_loss_is_the_held_out_cross_entropy_under_the_train_frequencies():
+    # train prior (¾, ¼); held out: one of each: H = −(½·log ¾ + ½·log ¼)
+    assert text_classification.prior_loss([0, 0, 0, 1], [0, 1]) == pytest.approx(-(math.log(0.75) + math.log(0.25)) / 2)
+    assert text_classification.prior_loss([1, 1], [1]) == 0.0  # one class: nothing to learn
+    assert text_classification.prior_loss([0, 0], [0, 1]) is None  # a held-out class training never saw: infinite
+
+
+def test_train_and_the_run_report_show_the_class_prior_baseline(own_files, capsys, monkeypatch):
+    from test_cli import run
+
+    out = own_files / "run"
+    code, text, err = run(["train", "--task", "classify", "--data", str(own_files / "train.csv"), "--eval-data",
+                           str(own_files / "test.csv"), "--steps", "2", "--batch-size", "4", "--quiet", "--out",
+                           str(out)], capsys, monkeypatch)
+    assert code == 0, err
+    assert "baseline: majority class" in text and "accuracy 0.6667" in text
+    assert "baseline: class prior" in text and "eval_loss 0.6931" in text
+    code, _, err = run(["report", str(out)], capsys, monkeypatch)
+    assert code == 0, err
+    report = (out / "report.md").read_text()
+    assert "| baseline: class prior (held-out eval_loss) | 0.6931 |" in report
+    assert "| baseline: majority class (held-out accuracy) | 0.6667 |" in report

@@ -170,10 +170,12 @@ class TrainConfig(FitOptions, AdapterOptions, TaskOptions):
         return FitOptions(**shared)
 
 
-def train_command(config: dict[str, Any]) -> str:
-    """The `loralpha train` command line of a TrainConfig dict (only what differs from the defaults)."""
-    parts = command_line("loralpha train", TrainConfig, {k: v for k, v in config.items() if k != "task_options"},
-                         first=("task", "rule", "rank"), always=("task",))
+def train_command(config: dict[str, Any], command: str = "loralpha train", always: tuple[str, ...] = ("task",)) -> str:
+    """The `loralpha train` command line of a TrainConfig dict (only what differs from the defaults, and the fields
+    in `always`); `command` names another command that takes the same flags (`loralpha compare`). The task options
+    that have flags of their own (`TaskFlags`: --data, --model, …) are said as those flags."""
+    parts = command_line(command, TrainConfig, {k: v for k, v in config.items() if k != "task_options"},
+                         first=("task", "rule", "rank"), always=always)
     options = {k: v for k, v in (config.get("task_options") or {}).items() if v is not None}
     flags = {f.name: f for f in fields(TaskFlags)}
     parts += command_line("", TaskFlags, {k: options.pop(k) for k in list(options) if k in flags})[1:]

@@ -6,21 +6,30 @@
 
 The callback writes `signal_drift.jsonl` into `args.output_dir` (and TensorBoard
 scalars there when tensorboard is installed). A calibrated point (`loralpha.calibrate`) becomes a
-`Trainer`'s adapter and learning rate with `trainer_settings`:
+`Trainer`'s adapter, learning rates, batch, steps and schedule with `trainer_settings`:
 
     found = loralpha.calibrate("tweets", steps=1000)
-    peft_config, lr = trainer_settings(found, targets=["query", "value"], task_type="SEQ_CLS")
-    args = TrainingArguments(learning_rate=lr, max_steps=1000, lr_scheduler_type="cosine", ...)
+    settings = trainer_settings(found, targets=["query", "value"], task_type="SEQ_CLS")
+    model = get_peft_model(base, settings.peft_config)     # the classifier head stays trainable (modules_to_save)
+    args = TrainingArguments(output_dir="out", **settings.training_arguments())
+    trainer = Trainer(model=model, args=args, train_dataset=ds,
+                      optimizers=(settings.optimizer(model), None))   # the head at its own rate (1e-3), A and B at η
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
+from .adapters import lora_config
+from .config import AdapterSpec
 from .diagnostics.signal_drift import SignalDriftTracker
+from .tasks.base import facts
 
 
 class SignalDriftCallback(TrainerCallback):
@@ -47,19 +56,70 @@ class SignalDriftCallback(TrainerCallback):
             self.tracker.close()
 
 
-def trainer_settings(calibration: Any, targets: list[str], **spec: Any) -> tuple[Any, float]:
+@dataclass
+class TrainerSettings:
+    """Everything a calibrated run used that a Hugging Face `Trainer` needs. It unpacks as
+    `peft_config, learning_rate = trainer_settings(...)` (and `[0]`, `[1]`), as it always did."""
+
+    peft_config: Any  # PEFT's LoraConfig: r, lora_alpha = c·√r, the targets, the task type
+    learning_rate: float  # η of A and B: TrainingArguments(learning_rate=...)
+    head_learning_rate: float | None  # η of a new head (a classifier), the same under every rule; None: none
+    batch_size: int  # examples per optimizer step (per-device batch × accumulation × devices)
+    max_steps: int  # the calibrated budget: the point is the optimum for this many steps
+    lr_scheduler_type: str  # cosine | constant, after a linear warm-up of warmup_ratio × max_steps
+    warmup_ratio: float
+    weight_decay: float
+    max_length: int | None  # tokens per text the probes used; None: the task's default (a run's task info says it)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.peft_config, self.learning_rate))
+
+    def __getitem__(self, i: int) -> Any:
+        return (self.peft_config, self.learning_rate)[i]
+
+    def training_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of `TrainingArguments` (one device, no gradient accumulation): the rate, the batch,
+        the steps and the schedule the probes trained on."""
+        schedule = {"cosine": "cosine", "constant": "constant_with_warmup"}[self.lr_scheduler_type]
+        return {"learning_rate": self.learning_rate, "per_device_train_batch_size": self.batch_size,
+                "max_steps": self.max_steps, "lr_scheduler_type": schedule,
+                "warmup_steps": int(self.warmup_ratio * self.max_steps),  # as loralpha's loop counts them
+                "weight_decay": self.weight_decay}
+
+    def optimizer(self, model: Any) -> torch.optim.AdamW:
+        """AdamW over the PEFT model's trainable parameters: A and B at `learning_rate`, the rest (a head's
+        modules_to_save copy) at `head_learning_rate`. Without it a `Trainer` gives a new head the LoRA η, which
+        is not what the probes trained. Pass it as `Trainer(..., optimizers=(settings.optimizer(model), None))`;
+        the Trainer's schedule then scales both groups."""
+        lora, head = [], []
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                (lora if "lora_" in name else head).append(p)
+        groups = [{"params": lora, "lr": self.learning_rate}]
+        if head:
+            groups.append({"params": head, "lr": self.head_learning_rate or self.learning_rate})
+        return torch.optim.AdamW(groups, lr=self.learning_rate, weight_decay=self.weight_decay)
+
+
+def trainer_settings(calibration: Any, targets: list[str], **spec: Any) -> TrainerSettings:
     """The calibrated point as PEFT's `LoraConfig` (rule lora-alpha: r = the calibration's rank, lora_alpha =
-    c·√r) and the learning rate for `TrainingArguments(learning_rate=...)`, which A and B share.
+    c·√r), its learning rate for `TrainingArguments(learning_rate=...)`, which A and B share, and the rest of what
+    the probes trained with: the new head's rate, the batch, the steps, the schedule and the max length.
 
     `calibration`: what `loralpha.calibrate` returned, or its dict (calibrate.json). `spec`: further `AdapterSpec`
-    fields (task_type, dropout, …). The probes trained on the calibration's schedule (cosine by default, no
-    warm-up, no weight decay) at its batch size for its steps; train the same way (`lr_scheduler_type="cosine"`,
-    `max_steps`) for the point to mean what it meant there.
+    fields (task_type, dropout, heads, …); a classifier (task_type="SEQ_CLS") keeps its head trainable through
+    PEFT's modules_to_save. The probes trained on the calibration's schedule (cosine by default, no warm-up, no
+    weight decay) at its batch size for its steps, and a new head at the task's head rate; train the same way
+    (`TrainingArguments(**settings.training_arguments())` and `optimizers=(settings.optimizer(model), None)`) for
+    the point to mean what it meant there.
     """
-    from .adapters import lora_config
-    from .config import AdapterSpec
-
     cal = calibration if isinstance(calibration, dict) else calibration.to_dict()
-    chosen = cal["settings"]["lora-alpha"]
-    spec = AdapterSpec(rule="lora-alpha", rank=cal["rank"], targets=list(targets), coef=chosen["coef"], **spec)
-    return lora_config(spec), chosen["lr"]
+    chosen, config = cal["settings"]["lora-alpha"], cal.get("config") or {}
+    task = facts(cal["task"])
+    adapter = AdapterSpec(rule="lora-alpha", rank=cal["rank"], targets=list(targets), coef=chosen["coef"], **spec)
+    head_lr = config.get("head_lr") or task.head_lr
+    return TrainerSettings(
+        peft_config=lora_config(adapter), learning_rate=chosen["lr"], head_learning_rate=head_lr,
+        batch_size=config.get("batch_size") or task.batch_size, max_steps=cal["steps"],
+        lr_scheduler_type=config.get("schedule", "cosine"), warmup_ratio=config.get("warmup", 0.0),
+        weight_decay=config.get("weight_decay", 0.0), max_length=(config.get("task_options") or {}).get("max_length"))

@@ -166,6 +166,16 @@ def baseline(run_dir: str | Path) -> dict[str, Any] | None:
     return None
 
 
+def prior_baseline(run_dir: str | Path) -> dict[str, Any] | None:
+    """A classifier's loss baseline: the held-out eval_loss of predicting the training class frequencies (the task
+    info's `eval_prior_loss`); a run whose eval_loss is not below it learned nothing beyond the class prior. None
+    for other tasks. {"metric", "name", "value", "higher_is_better"}, as `baseline`."""
+    value = (read_json(Path(run_dir) / "config.json").get("task_info") or {}).get("eval_prior_loss")
+    if value is None:
+        return None
+    return {"metric": "eval_loss", "name": "class prior", "value": float(value), "higher_is_better": False}
+
+
 def at_baseline(value: float | None, reference: dict[str, Any]) -> bool:
     """Whether a final `value` is no better than the baseline (within 1e-9): the run learned nothing the
     baseline does not already score."""

@@ -25,6 +25,7 @@ from typing import Any, Optional
 import typer
 
 from ..options import default_of, flag_of, help_of, text_of
+from ..tasks.base import TaskFlags
 
 
 def _option_type(hint: Any) -> Any:
@@ -75,6 +76,25 @@ def config_options(group: str, cls: type, only: tuple[str, ...] | None = None,
         return wrapper
 
     return decorate
+
+
+def task_flags(command: Callable) -> Callable:
+    """Give a command that trains a task (its parameter `config` holds `TrainConfig` fields, `task` among them) the
+    options of `TaskFlags` (--model, --data, --eval-data, …), merged into config["task_options"] as `train` merges
+    them: a key of --task-options wins over the flag of the same name."""
+    own = inspect.signature(command)
+
+    @functools.wraps(command)
+    def merged(**kwargs: Any) -> Any:
+        flags, config = kwargs.pop("task_flags"), kwargs["config"]
+        config["task_options"] = {**TaskFlags(**flags).options(config["task"]), **(config.get("task_options") or {})}
+        return command(**kwargs)
+
+    flags = inspect.Parameter("task_flags", inspect.Parameter.KEYWORD_ONLY, annotation=dict)
+    merged.__signature__ = own.replace(parameters=[*own.parameters.values(), flags])  # type: ignore[attr-defined]
+    merged.__annotations__ = {**typing.get_type_hints(command), "task_flags": dict}
+    del merged.__wrapped__
+    return config_options("task_flags", TaskFlags)(merged)
 
 
 _ARGUMENT = re.compile(r"(?<![\w.\-'])([a-z][a-z0-9_]*)=(True|False|'[^']*'|(?=[\s,;:)]|$))")

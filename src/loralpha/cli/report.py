@@ -37,7 +37,7 @@ def demo(
 @app.command()
 def report(
     path: Path = typer.Argument(..., help="a run directory, a sweep store (.db), a calibration (calibrate.json or "
-                                          "its directory) or a demo directory"),
+                                          "its directory), a compare folder or a demo directory"),
     out: Optional[Path] = typer.Option(None, help="where report.html, report.md and the plots go "
                                                   "(default: PATH itself, or the store's directory)"),
 ) -> None:

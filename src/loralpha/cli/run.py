@@ -3,6 +3,7 @@ are derived from `TrainConfig` (see `loralpha.cli.flags`)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Optional
@@ -12,12 +13,12 @@ from rich.table import Table
 
 from .. import devices, runs, scaling
 from ..checks import positive
-from ..config import TrainConfig
+from ..config import TrainConfig, train_command
 from ..errors import UsageError
-from ..options import command_line
-from ..tasks import TASKS, TaskFlags
+from ..tasks import TASKS
 from .app import app, console, csv, err, numbers
-from .flags import config_options
+from .flags import config_options, task_flags
+from .progress import LogProgress
 
 # torch, PEFT and the models load when a command trains, not when the command line starts (--help, bad flags)
 
@@ -27,6 +28,10 @@ def run(config: TrainConfig, **kwargs):
     from ..loop import train
 
     return train(config, **kwargs)
+
+
+def say(line: str) -> None:
+    console.print(line, markup=False, highlight=False)
 
 
 def on_what(runtime: dict | None) -> str:
@@ -42,10 +47,9 @@ def on_what(runtime: dict | None) -> str:
 
 @app.command()
 @config_options("config", TrainConfig)
-@config_options("flags", TaskFlags)
+@task_flags
 def train(
     config: dict,
-    flags: dict,
     out: Optional[Path] = typer.Option(None, help="run directory (default: runs/TASK-RULE-rRANK-sSEED)"),
     overwrite: bool = typer.Option(False, help="replace an existing run directory"),
     checkpoint_every: Optional[int] = typer.Option(None, help="save weights, optimizer and step to OUT/checkpoint.pt "
@@ -54,33 +58,37 @@ def train(
                                             "options it was started with)"),
     tensorboard: Optional[Path] = typer.Option(None, metavar="DIR", help="write TensorBoard event files (loss, lr, "
                                                                         "held-out metrics, Signal-Drift) into DIR"),
-    quiet: bool = typer.Option(False, help="no progress bar"),
+    quiet: bool = typer.Option(False, help="no progress bar (and, where output is not a terminal, no progress "
+                                            "line every tenth of the steps)"),
 ) -> None:
     """Train TASK with LoRA under RULE (or fully, rule `full`) and write a run directory.
     Ctrl-C finishes the current step, saves the run as `interrupted` and exits with 130."""
     task, rule, rank, seed = config["task"], config["rule"], config["rank"], config["seed"]
-    config["task_options"] = {**TaskFlags(**flags).options(task), **config["task_options"]}
     out = out or Path("runs") / f"{task}-{rule}-r{rank}-s{seed}"
-    # the library's own check, run before the loop's import pulls in torch, so a bad flag answers in a second
-    result = run(TrainConfig(**config).check(), out=out, overwrite=overwrite, progress=not quiet,
-                 checkpoint_every=checkpoint_every, resume=resume, tensorboard=tensorboard)
+    checked = TrainConfig(**config).check()  # before the loop's import pulls in torch: a bad flag answers in a second
+    bar = not quiet and console.is_terminal  # elsewhere (a log, a pipe) a plain line every tenth of the steps
+    lines = LogProgress(out, checked.steps, say) if not quiet and not bar else contextlib.nullcontext()
+    with lines:
+        result = run(checked, out=out, overwrite=overwrite, progress=bar, checkpoint_every=checkpoint_every,
+                     resume=resume, tensorboard=tensorboard)
     table = Table(title=f"{task} · {rule} · r={rank}", show_header=False)
     table.add_row("status", result.status)
     table.add_row("steps", str(result.steps))
     table.add_row("final train loss", "—" if result.final_loss is None else f"{result.final_loss:.4g}")
     for key, value in result.eval.items():
         table.add_row(f"held-out {key}", f"{value:.4g}")
-    reference = runs.baseline(out) if result.eval else None
-    if reference:
+    references = [r for r in (runs.baseline(out), runs.prior_baseline(out)) if r] if result.eval else []
+    for reference in references:
         table.add_row(f"baseline: {reference['name']}", f"{reference['metric']} {reference['value']:.4g}")
     table.add_row("wall time", f"{result.wall_time_s:.1f} s")
     table.add_row("device", on_what(runs.read_json(out / "config.json").get("runtime")))
     table.add_row("run directory", str(out))
     console.print(table)
-    if reference and runs.at_baseline(result.eval.get(reference["metric"]), reference):
-        console.print(f"the run ended at its baseline: held-out {reference['metric']} "
-                      f"{result.eval[reference['metric']]:.4g} is no better than the {reference['name']}'s "
-                      f"{reference['value']:.4g}; it learned nothing that baseline does not already score")
+    for reference in references:
+        if runs.at_baseline(result.eval.get(reference["metric"]), reference):
+            console.print(f"the run ended at its baseline: held-out {reference['metric']} "
+                          f"{result.eval[reference['metric']]:.4g} is no better than the {reference['name']}'s "
+                          f"{reference['value']:.4g}; it learned nothing that baseline does not already score")
     if result.status == "diverged":
         err.print(f"run diverged: {result.reason}; lower --lr (or --coef/--alpha) and try again")
         raise typer.Exit(1)
@@ -100,6 +108,7 @@ def train(
                 defaults={"task": "tweets", "steps": 150},
                 helps={"lr": "one learning rate for every rule (default: each rule's own)",
                        "seed": "seed of every run"})
+@task_flags
 def compare(
     config: dict,
     rules: str = typer.Option("lora-alpha,2rank", help="rules to compare, comma-separated"),
@@ -131,13 +140,13 @@ def compare(
                       f"{s['eval'][metric]:.4f}" if metric in s["eval"] else "—", f"{s['wall_time_s']:.0f} s")
     console.print(table)
     console.print(f"device: {on_what(first.get('runtime'))}")
-    reference = runs.baseline(out / next(iter(results)))
-    if reference:
+    first_run = out / next(iter(results))
+    for reference in (r for r in (runs.baseline(first_run), runs.prior_baseline(first_run)) if r):
         console.print(f"baseline ({reference['name']}): held-out {reference['metric']} {reference['value']:.4f}")
         flat = [name for name, s in results.items() if runs.at_baseline(s["eval"].get(reference["metric"]), reference)]
         if flat:
             console.print(f"ended at that baseline (learned nothing it does not already score): {', '.join(flat)}")
-    rerun = " ".join(command_line("loralpha compare", TrainConfig, config, first=("task",), always=tuple(config)))
+    rerun = train_command(config, "loralpha compare", always=tuple(k for k in config if k != "task_options"))
     console.print(f"runs: {out}/<rule>   (rerun: {rerun} --rules {rules} --out {out})")
 
 
@@ -151,6 +160,7 @@ def compare(
                        "seed": "seed of the adapter init and the batch",
                        "device": f"{devices.DEVICE_NAMES}: where the model, the batch and the Hessian-vector products "
                                  "go (auto: CUDA when available, else MPS, else the CPU); always in float32"})
+@task_flags
 def spectrum(
     config: dict,
     rules: str = typer.Option("lora-alpha,2rank", help="α rules, comma-separated"),

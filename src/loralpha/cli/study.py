@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -11,8 +12,9 @@ from rich.table import Table
 from .. import runs, scaling
 from ..config import TrainConfig
 from ..errors import UsageError
+from ..studies import probe_log
 from .app import app, console, err, numbers
-from .flags import config_options
+from .flags import config_options, task_flags
 
 
 @app.command()
@@ -167,16 +169,25 @@ def fit_law(
 @config_options("config", TrainConfig, only=("task", "rank", "steps", "batch_size", "targets", "task_options",
                                              "schedule", "warmup", "weight_decay", "head_lr", "device", "dtype"),
                 helps={"steps": "optimizer steps of the run to calibrate for (the target budget T)"})
+@task_flags
 def calibrate_plane(
     config: dict,
+    # the least budget is said here as text: importing the calibrator would load torch before a flag is read
+    # (test_calibrate checks it against the calibrator's own horizons)
     budget_steps: Optional[int] = typer.Option(None, "--budget", help="optimizer steps over all probes, never "
-                                                                      "exceeded (default: 3 × --steps)"),
+                                                                      "exceeded (default: 3 × --steps; at least 10 "
+                                                                      "steps × (map points + 15) × seeds: 350 with "
+                                                                      "the default 5 × 4 map and one seed)"),
     xs: Optional[str] = typer.Option(None, help="the map's η_A, comma-separated (default: 10 × the task's full-FT "
                                                 "η × 10^±0.5, 10^±1, and itself)"),
     ys: Optional[str] = typer.Option(None, help="the map's γ·η_B, comma-separated (default: the paper's point, "
                                                 "256/√r × the full-FT η, × 10^±0.25, 10^±0.75)"),
     seeds: str = typer.Option("0", help="seeds of every probe, comma-separated (a point scores their mean)"),
-    out: Path = typer.Option(Path("runs/calibrate"), help="directory for calibrate.json and calibrate.png"),
+    out: Path = typer.Option(Path("runs/calibrate"), help="directory for probes.jsonl (each probe as it lands), "
+                                                          "calibrate.json and calibrate.png; an interrupted "
+                                                          "calibration there resumes when given the same options"),
+    overwrite: bool = typer.Option(False, help="replace what --out holds (a finished calibration, or an "
+                                               "interrupted one: start it again)"),
 ) -> None:
     """Pick LoRA's learning rates for a task and a budget from short probes: the point (η_A, γ·η_B) of the
     Adam plane, from a map at a short horizon and a check at 3× it, carried to --steps. Prints it as LoRA-α's c
@@ -187,16 +198,30 @@ def calibrate_plane(
     x_grid = numbers(xs, float, "--xs") if xs is not None else None
     y_grid = numbers(ys, float, "--ys") if ys is not None else None
     seed_list = numbers(seeds, int, "--seeds")
+    # what the probes depend on (the device only speeds them up): a rerun with the same resumes
+    inputs = {"task": task, **{k: v for k, v in config.items() if k != "device"}, "budget_steps": budget_steps,
+              "xs": x_grid, "ys": y_grid, "seeds": seed_list}
+    log = probe_log.open_dir(out, inputs, overwrite)
+    if log.resumed:
+        console.print(f"resuming: {log.resumed} probes of this calibration are in {out / probe_log.PROBES}")
 
-    def said(p):
-        score = "diverged" if p["score"] is None else f"{p['score']:.4g}"
-        console.print(f"{p['stage']:5s} η_A = {p['x']:.3g}  γ·η_B = {p['y']:.3g}  {p['steps']} steps: {score}")
+    # on a terminal a live line says what runs now; in a log, the line per probe says it all
+    live = console.status("probes starting", spinner="dots") if console.is_terminal else contextlib.nullcontext()
+
+    def said(state):
+        console.print(probe_log.progress_line(state), markup=False, highlight=False)
+        if console.is_terminal and state["done"] < state["of"]:
+            left = "" if state["left_s"] is None else f", ~{probe_log.duration(state['left_s'])} left"
+            live.update(f"probe {state['done'] + 1}/{state['of']} training ({state['steps_done']}/"
+                        f"{state['steps_of']} probe steps done{left})")
 
     try:
-        cal = calibrator.calibrate(task, budget_steps=budget_steps, xs=x_grid, ys=y_grid, seeds=seed_list,
-                                   on_probe=said, **config)
+        with live:
+            cal = calibrator.calibrate(task, budget_steps=budget_steps, xs=x_grid, ys=y_grid, seeds=seed_list,
+                                       on_probe=log.landed, known=log.known, on_progress=said, **config)
     except KeyboardInterrupt:
-        err.print("calibration interrupted; nothing written")
+        err.print(f"calibration interrupted; its finished probes are in {out / probe_log.PROBES}: the same "
+                  "command resumes it", markup=False)
         raise typer.Exit(130) from None
     h = cal.horizons
     console.print(f"short-horizon optimum ({h['short']} steps): η_A = {cal.short['x']:.3g}, γ·η_B = "
@@ -231,6 +256,7 @@ def calibrate_plane(
                 defaults={"rank": 4},
                 helps={"rank": "the small rank R0 every probe trains at",
                        "lr": "η of the probes (default: the task's full-FT rate)"})
+@task_flags
 def calibrate_coef(
     config: dict,
     budget_steps: int = typer.Option(2000, "--budget", help="total optimizer steps over all probes (never exceeded)"),

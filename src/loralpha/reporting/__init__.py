@@ -1,10 +1,11 @@
-"""`loralpha report PATH`: a run directory, a sweep store, a calibration or a demo directory as report.html
-(self-contained: plots embedded as data URIs, readable offline), report.md (the same tables,
+"""`loralpha report PATH`: a run directory, a sweep store, a calibration, a compare folder or a demo directory as
+report.html (self-contained: plots embedded as data URIs, readable offline), report.md (the same tables,
 for a terminal or a pull request) and the PNG plots beside them.
 
 A report is a list of sections (`document`); each has paragraphs stating what was measured, tables
-that say what was run, figures with labelled axes, and the command that reproduces it. A single run
-a sweep store and a calibration are rendered by `sections`, the demo by `demo`, and `render` writes both formats.
+that say what was run, figures with labelled axes, and the command that reproduces it. A single run,
+a sweep store, a calibration and a compare folder are rendered by `sections`, the demo by `demo`, and `render`
+writes both formats.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from ..studies.records import STORE_SUFFIXES
 from .demo_report import demo_report
 from .document import Figure, Report, Section, Table, fmt
 from .render import markdown, to_html, write
-from .sections import calibration_report, run_report, store_report, train_command
+from .sections import calibration_report, compare_report, compare_runs, run_report, store_report, train_command
 
 CALIBRATION = "calibrate.json"  # what `loralpha calibrate` writes
 
 
 def build(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
-    """The report of a demo directory, a run directory, a sweep store (.db) or a calibration (calibrate.json, or
-    the directory `loralpha calibrate` wrote it into); writes report.html, report.md and the PNGs into `out`
+    """The report of a demo directory, a run directory, a sweep store (.db), a calibration (calibrate.json, or
+    the directory `loralpha calibrate` wrote it into) or a compare folder (OUT of `loralpha compare`); writes
+    report.html, report.md and the PNGs into `out`
     (default: the directory itself, or the store's or calibration's directory)."""
     path = Path(path)
     if not path.exists():
@@ -41,9 +43,12 @@ def build(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
         path, kind = (path if path.is_file() else path / CALIBRATION), "calibration"
     elif path.is_dir() and len(stores := sorted(path.glob("*.db"))) == 1 and stores[0].name != STORE:
         path, kind = stores[0], "store"
+    elif compare_runs(path):
+        kind = "compare"
     else:
         raise UsageError(f"{path} is not a run directory (config.json), a sweep store (.db), a calibration "
-                         f"({CALIBRATION}) or a demo directory ({MANIFEST}); give one of those")
+                         f"({CALIBRATION}), a compare folder (RULE/config.json) or a demo directory ({MANIFEST}); "
+                         "give one of those")
     target = Path(out) if out is not None else (path.parent if kind in ("store", "calibration") else path)
     target.mkdir(parents=True, exist_ok=True)
     if kind == "demo":
@@ -52,6 +57,8 @@ def build(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
         report = run_report(path, target)
     elif kind == "calibration":
         report = calibration_report(path, target)
+    elif kind == "compare":
+        report = compare_report(path, target)
     else:
         report = store_report(path, target)
     report.subtitle += f" · report built {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"

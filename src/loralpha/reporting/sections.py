@@ -42,6 +42,9 @@ def run_report(run_dir: Path, out: Path) -> Report:
     if summary:
         rows.append(["final train loss (mean of last 10 steps)", fmt(summary.get("final_loss"))])
         rows += [[f"held-out {k}", fmt(v)] for k, v in summary.get("eval", {}).items()]
+        if summary.get("eval"):  # what learning nothing scores: a run at a baseline learned nothing beyond it
+            rows += [[f"baseline: {r['name']} (held-out {r['metric']})", fmt(r["value"])]
+                     for r in (runs.baseline(run_dir), runs.prior_baseline(run_dir)) if r]
         rows.append(["wall time", f"{fmt(summary.get('wall_time_s'), '.1f')} s"])
         if summary.get("reason"):
             rows.append(["note", summary["reason"]])
@@ -51,6 +54,45 @@ def run_report(run_dir: Path, out: Path) -> Report:
                   sections=[Section("Run", text, [Table(["", "value"], rows, "what was run and what it reached")],
                                     [Figure(figure, f"Train loss and held-out {metric} per step")],
                                     [train_command(train_config)] if train_config else [])])
+
+
+def compare_runs(path: Path) -> list[Path]:
+    """The run directories of a `loralpha compare` folder (OUT/RULE), in the order they were trained."""
+    found = [d for d in path.iterdir() if d.is_dir() and (d / "config.json").is_file()] if path.is_dir() else []
+    return sorted(found, key=lambda d: ((d / "config.json").stat().st_mtime_ns, d.name))
+
+
+def compare_report(path: Path, out: Path) -> Report:
+    """The report of a `loralpha compare` folder: each rule's setting and result side by side, the baselines
+    (a rule at one learned nothing beyond it), and every rule's learning curves."""
+    dirs = compare_runs(path)
+    configs = {d.name: runs.read_json(d / "config.json") for d in dirs}
+    summaries = {d.name: runs.read_json(d / "summary.json") if (d / "summary.json").exists() else {} for d in dirs}
+    first = next(iter(configs.values()))
+    c, metric = first.get("config", {}), first.get("metric") or "loss"
+    # the headline metric, and the held-out loss beside it (what the class prior's baseline is measured in)
+    shown = [metric] + [k for k in ("eval_loss",) if k != metric and any(k in (s.get("eval") or {})
+                                                                         for s in summaries.values())]
+    rows = [[name, fmt(config.get("lora_alpha")), fmt(config.get("gamma"), ".3g"), fmt(config.get("lr"), ".3g"),
+             summaries[name].get("status", "unfinished"), fmt(summaries[name].get("final_loss")),
+             *[fmt((summaries[name].get("eval") or {}).get(k)) for k in shown],
+             f"{fmt(summaries[name].get('wall_time_s'), '.0f')} s"] for name, config in configs.items()]
+    references = [r for r in (runs.baseline(dirs[0]), runs.prior_baseline(dirs[0])) if r]
+    task = c.get("task", "?")
+    text = [f"{len(dirs)} rules on `{task}` at the same budget: {c.get('steps')} steps of batch "
+            f"{c.get('batch_size') or first.get('task_info', {}).get('batch_size', '?')}, rank {c.get('rank')}, seed "
+            f"{c.get('seed')}, each trained into {path}/RULE."]
+    text += [f"Baseline ({r['name']}): held-out {r['metric']} {fmt(r['value'])}; a rule at it learned nothing "
+             "beyond it." for r in references]
+    header = ["rule", "α", "γ", "η", "status", "final train loss", *[f"held-out {k}" for k in shown], "wall time"]
+    figure = plot_curves({d.name: curves(d) if (d / "metrics.jsonl").exists() else {"loss": [], "eval": {}}
+                          for d in dirs}, metric, out / "compare.png", f"{task}: {', '.join(configs)}")
+    rerun = train_command({k: v for k, v in c.items() if k != "rule"}, "loralpha compare", always=("task", "steps"))
+    return Report(title=f"loralpha compare: {path.name}", subtitle=f"compare folder {path}",
+                  sections=[Section("Rules side by side", text, [Table(header, rows, "each rule's setting and result")],
+                                    [Figure(figure, f"Train loss and held-out {metric} per step, per rule")],
+                                    [f"{rerun} --rules {','.join(configs)} --out {path}"],
+                                    data={name: s.get("eval") for name, s in summaries.items()})])
 
 
 def store_report(store_path: Path, out: Path) -> Report:
@@ -188,7 +230,7 @@ def _plot_law(study, records, metric: str, path: Path) -> Path:
 def calibration_command(cal: dict[str, Any]) -> str:
     """The `loralpha calibrate` command line that reproduces a calibration (calibrate.json)."""
     config = {k: v for k, v in cal["config"].items() if k not in ("rule", "coef", "lr")}  # what calibrate sets
-    parts = ["loralpha calibrate" + train_command(config).removeprefix("loralpha train")]
+    parts = [train_command(config, "loralpha calibrate")]
     parts += [f"--budget {cal['budget_steps']}", "--xs " + ",".join(f"{x:g}" for x in cal["xs"]),
               "--ys " + ",".join(f"{y:g}" for y in cal["ys"])]
     if cal["seeds"] != [0]:

@@ -50,6 +50,7 @@ from ..loop import TrainConfig, train
 from ..tasks.base import facts
 from .calibrate_c import MIN_PROBE_STEPS, check_fields
 from .laws import parabola_vertex
+from .probe_log import Clock, progress_line
 
 HALF_DECADE = math.sqrt(10.0)
 LORA_TIMES_FULL = 10.0  # the map's centre in x: LoRA's η ≈ 10 × the full-fine-tuning η
@@ -279,6 +280,7 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
               xs: Sequence[float] | None = None, ys: Sequence[float] | None = None, seeds: Sequence[int] = (0,),
               on_probe: Callable[[dict[str, Any]], None] | None = None,
               known: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+              progress: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None,
               **config_fields: Any) -> PlaneCalibration:
     """Pick the point (η_A, γ·η_B) of a `steps`-step run of `task` at rank `rank` from short probes (see above).
 
@@ -286,7 +288,9 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
     map's lattice (default: `default_lattice`). `config_fields` are further `TrainConfig` fields of the target run
     and of every probe (batch_size, targets, task_options, schedule, warmup, …). `on_probe` is called with each
     finished probe; `known` may return a probe's result from an earlier, interrupted calibration (given the probe's
-    key: stage, x, y, steps, seed), so that a calibration resumes without training it again. Raises `UsageError`
+    key: stage, x, y, steps, seed), so that a calibration resumes without training it again. `on_progress` is called
+    after every probe, trained or known, with where the calibration stands (`Clock.state`); `progress` prints that
+    as a line per probe (`progress_line`). Raises `UsageError`
     for bad input, a budget too small for the probes, or a map on which every probe diverged.
     """
     start = time.perf_counter()
@@ -303,12 +307,15 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
     budget = positive_int(3 * steps if budget_steps is None else budget_steps, "probe budget (budget_steps=)")
     t_short, t_long = horizons(len(xs) * len(ys), len(seeds), budget, steps)
     probes: list[dict[str, Any]] = []
+    clock = Clock(len(seeds) * (len(xs) * len(ys) + CHECK_PROBES),
+                  len(seeds) * (len(xs) * len(ys) * t_short + CHECK_PROBES * t_long))
 
     def probe(stage: str, x: float, y: float, n: int) -> float:
         values = []
         for seed in seeds:
             key = {"stage": stage, "x": x, "y": y, "steps": n, "seed": seed}
             found = known(key) if known else None
+            trained, began = found is None, time.perf_counter()
             if found is None:
                 config = TrainConfig(**{**asdict(base), "coef": coef_of(x, y, rank), "lr": x, "steps": n,
                                         "seed": seed, "eval_every": n})
@@ -322,6 +329,11 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
                 if on_probe:
                     on_probe(found)
             probes.append(found)
+            state = clock.tick(found, time.perf_counter() - began if trained else None)
+            if on_progress:
+                on_progress(state)
+            if progress:
+                print(progress_line(state), flush=True)
             values.append(math.inf if found["score"] is None else found["score"])
         return sum(values) / len(values)
 

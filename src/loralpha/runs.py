@@ -192,3 +192,13 @@ def test_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """A summary's test metrics as `test:<name>`, to stand beside its validation metrics without being read as
     them: a choice reads `eval_loss`, a reported figure `test:eval_loss`."""
     return {f"{TEST}{k}": v for k, v in (summary.get("test") or {}).items()}
+
+
+def duration(seconds: float) -> str:
+    """A time in words: 40 s, 3 min 20 s, 2 h 05 min."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"

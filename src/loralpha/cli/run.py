@@ -3,7 +3,6 @@ are derived from `TrainConfig` (see `loralpha.cli.flags`)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 from typing import Optional
@@ -18,7 +17,6 @@ from ..errors import UsageError
 from ..tasks import TASKS
 from .app import app, console, csv, err, numbers
 from .flags import config_options, task_flags
-from .progress import LogProgress
 
 # torch, PEFT and the models load when a command trains, not when the command line starts (--help, bad flags)
 
@@ -28,10 +26,6 @@ def run(config: TrainConfig, **kwargs):
     from ..loop import train
 
     return train(config, **kwargs)
-
-
-def say(line: str) -> None:
-    console.print(line, markup=False, highlight=False)
 
 
 def on_what(runtime: dict | None) -> str:
@@ -66,11 +60,8 @@ def train(
     task, rule, rank, seed = config["task"], config["rule"], config["rank"], config["seed"]
     out = out or Path("runs") / f"{task}-{rule}-r{rank}-s{seed}"
     checked = TrainConfig(**config).check()  # before the loop's import pulls in torch: a bad flag answers in a second
-    bar = not quiet and console.is_terminal  # elsewhere (a log, a pipe) a plain line every tenth of the steps
-    lines = LogProgress(out, checked.steps, say) if not quiet and not bar else contextlib.nullcontext()
-    with lines:
-        result = run(checked, out=out, overwrite=overwrite, progress=bar, checkpoint_every=checkpoint_every,
-                     resume=resume, tensorboard=tensorboard)
+    result = run(checked, out=out, overwrite=overwrite, progress=not quiet, checkpoint_every=checkpoint_every,
+                 resume=resume, tensorboard=tensorboard)
     table = Table(title=f"{task} · {rule} · r={rank}", show_header=False)
     table.add_row("status", result.status)
     table.add_row("steps", str(result.steps))

@@ -21,6 +21,7 @@ from typing import Any
 
 from .. import runs
 from ..errors import UsageError
+from ..runs import duration  # noqa: F401  (part of this module's API: the probes' time left)
 
 PROBES = "probes.jsonl"
 RESULT = "calibrate.json"
@@ -139,16 +140,6 @@ class Clock:
         return {"probe": probe, "done": self.done, "of": self.probes, "steps_done": self.steps_done,
                 "steps_of": self.steps, "resumed": seconds is None,
                 "left_s": None if rate is None else rate * max(self.steps - self.steps_done, 0)}
-
-
-def duration(seconds: float) -> str:
-    """A time left in words: 40 s, 3 min 20 s, 2 h 05 min."""
-    s = round(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def progress_line(state: dict[str, Any]) -> str:

@@ -356,7 +356,7 @@ def law_tweets() -> str:
 
 def bench_costs() -> str:
     """docs/reproduce.md's table: what each `make bench*` target cost when it last ran, from bench/results
-    (run_all.json, decisive.json, calibration.json)."""
+    (run_all.json, decisive.json, calibration.json, frontier.json)."""
     rows = []
     ra = RESULTS / "run_all.json"
     if ra.is_file():
@@ -380,6 +380,13 @@ def bench_costs() -> str:
                          + (f", then 3 seeded runs (a trial of that decisive table: median "
                             f"{trial[t['decisive']] / 60:.0f} min)" if trial.get(t["decisive"]) else "")
                          for name, t in tables.items() if t.get("calibration"))])
+    front = RESULTS / "frontier.json"
+    if front.is_file():
+        tasks = load(front)["tasks"]
+        rows.append(["`make bench-frontier`", "the tuning frontier's missing trials (§10: recipes, η sweeps, "
+                     "calibrations), then its tables and the docs", "; ".join(
+                         f"{name} {t['trial_hours']:.1f} h ({t['trials']['done']} of {t['trials']['planned']} "
+                         "trials)" for name, t in tasks.items()) + " of trial wall time"])
     if not rows:
         return "No benchmark has stored a result yet."
     return table(["command", "what it runs", "what it cost when it last ran"], rows)

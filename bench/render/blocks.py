@@ -1,4 +1,4 @@
-"""What each rendered block of README.md and docs/findings.md says, from the stored result files it reads
+"""What each rendered block of README.md and docs/*.md says, from the stored result files it reads
 (bench/results/*.json, written by the bench scripts; docs/results/**, written by the commands shown beside each
 block); bench/render/docs.py puts the blocks in place."""
 

@@ -29,10 +29,11 @@ def benchmarks() -> list[str]:
 
 def test_the_benchmarks_are_found_by_folder():
     found = benchmarks()
-    assert {"suite.quality", "suite.alpha_vs_eta", "decisive.run", "calibration.run", "device.gpu_check",
-            "device.targets", "examples.rl_arith"} <= set(found)
-    assert not {"decisive.plan", "decisive.analysis", "calibration.plan", "calibration.tables"} & set(found)
-    assert len(found) == 18, found
+    assert {"suite.quality", "suite.alpha_vs_eta", "decisive.run", "calibration.run", "frontier.run",
+            "device.gpu_check", "device.targets", "examples.rl_arith"} <= set(found)
+    assert not {"decisive.plan", "decisive.analysis", "calibration.plan", "calibration.tables", "frontier.plan",
+                "frontier.analysis"} & set(found)
+    assert len(found) == 19, found
 
 
 @pytest.mark.parametrize("script", benchmarks())

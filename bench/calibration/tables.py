@@ -1,13 +1,12 @@
-"""BENCHMARKS.md §9, the calibrator against the decisive ground truth, and README's calibration headline, rendered
+"""BENCHMARKS.md §9, the calibrator against the decisive ground truth, rendered
 from bench/results/calibration.json (which `python -m bench.calibration.run --render` writes from the committed
-records); bench/render/benchmarks.py and bench/render/docs.py put them in place."""
+records); bench/render/benchmarks.py puts it in place."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from bench.common import RESULTS, missing
+from bench.common import missing
 from bench.decisive.analysis import successors
 from bench.decisive.plan import ORDER, task_of
 from bench.decisive.tables import ci
@@ -138,37 +137,3 @@ def without_truth(R: dict, tables: dict) -> list[str]:
         return []
     return ["", "Not calibrated yet, for want of ground truth: the decisive tables of " + ", ".join(said)
             + " are not complete, so there is no tuned optimum to hold a calibration against."]
-
-
-def calibration_headline() -> str:
-    """docs/calibrate.md's word on zero tuning: the calibrator's setting against each decisive table's rules, paired by
-    seed with v2's words, from bench/results/calibration.json (written by `python -m bench.calibration.run`)."""
-    path = RESULTS / "calibration.json"
-    tables = json.loads(path.read_text())["tables"] if path.is_file() else {}
-    said, waiting = [], []
-    for name, t in tables.items():
-        c = t.get("calibration")
-        if not c or t.get("state") != "complete" or not t.get("against"):
-            waiting.append(f"{name} ({t.get('state', 'not started')})")
-            continue
-        seeds = t["seeds"]
-        held = " (held out while the method was designed)" if t.get("held_out") else ""
-        by: dict[str, list[str]] = {}
-        for a in t["against"]:
-            by.setdefault(a["verdict"], []).append(f"{a['arm']} ({word(a).rsplit(' ', 1)[0]})")
-        said.append(f"on {name}{held}, probes costing {t['cost_runs']:.2f} target runs ({sweep_range(t)} of one "
-                    f"rule's η sweep) chose LoRA-α c = "
-                    f"{c['settings']['lora-alpha']['coef']:.4g} at η = {c['eta_A']:.3g}: held-out {t['metric']} "
-                    f"{seeds['mean']:.4g} [{seeds['lo']:.4g}, {seeds['hi']:.4g}]; paired by seed it is "
-                    + ", ".join(f"**{w}** than {', '.join(arms)}" if w in ("better", "worse") else
-                                f"**{w}** against {', '.join(arms)}" for w, arms in by.items()))
-    if not said:
-        return ("`loralpha calibrate` (LoRA's learning rates from short probes, [BENCHMARKS.md §9]"
-                "(../BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)) has no table with its 3 seeds "
-                "yet" + (f"; running: {'; '.join(waiting)}." if waiting else "."))
-    return ("Zero tuning, tested under protocol v1 ([BENCHMARKS.md §9]"
-            "(../BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth): the rows it is held against had "
-            "their η picked by seed 0, one of the three seeds reported; v1 declared no margin, so no tie can be said). "
-            "`loralpha calibrate` picks LoRA's two learning rates from short probes, then the setting trains at the "
-            "table's budget with 3 seeds: " + "; ".join(said) + "."
-            + (f" Still running: {'; '.join(waiting)}." if waiting else ""))

@@ -1,1 +1,1 @@
-"""BENCHMARKS.md and the rendered blocks of README.md and docs/findings.md, from the stored results."""
+"""BENCHMARKS.md and the rendered blocks of README.md and docs/*.md, from the stored results."""

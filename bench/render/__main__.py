@@ -1,5 +1,5 @@
 """Every rendered document from the stored results: BENCHMARKS.md (bench/render/benchmarks.py), then the rendered
-blocks of README.md and docs/findings.md (bench/render/docs.py), which quote BENCHMARKS' figures.
+blocks of README.md and docs/*.md (bench/render/docs.py), which quote BENCHMARKS' figures.
 
     python -m bench.render                      # both
     python -m bench.render.benchmarks --out F   # BENCHMARKS.md alone (--results, --out)

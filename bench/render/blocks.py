@@ -1,4 +1,4 @@
-"""What each rendered block of README.md and docs/findings.md says, from the stored result files it reads
+"""What each rendered block of README.md and docs/*.md says, from the stored result files it reads
 (bench/results/*.json, written by the bench scripts; docs/results/**, written by the commands shown beside each
 block); bench/render/docs.py puts the blocks in place."""
 
@@ -8,7 +8,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from bench.calibration.tables import calibration_headline
 from bench.common import RESULTS, ROOT
 from bench.examples import rl_arith as rl_bench
 from bench.render import v1
@@ -84,17 +83,21 @@ def demo() -> str:
     def ci(iv, spec):
         return f"[{iv[0]:{spec}}, {iv[1]:{spec}}]" if iv else "(no interval)"
 
-    out.append(
-        f"Held-out split of {data['n_eval']} tweets (the majority class scores {data['majority_accuracy']:.3f}), one "
-        "seed: a gap of a few points is within seed noise. The same run measured the other three parts (full report: "
-        "[docs/results/demo/report.md](results/demo/report.md)): "
-        f"α × {top_k} ends `{top[status]}` where η × {top_k} ends `{etas[top_k][status]}`"
-        + (f", and η × 128 ends `{etas[128][status]}` (the paper says it diverges)" if 128 in etas else "")
-        + f"; the median drift ratio goes from {variants['base'][drift]} at the base to {top[drift]} at α × {top_k} "
-        "(the paper says raising α does not raise it); λ_max in adapter space, relative to the full-weight one, is "
-        + ", ".join(f"{span(v, '.2g')} × under `{rule}`" for rule, v in by_rule.items())
-        + f"; and the α*(r) law on teacher-student fits p = {fit['p']:.2f} {ci(fit['p_ci'], '.2f')} with "
-        f"c = {fit['c']:.4g} {ci(fit['c_ci'], '.4g')}, so α* is {span(vs_paper, '.2g')} × the paper's 256·√r.")
+    eta_128 = f"; η × 128 ends `{etas[128][status]}` (the paper says it diverges)" if 128 in etas else ""
+    parts = [
+        [f"α × {top_k} against η × {top_k}", f"α × {top_k} ends `{top[status]}`, η × {top_k} ends "
+                                              f"`{etas[top_k][status]}`{eta_128}"],
+        ["median drift ratio", f"{variants['base'][drift]} at the base → {top[drift]} at α × {top_k} (the paper says "
+                               "raising α does not raise it)"],
+        ["λ_max in adapter space ÷ full-weight", ", ".join(f"{span(v, '.2g')} × under `{rule}`"
+                                                          for rule, v in by_rule.items())],
+        ["α*(r) law on teacher-student", f"p = {fit['p']:.2f} {ci(fit['p_ci'], '.2f')}, c = {fit['c']:.4g} "
+                                         f"{ci(fit['c_ci'], '.4g')}: α* is {span(vs_paper, '.2g')} × the paper's "
+                                         "256·√r"]]
+    out += [f"Held-out split of {data['n_eval']} tweets (the majority class scores {data['majority_accuracy']:.3f}), "
+            "one seed: a gap of a few points is within seed noise. The same run measured the other three parts (full "
+            "report: [docs/results/demo/report.md](results/demo/report.md)):", "",
+            table(["part", "measured"], parts)]
     return "\n".join(out)
 
 
@@ -353,7 +356,7 @@ def law_tweets() -> str:
 
 def bench_costs() -> str:
     """docs/reproduce.md's table: what each `make bench*` target cost when it last ran, from bench/results
-    (run_all.json, decisive.json, calibration.json)."""
+    (run_all.json, decisive.json, calibration.json, frontier.json)."""
     rows = []
     ra = RESULTS / "run_all.json"
     if ra.is_file():
@@ -377,6 +380,13 @@ def bench_costs() -> str:
                          + (f", then 3 seeded runs (a trial of that decisive table: median "
                             f"{trial[t['decisive']] / 60:.0f} min)" if trial.get(t["decisive"]) else "")
                          for name, t in tables.items() if t.get("calibration"))])
+    front = RESULTS / "frontier.json"
+    if front.is_file():
+        tasks = load(front)["tasks"]
+        rows.append(["`make bench-frontier`", "the tuning frontier's missing trials (§10: recipes, η sweeps, "
+                     "calibrations), then its tables and the docs", "; ".join(
+                         f"{name} {t['trial_hours']:.1f} h ({t['trials']['done']} of {t['trials']['planned']} "
+                         "trials)" for name, t in tasks.items()) + " of trial wall time"])
     if not rows:
         return "No benchmark has stored a result yet."
     return table(["command", "what it runs", "what it cost when it last ran"], rows)
@@ -389,6 +399,6 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "spectrum-teacher-student": spectrum_table("spectrum-teacher-student"),
     "spectrum-tweets": spectrum_table("spectrum-tweets"), "equivalence": equivalence, "tracker": tracker,
     "law-teacher-student": law_teacher_student, "law-tweets": law_tweets, "decisive": v1.decisive,
-    "results": v1.results, "bench-costs": bench_costs, "calibration-headline": calibration_headline,
-    "decisive-findings": lambda: v1.decisive("../BENCHMARKS.md", ""),
+    "results": v1.results, "bench-costs": bench_costs, "calibration-headline": v1.calibration_headline,
+    "decisive-findings": v1.decisive,
 }

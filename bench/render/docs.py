@@ -1,6 +1,6 @@
-"""README.md and docs/findings.md: every table and headline figure rendered from a stored result.
+"""README.md and docs/*.md: every table and headline figure rendered from a stored result.
 
-    python -m bench.render.docs           # rewrite the rendered blocks of README.md and docs/findings.md
+    python -m bench.render.docs           # rewrite the rendered blocks of README.md and docs/*.md
     python -m bench.render.docs --check   # exit 1, naming each block that differs from what its data renders
 
 A rendered block is the text between `<!-- rendered: NAME -->` and `<!-- /rendered -->`; NAME picks

@@ -1,61 +1,71 @@
-"""The rendered blocks that quote protocol v1's tables (BENCHMARKS.md §7 and §9): README's results and the docs'
-`decisive` blocks, from bench/results/decisive.json (`python -m bench.decisive.run --render`) and
-bench/results/calibration.json (`python -m bench.calibration.run --render`). Each says it is v1 and what v1 cannot do:
-one held-out split both picked η and reported, with seed 0, the seed that picked, among the seeds reported."""
+"""The rendered blocks that quote protocol v1's tables (BENCHMARKS.md §7 and §9): README's results, the docs'
+`decisive` blocks and docs/calibrate.md's `calibration-headline`, from bench/results/decisive.json
+(`python -m bench.decisive.run --render`) and bench/results/calibration.json (`python -m bench.calibration.run
+--render`). Each says it is v1 and what v1 cannot do: one held-out split both picked η and reported, with seed 0, the
+seed that picked, among the seeds reported. Blocks are tables and short sentences; the figures behind each word are
+in BENCHMARKS.md."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from bench.calibration.tables import sweep_range
 from bench.common import RESULTS
 from bench.decisive.analysis import CLAIMS, successors
 from bench.decisive.plan import ORDER, SUBJECT
-from bench.decisive.tables import verdict_said
 from bench.render.markdown import load, span, table
 
 V1 = ("Protocol v1: one held-out split both picked η and reported, and seed 0, which picked η, is among the 3 "
       "seeds reported.")
 
 
-def decisive(link: str = "../BENCHMARKS.md", lead: str = "follows this protocol; it ") -> str:
-    """Where the decisive benchmark stands and what its verdicts say so far, each naming its metric."""
+def decisive(link: str = "../BENCHMARKS.md") -> str:
+    """Where the decisive benchmark stands (a table of its tables) and what its verdicts say (claim × complete table
+    → v2's word by each metric), with two short sentences; every figure and interval is in BENCHMARKS.md §7."""
     path = RESULTS / "decisive.json"
     if not path.is_file():
         return "The decisive benchmark (`python -m bench.decisive.run`, BENCHMARKS.md §7) has no finished trial yet."
     tasks = load(path)["tasks"]
-    unstarted = [t for t in ORDER if t not in tasks]
-    decided, waiting = [], []
     after = successors(tasks)
-    for task, t in tasks.items():
-        if not t["complete"]:
-            waiting.append(f"{task} {t['trials_done']} of {t['trials_wanted']} planned trials")
-            continue
-        said = [f"{CLAIMS[v['claim']]}: {verdict_said(v, bold=True)}" for v in t["verdicts"]
-                if v["verdict"] != "not tested"]
-        decided.append(f"On {task} (complete, {t['trials_done']} trials, {budget_said(t)}"
-                       + (f"; {after[task]} takes its place" if task in after else "") + "): "
-                       + "; ".join(said) + ".")
-    return (f"{V1} Verdict words are v2's; no margin was declared in v1, so nothing can be called a tie. "
-            f"The decisive benchmark ([BENCHMARKS.md §7]({link}#7-the-decisive-benchmark): every rule at a "
-            f"tested budget, η bracketed, 3 seeds, paired intervals) {lead}runs over several sessions and keeps "
-            "every trial. " + " ".join(decided)
-            + (f" Still running, so no verdict yet: {'; '.join(waiting)}." if waiting else "")
-            + (f" Not started yet: {', '.join(unstarted)}." if unstarted else ""))
+    state = [[task, f"{t['steps']}", f"{t['trials_done']} of {t['trials_wanted']}",
+              budget_cell(t, after.get(task)) if t["complete"] else "running"] for task, t in tasks.items()]
+    state += [[task, "—", "—", "not started"] for task in ORDER if task not in tasks]
+    done = [task for task, t in tasks.items() if t["complete"]]
+    claims = [c for c in CLAIMS if any(v["claim"] == c and v["verdict"] != "not tested"
+                                       for task in done for v in tasks[task]["verdicts"])]
+    words = {task: {v["claim"]: v for v in tasks[task]["verdicts"]} for task in done}
+    rows = [[re.sub(r" \([^)]*\)", "", CLAIMS[c])] + [_words(words[task].get(c)) for task in done] for c in claims]
+    return "\n".join([
+        f"{V1} Each claim's verdict on each complete table, in v2's words by each metric (v1 declared no margin, so "
+        f"nothing can be called a tie); the figures, intervals and seeds 1–2 alone are in "
+        f"[BENCHMARKS.md §7]({link}#7-the-decisive-benchmark).", "",
+        table(["table", "steps", "trials", "budget test (best-tuned baseline plateaued)"], state), "",
+        table(["claim", *done], rows)])
 
 
-def budget_said(t: dict) -> str:
-    """A decisive table's budget and whether its best-tuned baseline had plateaued there (and under the reading
-    before f606a72, where that one says otherwise)."""
+def _words(v: dict | None) -> str:
+    """'**does not** (eval_loss: worse than 5 of 5); **undecided** (accuracy: …)': a verdict's word by its metric, and
+    by the task's own, with the tally of paired differences where the verdict counts them."""
+    if not v:
+        return "—"
+    out = []
+    for said in [v] + ([v["by_report"]] if v.get("by_report") else []):
+        count = f": {tally(said['figure'])}" if TALLY.search(said["figure"]) else ""
+        out.append(f"**{said['verdict']}**" + (f" ({said['metric']}{count})" if said.get("metric") else ""))
+    return "; ".join(out)
+
+
+def budget_cell(t: dict, later: str | None) -> str:
+    """A complete table's budget test, said short: passes, or fails with its gain (and which table takes its place)."""
     b, old = t.get("budget"), t.get("budget_nearest")
     if not b:
-        return f"{t['steps']} steps"
-    before = (f"; under the reading before f606a72 it had **not**: {100 * old['gain']:.2f}%"
-              if b["holds"] and old and not old["holds"] else "")
+        return "—"
     if b["holds"]:
-        return f"{t['steps']} steps, where the best-tuned baseline has plateaued{before}"
-    return (f"{t['steps']} steps, where the best-tuned baseline had **not** plateaued: {100 * b['gain']:.1f}% better "
-            f"over the last quarter")
+        return "passes" + (f" (fails under the reading before f606a72: {100 * old['gain']:.2f}%)"
+                           if old and not old["holds"] else "")
+    return (f"**fails**: {100 * b['gain']:.1f}% better over the last quarter"
+            + (f"; {later} takes its place" if later else ""))
 
 
 def _ci(d: dict[str, Any]) -> str:
@@ -66,10 +76,13 @@ def _names(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
 
+TALLY = re.compile(r"worse than (\d+), better than (\d+)(?:, ties with (\d+))?, undecided on (\d+) of (\d+)")
+
+
 def tally(figure: str) -> str:
     """'by eval_loss, 3 seeds: worse than 5, better than 0, undecided on 0 of 5; …' (a verdict's figure) said short:
     'worse than 5 of 5'."""
-    found = re.search(r"worse than (\d+), better than (\d+)(?:, ties with (\d+))?, undecided on (\d+) of (\d+)", figure)
+    found = TALLY.search(figure)
     if not found:
         return figure.split(";")[0]
     worse, better, ties, undecided, n = found.groups()
@@ -151,3 +164,33 @@ def results() -> str:
     if waiting:
         said.append(f"Calibration still running: {_names(waiting)}.")
     return "\n".join(out + [" ".join(said)])
+
+
+def calibration_headline() -> str:
+    """docs/calibrate.md's word on zero tuning: per calibrated table, the probes' cost, the chosen point, its held-out
+    metric over 3 seeds and which rules it is better than, undecided against and worse than (paired by seed, v2's
+    words), from bench/results/calibration.json (written by `python -m bench.calibration.run`)."""
+    path = RESULTS / "calibration.json"
+    tables = load(path)["tables"] if path.is_file() else {}
+    link = "[BENCHMARKS.md §9](../BENCHMARKS.md#9-the-calibrator-against-the-decisive-ground-truth)"
+    rows = []
+    for name, t in tables.items():
+        c = t.get("calibration")
+        if not c or t.get("state") != "complete" or not t.get("against"):
+            rows.append([name, t.get("state", "not started"), "—", "—", "—", "—", "—"])
+            continue
+        by = {w: ", ".join(a["arm"] for a in t["against"] if a["verdict"] == w) or "—"
+              for w in ("better", "undecided", "worse")}
+        rows.append([name + (" (held out while the method was designed)" if t.get("held_out") else ""),
+                     f"{t['cost_runs']:.2f} target runs ({sweep_range(t)} of one rule's η sweep)",
+                     f"c = {c['settings']['lora-alpha']['coef']:.4g}, η = {c['eta_A']:.3g}",
+                     f"{t['metric']} {_ci(t['seeds'])}", by["better"], by["undecided"], by["worse"]])
+    if not rows:
+        return f"`loralpha calibrate` (LoRA's learning rates from short probes, {link}) has no table yet."
+    return "\n".join([
+        f"Zero tuning, tested under protocol v1 ({link}, where every paired difference is): the rows it is held "
+        "against had their η picked by seed 0, one of the three seeds reported, and v1 declared no margin, so no "
+        "tie can be said. `loralpha calibrate` picks LoRA's two learning rates from short probes; the setting then "
+        "trains at the table's budget with 3 seeds, paired by seed with each row of the table:", "",
+        table(["table", "probes", "chosen point", "held-out, mean [95%]", "better than", "undecided against",
+               "worse than"], rows)])

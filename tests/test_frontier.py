@@ -118,3 +118,16 @@ def test_no_reported_figure_reads_the_validation_split():
     after = bracket.summarize(s, records)
     assert [g["report"] for g in before["groups"]] == [g["report"] for g in after["groups"]]
     assert trial_id(records[next(iter(records))]["config"])  # records carry real configs
+
+
+def test_the_stored_frontier_is_what_the_committed_records_give():
+    import json
+
+    from bench.common import RESULTS
+    from bench.frontier import analysis
+
+    stored = json.loads((RESULTS / "frontier.json").read_text())["tasks"]
+    assert stored, "no frontier task has records yet"
+    for task, kept in stored.items():
+        fresh = json.loads(json.dumps(analysis.summarize(task), default=float))
+        assert fresh == kept, f"{task}: rerun python -m bench.frontier.analysis && python -m bench.render"

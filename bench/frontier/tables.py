@@ -109,3 +109,33 @@ def summary_lines(R: dict) -> list[str]:
                      + (f", closest recipe {best['method']} at {gap(best['gap'][metric])} ({bare(metric)})"
                         if best else ""))
     return ["- **§10 The tuning frontier** (protocol v2): " + ("; ".join(parts) or "no task has records yet") + "."]
+
+
+def readme_block() -> str:
+    """README's word on the frontier: per task, its state and, once complete, the oracle, the closest zero-cost
+    recipe and the calibrator, each by its paired test gap to the oracle (BENCHMARKS.md §10 has every row)."""
+    import json
+
+    from bench.common import RESULTS
+
+    path = RESULTS / "frontier.json"
+    tasks = json.loads(path.read_text())["tasks"] if path.is_file() else {}
+    rows = []
+    for name, t in tasks.items():
+        metric = t["metrics"][0]
+        if not t["complete"]:
+            rows.append(f"| {name} | running: {t['trials']['done']} of {t['trials']['planned']} planned trials | — | — "
+                        "| — |")
+            continue
+        recipes = [r for r in t["rows"] if r["kind"] == "recipe" and r["gap"][metric]]
+        closest = min(recipes, key=lambda r: abs(r["gap"][metric]["mean"])) if recipes else None
+        calibrators = [r for r in t["rows"] if r["kind"] == "calibrator" and r["gap"][metric]]
+        rows.append(f"| {name} | complete | {t['oracle'].removeprefix('rule=')} | "
+                    + (f"{closest['method']}: {gap(closest['gap'][metric])}" if closest else "—") + " | "
+                    + ("; ".join(f"{r['cost_runs']:.2g} runs: {gap(r['gap'][metric])}" for r in calibrators) or "—")
+                    + " |")
+    return "\n".join([
+        "Protocol v2 ([BENCHMARKS.md §10](BENCHMARKS.md#10-the-tuning-frontier-protocol-v2)): validation chooses, "
+        "test reports, seeds 1–3 paired against the oracle (the best tuned LoRA setting).", "",
+        "| task | state | oracle | closest zero-cost recipe (test gap) | `loralpha calibrate` (test gap) |",
+        "| --- | --- | --- | --- | --- |", *rows])

@@ -243,14 +243,14 @@ def calibrate_plane(
     table.add_row("LoRA+", f"{st['loraplus']['alpha']:.4g}", f"{st['loraplus']['lr']:.3g}",
                   f"η_B/η_A = {st['loraplus']['loraplus_ratio']:.3g}")
     console.print(table)
-    console.print(f"how sure: {cal.certainty['summary']}")
+    console.print(f"how sure: {cal.certainty['summary']}", markup=False, soft_wrap=True)
     console.print(f"cost: {cal.cost_steps} optimizer steps of a {cal.budget_steps}-step budget, "
                   f"{cal.wall_time_s:.1f} s")
     if cal.unknown:
         console.print("answer: unknown (the optimum lies beyond the probes); the best probe, to widen from, "
-                      f"was: {cal.command}", markup=False)
+                      f"was: {cal.command}", markup=False, soft_wrap=True)
     else:
-        console.print(f"train it: {cal.command}", markup=False)
+        console.print(f"train it: {cal.command}", markup=False, soft_wrap=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         runs.write_json(out / "calibrate.json", cal.to_dict())

@@ -89,7 +89,7 @@ class PlaneCalibration:
     settings: dict[str, dict[str, float]]  # the point as LoRA-α, plain LoRA and LoRA+ write it
     command: str  # the `loralpha train` command (a `loralpha.fit` call for a model of one's own) of the point
     horizons: dict[str, int | None]  # short (T_s), long (T_l; None: no check), target (T)
-    xs: list[float]  # the map's lattice (widened, if it was)
+    xs: list[float]  # the map's lattice as given (as widened: short["lattice"])
     ys: list[float]
     probes: list[dict[str, Any]]  # stage, x, y, coef, steps, seed, status, score, curve
     short: dict[str, Any]  # p_s: x, y, how ("quadratic", "parabolas", "best point"), best lattice point, edge
@@ -156,7 +156,7 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
                    known=known, progress=progress, on_progress=on_progress)
     x, y = _point(found, rank)
     target = {**asdict(base), "coef": coef_of(x, y, rank), "lr": x}
-    return _calibration(found, task, rank, steps, x, y, train_command(target), seeds, budget, start, target)
+    return _calibration(found, task, rank, steps, x, y, train_command(target), xs, ys, seeds, budget, start, target)
 
 
 def _steps(steps: int) -> int:
@@ -164,10 +164,11 @@ def _steps(steps: int) -> int:
 
 
 def _calibration(found: dict[str, Any], task: str | None, rank: int, steps: int, x: float, y: float, command: str,
-                 seeds: list[int], budget: int, start: float, config: dict[str, Any]) -> PlaneCalibration:
+                 xs: list[float], ys: list[float], seeds: list[int], budget: int, start: float,
+                 config: dict[str, Any]) -> PlaneCalibration:
     return PlaneCalibration(
         task=task, rank=rank, steps=steps, eta_A=x, gamma_eta_B=y, unknown=found["unknown"],
-        settings=settings(x, y, rank), command=command, horizons=found["horizons"], xs=found["xs"], ys=found["ys"],
+        settings=settings(x, y, rank), command=command, horizons=found["horizons"], xs=xs, ys=ys,
         probes=found["probes"], short=found["short"], long=found["long"], carried=found["carried"],
         certainty=found["certainty"], seeds=seeds, budget_steps=budget, cost_steps=found["cost_steps"],
         wall_time_s=time.perf_counter() - start, config=config)
@@ -243,7 +244,7 @@ def calibrate_fit(model: nn.Module | Callable[[], nn.Module], batches: Batches,
               "task_type": task_type, "batch_size": batch_size}
     command = (f"loralpha.fit(model, batches, loss, AdapterSpec(rule='lora-alpha', rank={rank}, "
                f"coef={config['coef']:.4g}, targets={list(targets)!r}), FitOptions(lr={x:g}, steps={steps}))")
-    return _calibration(found, None, rank, steps, x, y, command, seeds, budget, start, config)
+    return _calibration(found, None, rank, steps, x, y, command, xs, ys, seeds, budget, start, config)
 
 
 def _check_options(options: dict[str, Any]) -> None:

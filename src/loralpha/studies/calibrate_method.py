@@ -269,13 +269,15 @@ def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: 
            known: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
            progress: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the method with `probe` (see the module docstring); the inputs are checked. Returns the chosen point (x,
-    y), the horizons, the final lattice, every probe, p_s, p_l, the carry, the certainty and the cost."""
+    y), the horizons, every probe, p_s, p_l, the carry, the certainty and the cost."""
     steps = positive_int(steps, "steps of the target run")
     t_short, t_least, reserve = horizons(len(xs) * len(ys), len(seeds), budget_steps, steps)
     n_seeds = len(seeds)
     probes: list[dict[str, Any]] = []
-    clock = Clock(n_seeds * (len(xs) * len(ys) + (CHECK_PROBES if t_least else 0)),
-                  n_seeds * (len(xs) * len(ys) * t_short + (CHECK_PROBES * t_least if t_least else 0)))
+    n_map = len(xs) * len(ys)
+    t_planned = min(steps, (budget_steps - n_seeds * n_map * t_short) // (CHECK_PROBES * n_seeds)) if t_least else 0
+    clock = Clock(n_seeds * (n_map + (CHECK_PROBES if t_least else 0)),
+                  n_seeds * (n_map * t_short + CHECK_PROBES * t_planned))  # the plan without widening
 
     def run(stage: str, x: float, y: float, n: int) -> float:
         values = []
@@ -306,7 +308,7 @@ def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: 
     short = short_optimum(xs, ys, _indexed(xs, ys, by_point))
     widened = 0
     if short["edge"] and reserve:
-        xs, ys, new = _widened(xs, ys, short["best_index"], short["edge"])
+        xs, ys, new = _widened(list(xs), list(ys), short["best_index"], short["edge"])
         clock.probes += n_seeds * len(new)
         clock.steps += n_seeds * len(new) * t_short
         for x, y in new:
@@ -317,7 +319,7 @@ def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: 
     t_long = min(steps, (budget_steps - spent) // (CHECK_PROBES * n_seeds)) if t_least else None
     long: dict[str, Any] = {}
     if t_long:
-        clock.steps += n_seeds * CHECK_PROBES * (t_long - t_least)
+        clock.steps += n_seeds * CHECK_PROBES * (t_long - t_planned)  # what widening took from the check
         cx, cy = short["x"], short["y"]
         centre = run("check", cx, cy, t_long)
         check = {"x": [run("check", cx / HALF_DECADE, cy, t_long), centre, run("check", cx * HALF_DECADE, cy, t_long)],
@@ -339,9 +341,9 @@ def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: 
     certainty.update(edge=short["edge"], widened=widened, checked=bool(t_long),
                      unknown=not (bracketed["x"] or bracketed["y"]))
     certainty["summary"] = summary_line(certainty)
+    short["lattice"] = {"xs": xs, "ys": ys}  # as widened
     return {"x": moves["x"]["value"], "y": moves["y"]["value"], "unknown": certainty["unknown"],
-            "horizons": {"short": t_short, "long": t_long, "target": steps}, "xs": xs, "ys": ys, "probes": probes,
-            "short": short, "long": long,
+            "horizons": {"short": t_short, "long": t_long, "target": steps}, "probes": probes, "short": short, "long": long,
             "carried": {axis: {k: v for k, v in m.items() if k != "value"} for axis, m in moves.items()},
             "certainty": certainty, "cost_steps": sum(p["steps_taken"] for p in probes)}
 

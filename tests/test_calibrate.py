@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 from conftest import run_study_cli as run
 
 import loralpha
@@ -92,7 +93,8 @@ def test_on_a_short_target_one_run_of_probes_finds_the_optimum_from_the_default_
     cal = calibrate("teacher-student", steps=160, rank=4)
     assert cal.budget_steps == 160 and sum(c.steps for c in calls) == cal.cost_steps <= 160
     assert cal.horizons == {"short": 5, "long": 18, "target": 160}
-    assert cal.certainty["widened"] == 5 and len(cal.short["lattice"]["xs"]) == len(cal.short["lattice"]["ys"]) == 4 and cal.short["edge"] == []
+    grown = cal.short["lattice"]
+    assert cal.certainty["widened"] == 5 and len(grown["xs"]) == len(grown["ys"]) == 4 and cal.short["edge"] == []
     u, v = optimum(160)
     assert math.log10(cal.eta_A) == pytest.approx(u, abs=0.01) and math.log10(cal.gamma_eta_B) == pytest.approx(
         v, abs=0.01)
@@ -281,7 +283,8 @@ def test_calibrate_command_prints_the_point_as_each_rule_and_the_train_command(t
     assert (tmp_path / "calibrate.png").stat().st_size > 10_000
     assert saved["cost_steps"] <= 240 and saved["horizons"]["short"] == 8 and saved["horizons"]["target"] == 60
     n = len(saved["probes"])
-    assert n == 9 + saved["certainty"]["widened"] + 5 and out.count("map   η_A") == n - 5 and out.count("check η_A") == 5
+    assert n == 9 + saved["certainty"]["widened"] + 5
+    assert out.count("map   η_A") == n - 5 and out.count("check η_A") == 5
     assert "[probe 1/14, 8/" in out and "steps, ~" in out  # the count (before any widening) and the time left
     assert f"[probe {n}/{n}, " in out
     said = f"train it: {saved['command']}" if not saved["unknown"] else f"answer: unknown (the optimum lies beyond " \
@@ -444,3 +447,64 @@ def test_an_interrupted_calibration_resumes_from_its_probes_in_out(tmp_path, cap
     code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "whole")], capsys, monkeypatch)
     whole = json.loads((tmp_path / "whole" / "calibrate.json").read_text())
     assert (resumed["eta_A"], resumed["gamma_eta_B"]) == (whole["eta_A"], whole["gamma_eta_B"])
+
+
+# ---------------------------------------------------------------- any model: calibrate_fit
+
+
+MLP = {"width": 32, "depth": 2, "n_eval": 64}
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_calibrate_fit_on_a_module_is_the_task_calibration_and_gives_the_model_back_as_it_was():
+    """The teacher-student MLP given as a module, its batches and its loss: every probe scores what the task path's
+    probe of the same point scores (same weights, init seed and batch order), so the point is the same; the model
+    comes back with its own weights, dtype and no adapter."""
+    from loralpha import tasks
+
+    task = tasks.build("teacher-student", seed=0, batch_size=32, **MLP)
+    before = {k: v.clone() for k, v in task.model.state_dict().items()}
+    grid = {"xs": [1e-3, 1e-2, 1e-1], "ys": [1e-3, 1e-2, 1e-1]}
+    found = loralpha.calibrate_fit(task.model, lambda seed: tasks.build("teacher-student", seed=seed, batch_size=32,
+                                                                         **MLP).batches,
+                                   task.loss, steps=120, rank=2, targets=["fc1", "fc2"], **grid)
+    named = calibrate("teacher-student", steps=120, rank=2, batch_size=32, task_options=MLP, **grid)
+    assert found.cost_steps <= 120 and found.task is None and found.budget_steps == 120
+    for mine, theirs in zip(found.probes, named.probes, strict=True):
+        assert (mine["x"], mine["y"], mine["steps"], mine["status"]) == (theirs["x"], theirs["y"], theirs["steps"],
+                                                                         theirs["status"])
+        assert mine["score"] == (None if theirs["score"] is None else pytest.approx(theirs["score"], rel=1e-5))
+    assert (found.eta_A, found.gamma_eta_B, found.unknown) == (named.eta_A, named.gamma_eta_B, named.unknown)
+    after = task.model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    assert not any("lora" in n for n, _ in task.model.named_modules())
+    assert found.command.startswith("loralpha.fit(model, batches, loss, AdapterSpec(rule='lora-alpha', rank=2, coef=")
+
+
+def test_calibrate_fit_takes_a_factory_and_a_list_and_refuses_bad_input_in_one_line():
+    torch.manual_seed(0)
+    data = [(torch.randn(8, 6), torch.randn(8, 2)) for _ in range(4)]
+    built = []
+
+    def make():
+        built.append(1)
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
+
+    def mse(model, batch):
+        return torch.nn.functional.mse_loss(model(batch[0]), batch[1])
+
+    found = loralpha.calibrate_fit(make, data, mse, steps=40, rank=2, targets=["0", "2"], full_ft_lr=1e-3)
+    assert built == [1] and found.cost_steps <= 40 and found.horizons["long"] is None  # 36 steps: the map alone
+    assert "no check at a longer horizon" in found.certainty["summary"]
+    for kwargs, message in [({"steps": 0}, "steps of the target run must be a positive integer"),
+                            ({"budget_steps": 20}, "probe budget of 20 steps is too small"),
+                            ({"targets": []}, "no target modules given"),
+                            ({"lr": 1e-3}, "calibrate_fit sets lr itself"),
+                            ({"colour": 1}, "unknown FitOptions field 'colour'"),
+                            ({"model": 3}, "model must be a torch.nn.Module or a function that builds one"),
+                            ({"batches": 3}, "batches must be a re-iterable of batches or a function of the seed")]:
+        args = {"model": make, "batches": data, "steps": 40, "targets": ["0"], **kwargs}
+        with pytest.raises(UsageError) as info:
+            loralpha.calibrate_fit(args.pop("model"), args.pop("batches"), mse, rank=2, **args)
+        assert message in str(info.value) and "\n" not in str(info.value)

@@ -280,6 +280,8 @@ class _Saved:
             return
         tensors = dict(self.module.named_parameters()) | dict(self.module.named_buffers())
         for name, t in tensors.items():
+            if name not in self.state:  # a non-persistent buffer (rotary frequencies): no probe changes it
+                continue
             device, dtype = self.where[name]
             t.data = self.state[name].to(device=device, dtype=dtype)
         for name, p in self.module.named_parameters():

@@ -343,7 +343,8 @@ def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: 
     certainty["summary"] = summary_line(certainty)
     short["lattice"] = {"xs": xs, "ys": ys}  # as widened
     return {"x": moves["x"]["value"], "y": moves["y"]["value"], "unknown": certainty["unknown"],
-            "horizons": {"short": t_short, "long": t_long, "target": steps}, "probes": probes, "short": short, "long": long,
+            "horizons": {"short": t_short, "long": t_long, "target": steps}, "probes": probes, "short": short,
+            "long": long,
             "carried": {axis: {k: v for k, v in m.items() if k != "value"} for axis, m in moves.items()},
             "certainty": certainty, "cost_steps": sum(p["steps_taken"] for p in probes)}
 

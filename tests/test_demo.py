@@ -136,11 +136,13 @@ def test_demo_report_rows_carry_each_rules_own_values(demo_dir):
     def summary(tid):  # the run's own record, in the sweep's layout OUT/runs/<trial id>
         return json.loads((out / "runs" / tid / "summary.json").read_text())
 
-    r, c = plan["rank"], json.loads((out / "calibrate.json").read_text())["coef"]
+    r, point = plan["rank"], json.loads((out / "calibrate.json").read_text())["settings"]["lora-alpha"]
+    c = point["coef"]
     full_ft, usual = (2e-5, "(full-FT rate)"), (2e-4, "(usual LoRA rate)")
     expected = {  # label -> (first cell, α by the rule's formula at rank r, η)
         "lora-alpha": ("lora-alpha (c = 256, paper)", 256 * math.sqrt(r), full_ft),
-        "lora-alpha-calibrated": (f"lora-alpha (c = {c:.4g}, calibrated)", c * math.sqrt(r), full_ft),
+        "lora-alpha-calibrated": (f"lora-alpha (c = {c:.4g}, calibrated)", c * math.sqrt(r),
+                                  (point["lr"], "(calibrated)")),
         "fixed": ("fixed", 16, usual), "2rank": ("2rank", 2 * r, usual), "rslora": ("rslora", 16 * math.sqrt(r), usual),
         "loraplus": ("loraplus", 16, usual), "full": ("full", None, full_ft)}
     assert set(trials["head_to_head"]) == set(expected)

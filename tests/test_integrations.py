@@ -1,6 +1,7 @@
 import json
 import math
 
+import pytest
 import torch
 
 from loralpha import TrainConfig, adapters, train
@@ -75,3 +76,33 @@ def test_trainer_settings_carry_the_head_rate_the_batch_and_the_schedule_of_the_
     assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in model.parameters())
     teacher = trainer_settings({**cal, "task": "teacher-student", "config": {}}, targets=["q"])
     assert teacher.head_learning_rate is None and teacher.batch_size == 256 and teacher.max_length is None
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_calibrate_for_trainer_calibrates_a_tiny_llama_with_its_collator_and_gives_trainer_arguments(tmp_path):
+    """A Trainer user's model (the tiny Llama), training data and collator: the probes score the model's own loss
+    over the collator's batches; the answer is a LoraConfig and TrainingArguments keywords, and the model comes back
+    without adapters, ready for get_peft_model."""
+    from peft import get_peft_model
+    from transformers import DataCollatorForLanguageModeling, TrainingArguments
+
+    from loralpha.integrations import calibrate_for_trainer
+    from loralpha.tasks.causal_lm import tiny_causal_lm
+
+    model, tokenizer = tiny_causal_lm()
+    texts = [f"{a} plus {b} is {a + b}." for a in range(1, 9) for b in range(1, 9)]
+    data = [tokenizer(t) for t in texts]
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = calibrate_for_trainer(model, data, collator, steps=100, batch_size=8, targets=["q_proj", "v_proj"],
+                                     rank=2, task_type="CAUSAL_LM", device="cpu")
+    cal = settings.calibration
+    assert cal["cost_steps"] <= 100 and cal["budget_steps"] == 100 and len(cal["probes"]) >= 9
+    assert all(p["status"] == "done" and math.isfinite(p["score"]) for p in cal["probes"] if p["score"] is not None)
+    assert settings.learning_rate == cal["eta_A"] and settings.peft_config.r == 2
+    assert settings.peft_config.lora_alpha == pytest.approx(cal["settings"]["lora-alpha"]["coef"] * math.sqrt(2))
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], **settings.training_arguments())
+    assert (args.learning_rate, args.per_device_train_batch_size, args.max_steps) == (cal["eta_A"], 8, 100)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    peft_model = get_peft_model(model, settings.peft_config)  # the model takes the adapter as if never probed
+    assert sum(p.requires_grad for p in peft_model.parameters()) == 4 * 2  # A and B of q and v in 2 blocks

@@ -14,11 +14,18 @@ scalars there when tensorboard is installed). A calibrated point (`loralpha.cali
     args = TrainingArguments(output_dir="out", **settings.training_arguments())
     trainer = Trainer(model=model, args=args, train_dataset=ds,
                       optimizers=(settings.optimizer(model), None))   # the head at its own rate (1e-3), A and B at η
+
+Your own model and dataset, calibrated with their collator and the model's own loss (`calibrate_for_trainer`):
+
+    settings = calibrate_for_trainer(model, train_ds, collator, steps=1000, batch_size=8, targets=["q_proj", "v_proj"])
+    model = get_peft_model(model, settings.peft_config)
+    args = TrainingArguments(output_dir="out", **settings.training_arguments())
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +77,7 @@ class TrainerSettings:
     warmup_ratio: float
     weight_decay: float
     max_length: int | None  # tokens per text the probes used; None: the task's default (a run's task info says it)
+    calibration: dict[str, Any] | None = None  # what `calibrate_for_trainer` found (calibrate.json's fields)
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.peft_config, self.learning_rate))
@@ -115,11 +123,63 @@ def trainer_settings(calibration: Any, targets: list[str], **spec: Any) -> Train
     """
     cal = calibration if isinstance(calibration, dict) else calibration.to_dict()
     chosen, config = cal["settings"]["lora-alpha"], cal.get("config") or {}
-    task = facts(cal["task"])
+    task = facts(cal["task"]) if cal.get("task") else None  # None: calibrate_fit's model of one's own
     adapter = AdapterSpec(rule="lora-alpha", rank=cal["rank"], targets=list(targets), coef=chosen["coef"], **spec)
-    head_lr = config.get("head_lr") or task.head_lr
+    head_lr = config.get("head_lr") or (task.head_lr if task else None)
     return TrainerSettings(
         peft_config=lora_config(adapter), learning_rate=chosen["lr"], head_learning_rate=head_lr,
-        batch_size=config.get("batch_size") or task.batch_size, max_steps=cal["steps"],
+        batch_size=config.get("batch_size") or (task.batch_size if task else None), max_steps=cal["steps"],
         lr_scheduler_type=config.get("schedule", "cosine"), warmup_ratio=config.get("warmup", 0.0),
         weight_decay=config.get("weight_decay", 0.0), max_length=(config.get("task_options") or {}).get("max_length"))
+
+
+def calibrate_for_trainer(model: Any, train_dataset: Any, data_collator: Callable[[list[Any]], Any] | None = None, *,
+                          steps: int, batch_size: int, targets: Sequence[str], rank: int = 8,
+                          budget_steps: int | None = None, task_type: str | None = None, heads: Sequence[str] = (),
+                          head_lr: float | None = None, seeds: Sequence[int] = (0,), device: str = "auto",
+                          dtype: str = "float32", **options: Any) -> TrainerSettings:
+    """Calibrate LoRA's point (η_A, γ·η_B) for a `Trainer` run of `steps` steps of `batch_size` on `model` and
+    `train_dataset`, and return it as `trainer_settings` does (the `LoraConfig`, `TrainingArguments` keywords, the
+    head's rate and `optimizer(model)` for it), with the calibration in `.calibration`.
+
+    The probes (`loralpha.calibrate_fit`, by default one target run of optimizer steps in all) draw batches of
+    `train_dataset` through `data_collator` in a seeded shuffle, the same order for every probe, and score each by the
+    model's own loss output (`model(**batch).loss`: the collator must give the labels); columns the model's forward
+    does not take are dropped first, as `Trainer` does. `heads`: new modules trained fully (a classifier: ["score"]
+    or ["classifier"]), at `head_lr`. `options`: `calibrate_fit`'s (xs, ys, full_ft_lr, schedule, warmup, …). The
+    model comes back as it was given (no adapter on it). Raises `UsageError` for bad input.
+    """
+    from torch.utils.data import DataLoader
+
+    from .errors import UsageError
+    from .studies.calibrate import calibrate_fit
+
+    data = _model_columns(model, train_dataset)
+
+    def batches(seed: int) -> DataLoader:
+        return DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=data_collator,
+                          generator=torch.Generator().manual_seed(seed))
+
+    def loss(net: Any, batch: Any) -> torch.Tensor:
+        out = net(**batch)
+        value = out.get("loss") if isinstance(out, dict) else getattr(out, "loss", None)
+        if value is None:
+            raise UsageError("the model returned no loss: give a data_collator whose batches carry labels")
+        return value
+
+    found = calibrate_fit(model, batches, loss, steps=steps, targets=targets, rank=rank, budget_steps=budget_steps,
+                          seeds=seeds, heads=heads, task_type=task_type, batch_size=batch_size, head_lr=head_lr,
+                          device=device, dtype=dtype, **options)
+    settings = trainer_settings(found, targets=list(targets), task_type=task_type, heads=list(heads))
+    settings.calibration = found.to_dict()
+    return settings
+
+
+def _model_columns(model: Any, dataset: Any) -> Any:
+    """A `datasets.Dataset` without the columns the model's forward does not take (`Trainer`'s
+    remove_unused_columns); anything else as given."""
+    if not (hasattr(dataset, "column_names") and hasattr(dataset, "remove_columns")):
+        return dataset
+    takes = set(inspect.signature(model.forward).parameters) | {"label", "labels", "label_ids"}
+    unused = [c for c in dataset.column_names if c not in takes]
+    return dataset.remove_columns(unused) if unused else dataset

@@ -175,13 +175,15 @@ def calibrate_plane(
     # the least budget is said here as text: importing the calibrator would load torch before a flag is read
     # (test_calibrate checks it against the calibrator's own horizons)
     budget_steps: Optional[int] = typer.Option(None, "--budget", help="optimizer steps over all probes, never "
-                                                                      "exceeded (default: 3 × --steps; at least 10 "
-                                                                      "steps × (map points + 15) × seeds: 350 with "
-                                                                      "the default 5 × 4 map and one seed)"),
+                                                                      "exceeded (default: --steps, one target run; "
+                                                                      "at least 4 steps × map points × seeds: 36 "
+                                                                      "with the default 3 × 3 map and one seed, "
+                                                                      "which then has no check and no carry; 116 "
+                                                                      "for the map, its widening and the check)"),
     xs: Optional[str] = typer.Option(None, help="the map's η_A, comma-separated (default: 10 × the task's full-FT "
-                                                "η × 10^±0.5, 10^±1, and itself)"),
+                                                "η × 10^±1 and itself)"),
     ys: Optional[str] = typer.Option(None, help="the map's γ·η_B, comma-separated (default: the paper's point, "
-                                                "256/√r × the full-FT η, × 10^±0.25, 10^±0.75)"),
+                                                "256/√r × the full-FT η, × 10^±0.75 and itself)"),
     seeds: str = typer.Option("0", help="seeds of every probe, comma-separated (a point scores their mean)"),
     out: Path = typer.Option(Path("runs/calibrate"), help="directory for probes.jsonl (each probe as it lands), "
                                                           "calibrate.json and calibrate.png; an interrupted "
@@ -190,8 +192,9 @@ def calibrate_plane(
                                                "interrupted one: start it again)"),
 ) -> None:
     """Pick LoRA's learning rates for a task and a budget from short probes: the point (η_A, γ·η_B) of the
-    Adam plane, from a map at a short horizon and a check at 3× it, carried to --steps. Prints it as LoRA-α's c
-    and η, as plain LoRA's and LoRA+'s settings, and as the `loralpha train` command that uses it."""
+    Adam plane, from a map at a short horizon (widened when its best point is on its edge) and a check at 3× it or
+    more, carried to --steps. Prints it as LoRA-α's c and η, as plain LoRA's and LoRA+'s settings, how sure, and the
+    `loralpha train` command that uses it (or, when the optimum was never bracketed, that the answer is unknown)."""
     from ..studies import calibrate as calibrator
 
     task = config.pop("task")
@@ -224,10 +227,12 @@ def calibrate_plane(
                   "command resumes it", markup=False)
         raise typer.Exit(130) from None
     h = cal.horizons
+    later = (f"at {h['long']} steps: η_A = {cal.long['x']:.3g}, γ·η_B = {cal.long['y']:.3g}; "
+             if h["long"] else "")
     console.print(f"short-horizon optimum ({h['short']} steps): η_A = {cal.short['x']:.3g}, γ·η_B = "
-                  f"{cal.short['y']:.3g} ({cal.short['how']}); at {h['long']} steps: η_A = {cal.long['x']:.3g}, "
-                  f"γ·η_B = {cal.long['y']:.3g}; carried to {h['target']} steps")
-    table = Table(title=f"{task}, rank {cal.rank}, {cal.steps} steps: the point (η_A, γ·η_B) = "
+                  f"{cal.short['y']:.3g} ({cal.short['how']}); {later}{calibrator.carry_words(cal.to_dict())}")
+    table = Table(title=f"{task}, rank {cal.rank}, {cal.steps} steps: the "
+                        f"{'best probe, not a calibrated point' if cal.unknown else 'point'} (η_A, γ·η_B) = "
                         f"({cal.eta_A:.3g}, {cal.gamma_eta_B:.3g})")
     for column in ("as", "lora_alpha", "η", "more"):
         table.add_column(column, justify="right")
@@ -238,10 +243,14 @@ def calibrate_plane(
     table.add_row("LoRA+", f"{st['loraplus']['alpha']:.4g}", f"{st['loraplus']['lr']:.3g}",
                   f"η_B/η_A = {st['loraplus']['loraplus_ratio']:.3g}")
     console.print(table)
-    console.print(f"how sure: {cal.certainty['summary']}")
+    console.print(f"how sure: {cal.certainty['summary']}", markup=False, soft_wrap=True)
     console.print(f"cost: {cal.cost_steps} optimizer steps of a {cal.budget_steps}-step budget, "
                   f"{cal.wall_time_s:.1f} s")
-    console.print(f"train it: {cal.command}")
+    if cal.unknown:
+        console.print("answer: unknown (the optimum lies beyond the probes); the best probe, to widen from, "
+                      f"was: {cal.command}", markup=False, soft_wrap=True)
+    else:
+        console.print(f"train it: {cal.command}", markup=False, soft_wrap=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         runs.write_json(out / "calibrate.json", cal.to_dict())

@@ -87,7 +87,8 @@ def head_to_head_section(recs: dict[str, dict[str, Any] | None], calib: dict[str
     reached: dict[str, int | None] = {}
     for label, r in done.items():
         e = effective(_config(r))
-        rate = "full-FT rate" if scaling.check_rule(e["rule"]).full_ft_lr else "usual LoRA rate"
+        rate = ("calibrated" if label == "lora-alpha-calibrated" else
+                "full-FT rate" if scaling.check_rule(e["rule"]).full_ft_lr else "usual LoRA rate")
         reached[label] = steps_to_reach(series[label]["loss"], target) if target is not None else None
         wall = f"{fmt(r.get('wall_time_s'), '.0f')} s"
         if label == "lora-alpha-calibrated" and calib:
@@ -142,10 +143,10 @@ def _head_text(done, reached, target, calib, majority) -> str:
                         if len(got) < len(reached) else "")
                      + ".")
     if calib:
-        bound = f" (at the grid's edge: the best c may lie {'above' if calib.get('bound') == 'lower' else 'below'})" \
-            if calib.get("edge") else ""
-        parts.append(f"`calibrate-c` chose c = {calib['coef']:.4g}{bound} from {len(calib['coefs'])} candidates in "
-                     f"{calib['cost_steps']} probe steps ({calib['wall_time_s']:.0f} s).")
+        point, sure = calib["settings"]["lora-alpha"], calib["certainty"]["summary"]
+        parts.append(f"`calibrate` chose (η_A, γ·η_B) = ({calib['eta_A']:.3g}, {calib['gamma_eta_B']:.3g}), i.e. "
+                     f"c = {point['coef']:.4g} at η = {point['lr']:.3g}, from {len(calib['probes'])} probes in "
+                     f"{calib['cost_steps']} probe steps ({calib['wall_time_s']:.0f} s); how sure: {sure}.")
     parts.append("One seed, a short budget and each rule at its default η: differences of a few points of accuracy "
                  "are within seed noise, and the ranking can move once each rule's η is tuned and the budget is long "
                  "enough to plateau; that is what the decisive benchmark (BENCHMARKS.md §7: η bracketed, 3 seeds, "

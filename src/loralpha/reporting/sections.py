@@ -242,6 +242,7 @@ def calibration_report(path: Path, out: Path) -> Report:
     """The report of `loralpha calibrate`'s calibrate.json: the chosen point as each rule writes it, how sure,
     every probe, and the probes and the point on the Adam plane."""
     from ..studies.calibrate import plot
+    from ..studies.calibrate_method import carry_words
 
     try:
         cal = runs.read_json(path)
@@ -260,12 +261,14 @@ def calibration_report(path: Path, out: Path) -> Report:
              f"η_B/η_A = {fmt(st['loraplus']['loraplus_ratio'], '.3g')}"]]
     probes = [[p["stage"], str(p["steps"]), fmt(p["x"], ".3g"), fmt(p["y"], ".3g"), fmt(p.get("coef"), ".4g"),
                str(p["seed"]), "diverged" if p["score"] is None else fmt(p["score"])] for p in cal["probes"]]
-    text = [f"The point (η_A, γ·η_B) = ({fmt(cal['eta_A'], '.3g')}, {fmt(cal['gamma_eta_B'], '.3g')}) for "
-            f"`{cal['task']}` at rank {cal['rank']} and {cal['steps']} steps, from {len(cal['probes'])} probes "
-            f"costing {cal['cost_steps']} optimizer steps (budget {cal['budget_steps']}): a map at {h['short']} steps "
-            f"put the optimum at ({fmt(cal['short']['x'], '.3g')}, {fmt(cal['short']['y'], '.3g')}), a check at "
-            f"{h['long']} steps at ({fmt(cal['long']['x'], '.3g')}, {fmt(cal['long']['y'], '.3g')}), and each axis "
-            f"was carried to {h['target']} steps along the line through the two.",
+    what = "The best probe, not a calibrated point (the answer is unknown)," if cal.get("unknown") else "The point"
+    check = (f", a check at {h['long']} steps at ({fmt(cal['long']['x'], '.3g')}, {fmt(cal['long']['y'], '.3g')})"
+             if h.get("long") else "")
+    text = [f"{what} (η_A, γ·η_B) = ({fmt(cal['eta_A'], '.3g')}, {fmt(cal['gamma_eta_B'], '.3g')}) for "
+            f"`{cal['task'] or 'a model of your own'}` at rank {cal['rank']} and {cal['steps']} steps, from "
+            f"{len(cal['probes'])} probes costing {cal['cost_steps']} optimizer steps (budget {cal['budget_steps']}): "
+            f"a map at {h['short']} steps put the optimum at ({fmt(cal['short']['x'], '.3g')}, "
+            f"{fmt(cal['short']['y'], '.3g')}){check}; {carry_words(cal)}.",
             f"How sure: {cal['certainty']['summary']}."]
     return Report(title=f"loralpha calibration: {cal['task']}", subtitle=f"calibration {path}",
                   sections=[Section("Calibration", text,

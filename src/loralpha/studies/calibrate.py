@@ -3,88 +3,63 @@
 Under Adam with B = 0 at init, α and B's learning rate are one knob (`scaling.adam_plane`): choosing LoRA's α and
 η is choosing a point (x, y) = (η_A, γ·η_B), and every rule (LoRA-α, plain LoRA, LoRA+) reaches every point. A probe
 at (x, y) trains rule lora-alpha at η = x with c = y·√r / x for a few steps, on the target run's schedule compressed
-to the probe's length. Its score is its mean train loss over the last third of its steps: every probe sees the same
-batches in the same order, so scores are paired, and a batch the model has not trained on yet is held-out data (on
-data seen at most once, as in every task's default here, the running train loss is a held-out loss; nothing of the
-task's held-out split is looked at).
+to the probe's length, and is scored by its own train loss on batches it has not trained on
+(`loralpha.studies.calibrate_method`: the map, the check, the carry to the target and how sure, within a budget of
+optimizer steps that is by default one target run).
 
-Short probes favour large steps, so one short horizon is not enough. The method corrects for it with two horizons:
-
-1. map (T_s steps): a lattice of points half a decade apart, `xs` × `ys`, by default x within a decade of 10× the
-   task's full-fine-tuning η (the usual rule that LoRA's η is about ten times full fine-tuning's: 2e-4 on a task
-   fine-tuned fully at 2e-5) and y within 0.75 decades of the paper's point (256/√r × the full-fine-tuning η).
-   A quadratic in (log x, log y) fitted to the best point and its lattice neighbours gives the short-horizon
-   optimum p_s, kept within one lattice step of the best point (a parabola per axis when the fit is not convex;
-   the best point itself when neither is), and how the two axes trade off (the fit's cross term).
-2. check (T_l = 3·T_s steps): a plus of 5 points around p_s, half a decade out along each axis. Each arm gives its
-   axis's slope and curvature, the map gives the cross term the plus cannot see, and p_l is the minimum of that
-   quadratic, kept within the plus (an arm that does not curve upward gives its best point).
-3. carry to the target (T steps): per axis, log p moves along the line through (log T_s, log p_s) and (log T_l,
-   log p_l): log p(T) = log p_l + s·log(T / T_l), with the slope s clamped to [−1, 0] (a longer run never asks for a
-   larger step, and at most for one that shrinks as 1/T) and the move to at most one decade. An axis whose optimum
-   is a probed point rather than a fitted one moved by a multiple of half a decade that says little: it is not
-   carried.
-
-T_s is the largest step count with which the two stages fit the probe budget (`budget_steps`: optimizer steps over
-every probe and seed, never exceeded), and T_l at most T (then nothing is carried). How sure it is: per axis, the
-width (in decades) over which the check's parabola stays within `FLAT` of its minimum, how far the horizon moved
-the optimum from T_s to T_l and how far it is carried to T, and whether the map's best point lies on the lattice's
-edge (the optimum may lie beyond it).
+`calibrate` probes a named task (`loralpha train`'s tasks, each probe a `train` run); `calibrate_fit` probes any
+`torch.nn.Module` the way `loralpha.fit` trains one (the model built once, its weights restored after each probe);
+`loralpha.integrations.calibrate_for_trainer` does it for a Hugging Face `Trainer`'s model, dataset and collator.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-import numpy as np
+from torch import nn
 
 from .. import devices, scaling
-from ..checks import positive, positive_int
-from ..config import train_command
+from ..checks import positive_int
+from ..config import AdapterSpec, FitOptions, train_command
 from ..errors import UsageError
-from ..loop import TrainConfig, train
+from ..loop import TrainConfig, fit, train
 from ..tasks.base import facts
-from .calibrate_c import MIN_PROBE_STEPS, check_fields
-from .laws import parabola_vertex
-from .probe_log import Clock, progress_line
+from .calibrate_c import check_fields
+from .calibrate_method import (  # noqa: F401  (the method's pieces, part of this module's API)
+    CHECK_PROBES,
+    CHECK_RATIO,
+    FLAT,
+    HALF_DECADE,
+    PROBE_FLOOR,
+    WIDEN_PROBES,
+    carry,
+    carry_words,
+    check_seeds,
+    horizons,
+    lattice,
+    least_budget,
+    long_optimum,
+    quadratic_fit,
+    search,
+    short_optimum,
+    summary_line,
+    vertex,
+)
+from .calibrate_method import default_lattice as lattice_around
 
-HALF_DECADE = math.sqrt(10.0)
-LORA_TIMES_FULL = 10.0  # the map's centre in x: LoRA's η ≈ 10 × the full-fine-tuning η
-X_OFFSETS = (-2, -1, 0, 1, 2)  # the map's x: that centre × √10^k
-Y_OFFSETS = (-1.5, -0.5, 0.5, 1.5)  # the map's y: the paper's point × √10^k
-CHECK_RATIO = 3  # T_l / T_s
-CHECK_PROBES = 5  # the plus: its centre and one point each side along each axis
-SCORE_SHARE = 3  # a probe's score: its mean train loss over the last 1/SCORE_SHARE of its steps
-FLAT = 0.01  # the certainty width: where the check's parabola stays within 1% of its minimum
-MAX_CARRY_DECADES = 1.0
 SET_BY_CALIBRATE = ("task", "rule", "rank", "coef", "lr", "steps", "seed", "eval_every", "alpha", "loraplus_ratio")
-CURVE_POINTS = 40  # train-loss points kept per probe
-FITTED = ("parabola", "quadratic (the map's coupling)")  # how p_l was found when it is a fitted point
+SET_BY_CALIBRATE_FIT = ("lr", "steps", "seed", "eval_every")
+FIT_FULL_FT_LR = 2e-5  # calibrate_fit's lattice centre without a task: the usual full-fine-tuning η of an LLM
 
 
 def default_lattice(task: str, rank: int) -> tuple[list[float], list[float]]:
-    """The map's x (η_A) and y (γ·η_B) by default: x around 10 × the full-FT η, y around the paper's point."""
-    full = facts(task).full_ft_lr
-    y0 = scaling.gamma("lora-alpha", rank) * full
-    return ([float(f"{LORA_TIMES_FULL * full * HALF_DECADE ** k:.3g}") for k in X_OFFSETS],
-            [float(f"{y0 * HALF_DECADE ** k:.3g}") for k in Y_OFFSETS])
-
-
-def horizons(n_map: int, n_seeds: int, budget_steps: int, steps: int) -> tuple[int, int]:
-    """(T_s, T_l): the largest T_s with which the map (n_map probes) and the check fit the budget, T_l = 3·T_s ≤ T."""
-    units = (n_map + CHECK_PROBES * CHECK_RATIO) * n_seeds
-    short = min(budget_steps // units, max(MIN_PROBE_STEPS, steps // CHECK_RATIO))
-    if short < MIN_PROBE_STEPS:
-        raise UsageError(f"a probe budget of {budget_steps} steps is too small: the map and the check need "
-                         f"{units} × {MIN_PROBE_STEPS} = {units * MIN_PROBE_STEPS} steps at least ({n_map} map points, "
-                         f"{CHECK_PROBES} check points at {CHECK_RATIO}× the length, {n_seeds} seed(s)); raise "
-                         "budget_steps= or give fewer lattice points or seeds")
-    short = min(short, steps)
-    return short, min(CHECK_RATIO * short, steps)
+    """The map's x (η_A) and y (γ·η_B) by default: x around 10 × the task's full-FT η, y around the paper's point."""
+    return lattice_around(facts(task).full_ft_lr, rank)
 
 
 def coef_of(x: float, y: float, rank: int) -> float:
@@ -105,175 +80,40 @@ def settings(x: float, y: float, rank: int) -> dict[str, dict[str, float]]:
 class PlaneCalibration:
     """The chosen point, every probe, how sure, and what it cost."""
 
-    task: str
+    task: str | None  # None: a model of the caller's own (`calibrate_fit`)
     rank: int
     steps: int  # T: the target run's optimizer steps
-    eta_A: float  # the chosen point
+    eta_A: float  # the chosen point (with `unknown`: the best probe's, no calibrated point)
     gamma_eta_B: float
+    unknown: bool  # the optimum was bracketed along neither axis: the point is a best probe, not an answer
     settings: dict[str, dict[str, float]]  # the point as LoRA-α, plain LoRA and LoRA+ write it
-    command: str  # the `loralpha train` command of the chosen point
-    horizons: dict[str, int]  # short (T_s), long (T_l), target (T)
-    xs: list[float]  # the map's lattice
+    command: str  # the `loralpha train` command (a `loralpha.fit` call for a model of one's own) of the point
+    horizons: dict[str, int | None]  # short (T_s), long (T_l; None: no check), target (T)
+    xs: list[float]  # the map's lattice as given (as widened: short["lattice"])
     ys: list[float]
     probes: list[dict[str, Any]]  # stage, x, y, coef, steps, seed, status, score, curve
     short: dict[str, Any]  # p_s: x, y, how ("quadratic", "parabolas", "best point"), best lattice point, edge
-    long: dict[str, Any]  # p_l: x, y, how per axis
+    long: dict[str, Any]  # p_l: x, y, how per axis, flat widths, bracketed per axis
     carried: dict[str, Any]  # per axis: slope (clamped), decades moved T_s→T_l and T_l→T
-    certainty: dict[str, Any]  # per axis: flat width (decades), horizon moves; edge; a one-line summary
+    certainty: dict[str, Any]  # per axis: bracketed, flat width, horizon moves; edge; unknown; one-line summary
     seeds: list[int]
     budget_steps: int
     cost_steps: int  # optimizer steps actually taken (a diverged probe stops early)
     wall_time_s: float
-    config: dict[str, Any]  # the target run's TrainConfig (the command's)
+    config: dict[str, Any]  # the target run's TrainConfig (the command's), or calibrate_fit's options
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _lattice(values: Sequence[float] | None, default: list[float], what: str) -> list[float]:
-    grid = sorted({positive(v, what) for v in (default if values is None else values)})
-    if len(grid) < 3:
-        raise UsageError(f"give 3 or more distinct values of {what} to map, got {len(grid)}")
-    return grid
+def _point(found: dict[str, Any], rank: int) -> tuple[float, float]:
+    """A point one can type: η to 3 digits, c to 4 (y follows from them)."""
+    x = float(f"{found['x']:.3g}")
+    return x, float(f"{coef_of(x, found['y'], rank):.4g}") * x / math.sqrt(rank)
 
 
-def _score(losses: list[float]) -> float:
-    tail = losses[-max(1, len(losses) // SCORE_SHARE):]
-    return sum(tail) / len(tail)
-
-
-def _thin(values: list[float], n: int) -> list[list[float]]:
-    if len(values) <= n:
-        return [[i + 1, v] for i, v in enumerate(values)]
-    picks = sorted({round(i * (len(values) - 1) / (n - 1)) for i in range(n)})
-    return [[i + 1, values[i]] for i in picks]
-
-
-def quadratic_fit(points: list[tuple[float, float, float]]) -> tuple[float, ...] | None:
-    """(a, b, c, d, e, f) of z = a + b·u + c·v + d·u² + e·v² + f·u·v fitted (least squares) to (u, v, z) points; None
-    with fewer than 6 points or fewer than 3 distinct values along an axis (a curvature it cannot see)."""
-    if len(points) < 6 or min(len({p[0] for p in points}), len({p[1] for p in points})) < 3:
-        return None
-    u, v, z = (np.array(col, dtype=float) for col in zip(*points))
-    design = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
-    coefs, *_ = np.linalg.lstsq(design, z, rcond=None)
-    return tuple(float(k) for k in coefs)
-
-
-def vertex(b: float, c: float, d: float, e: float, f: float) -> tuple[float, float] | None:
-    """The minimum of b·u + c·v + d·u² + e·v² + f·u·v; None unless convex (its Hessian positive definite)."""
-    if not all(math.isfinite(k) for k in (b, c, d, e, f)) or not (d > 0 and 4 * d * e - f * f > 0):
-        return None
-    det = 4 * d * e - f * f
-    return (f * c - 2 * e * b) / det, (f * b - 2 * d * c) / det
-
-
-def _axis_parabola(us: list[float], zs: list[float]) -> float | None:
-    """The vertex of the parabola through three (u, z) with u ascending, or None (not convex or a diverged point)."""
-    if len(us) != 3 or not all(math.isfinite(z) for z in zs):
-        return None
-    return parabola_vertex(us, zs)
-
-
-def short_optimum(xs: list[float], ys: list[float], scores: dict[tuple[int, int], float]) -> dict[str, Any]:
-    """p_s from the map's scores (lattice index (i, j) -> score, +∞ diverged); see the module docstring."""
-    finite = {k: s for k, s in scores.items() if math.isfinite(s)}
-    if not finite:
-        raise UsageError(f"every map probe diverged (η_A from {xs[0]:g} to {xs[-1]:g}, γ·η_B from {ys[0]:g} to "
-                         f"{ys[-1]:g}); give smaller xs= and ys=")
-    bi, bj = min(finite, key=lambda k: (finite[k], k))
-    lu, lv = [math.log10(x) for x in xs], [math.log10(y) for y in ys]
-    near = [(lu[i], lv[j], s) for (i, j), s in finite.items() if abs(i - bi) <= 1 and abs(j - bj) <= 1]
-    lo_u, hi_u = lu[max(bi - 1, 0)], lu[min(bi + 1, len(xs) - 1)]
-    lo_v, hi_v = lv[max(bj - 1, 0)], lv[min(bj + 1, len(ys) - 1)]
-    fit, how = quadratic_fit(near), "quadratic"
-    found = None if fit is None else vertex(*fit[1:])
-    coupling = 0.0
-    if found is not None:
-        u, v = found
-        _, _, _, d, e, f = fit
-        coupling = f / (2 * math.sqrt(d * e))  # the map's correlation of the two axes, which the check cannot see
-    else:
-        how = "parabolas"
-        u = v = None
-        if 0 < bi < len(xs) - 1:
-            u = _axis_parabola(lu[bi - 1:bi + 2], [scores.get((i, bj), math.inf) for i in (bi - 1, bi, bi + 1)])
-        if 0 < bj < len(ys) - 1:
-            v = _axis_parabola(lv[bj - 1:bj + 2], [scores.get((bi, j), math.inf) for j in (bj - 1, bj, bj + 1)])
-        if u is None and v is None:
-            how = "best point"
-        u = lu[bi] if u is None else u
-        v = lv[bj] if v is None else v
-    u, v = min(max(u, lo_u), hi_u), min(max(v, lo_v), hi_v)
-    edge = [axis for axis, k, n in (("x", bi, len(xs)), ("y", bj, len(ys))) if k in (0, n - 1)]
-    return {"x": 10 ** u, "y": 10 ** v, "how": how, "best": [xs[bi], ys[bj]], "best_score": finite[(bi, bj)],
-            "edge": edge, "coupling": coupling}
-
-
-def long_optimum(centre: tuple[float, float], scores: dict[str, list[float]], coupling: float = 0.0) -> dict[str, Any]:
-    """p_l from the check: per axis, the three scores at centre / √10, centre, centre × √10 (+∞ diverged).
-
-    Each arm gives its axis's slope and curvature; the plus cannot see how the axes trade off, so the cross term is
-    the map's (`coupling`: its correlation f/(2√(d·e))), and p_l is the joint minimum of that quadratic, kept within
-    the plus. An arm that does not curve upward gives its best point instead (and the coupling is dropped)."""
-    out: dict[str, Any] = {}
-    arms = {}
-    for axis, c in zip(("x", "y"), centre):
-        us = [math.log10(c) - 0.5, math.log10(c), math.log10(c) + 0.5]
-        zs = scores[axis]
-        arms[axis] = _arm(us, zs)
-        out[f"{axis}_flat_decades"] = _flat_width(us, zs)
-    if arms["x"] is not None and arms["y"] is not None:
-        (bx, dx), (by, dy) = arms["x"], arms["y"]
-        f = 2 * coupling * math.sqrt(dx * dy)
-        u, v = vertex(bx, by, dx, dy, f) or vertex(bx, by, dx, dy, 0.0)
-        for axis, c, w in (("x", centre[0], u), ("y", centre[1], v)):
-            out[axis] = c * 10 ** min(max(w, -0.5), 0.5)
-            out[f"{axis}_how"] = FITTED[1] if coupling else FITTED[0]
-        return out
-    for axis, c in zip(("x", "y"), centre):
-        zs = scores[axis]
-        if arms[axis] is not None:
-            b, d = arms[axis]
-            out[axis], out[f"{axis}_how"] = c * 10 ** min(max(-b / (2 * d), -0.5), 0.5), "parabola"
-        else:
-            k = min(range(3), key=lambda i: (zs[i], abs(i - 1)))
-            out[axis] = c * 10 ** (0.5 * (k - 1))
-            out[f"{axis}_how"] = "best of three" if math.isfinite(zs[k]) else "centre (all diverged)"
-    return out
-
-
-def _arm(us: list[float], zs: list[float]) -> tuple[float, float] | None:
-    """(slope, curvature) at the centre of the parabola through an arm's three points; None unless it curves up."""
-    if not all(math.isfinite(z) for z in zs):
-        return None
-    h = us[1] - us[0]
-    d = (zs[0] - 2 * zs[1] + zs[2]) / (2 * h * h)
-    return ((zs[2] - zs[0]) / (2 * h), d) if d > 0 else None
-
-
-def _flat_width(us: list[float], zs: list[float]) -> float | None:
-    """Decades over which the parabola through an arm's three points stays within FLAT of its minimum (None: it does
-    not curve up, or its minimum is not above 0)."""
-    arm = _arm(us, zs)
-    if arm is None:
-        return None
-    slope, curvature = arm
-    bottom = zs[1] - slope * slope / (4 * curvature)
-    return 2 * math.sqrt(FLAT * bottom / curvature) if bottom > 0 else None
-
-
-def carry(short: float, long: float, t_short: int, t_long: int, target: int, measured: bool = True) -> dict[str, Any]:
-    """Carry one axis from T_l to the target along the line through (log T_s, log p_s), (log T_l, log p_l).
-    `measured` False (an optimum that is a probed point, not a fitted one: its move is only known to half a decade)
-    carries nothing."""
-    moved = math.log10(long / short)
-    slope = moved / math.log10(t_long / t_short) if t_long > t_short and measured else 0.0
-    slope = min(max(slope, -1.0), 0.0)
-    shift = slope * math.log10(target / t_long) if target > t_long else 0.0
-    shift = max(shift, -MAX_CARRY_DECADES)
-    return {"value": long * 10 ** shift, "slope": slope, "moved_decades": moved, "carried_decades": shift,
-            "measured": measured}
+def _checked_budget(budget_steps: int | None, steps: int) -> int:
+    return positive_int(steps if budget_steps is None else budget_steps, "probe budget (budget_steps=)")
 
 
 def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, budget_steps: int | None = None,
@@ -282,101 +122,182 @@ def calibrate(task: str = "teacher-student", steps: int = 200, rank: int = 8, bu
               known: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
               progress: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None,
               **config_fields: Any) -> PlaneCalibration:
-    """Pick the point (η_A, γ·η_B) of a `steps`-step run of `task` at rank `rank` from short probes (see above).
+    """Pick the point (η_A, γ·η_B) of a `steps`-step run of `task` at rank `rank` from short probes (see
+    `calibrate_method`).
 
-    `budget_steps`: optimizer steps over all probes (default: 3 × steps, three target runs' worth). `xs`, `ys`: the
-    map's lattice (default: `default_lattice`). `config_fields` are further `TrainConfig` fields of the target run
+    `budget_steps`: optimizer steps over all probes, never exceeded (default: `steps`, one target run). `xs`, `ys`:
+    the map's lattice (default: `default_lattice`). `config_fields` are further `TrainConfig` fields of the target run
     and of every probe (batch_size, targets, task_options, schedule, warmup, …). `on_probe` is called with each
     finished probe; `known` may return a probe's result from an earlier, interrupted calibration (given the probe's
     key: stage, x, y, steps, seed), so that a calibration resumes without training it again. `on_progress` is called
     after every probe, trained or known, with where the calibration stands (`Clock.state`); `progress` prints that
-    as a line per probe (`progress_line`). Raises `UsageError`
-    for bad input, a budget too small for the probes, or a map on which every probe diverged.
+    as a line per probe (`progress_line`). Raises `UsageError` for bad input, a budget too small for the map, or a map
+    on which every probe diverged.
     """
     start = time.perf_counter()
     check_fields(config_fields, SET_BY_CALIBRATE)
-    steps = positive_int(steps, "steps of the target run")
+    steps = _steps(steps)
     rank = scaling.check_rank(rank)
     base = TrainConfig(task=task, rule="lora-alpha", rank=rank, steps=steps, **config_fields).check()
     devices.autocast_dtype(devices.resolve(base.device), base.dtype)  # a device this machine lacks, before all
     dx, dy = default_lattice(task, rank)
-    xs, ys = _lattice(xs, dx, "η_A (xs=)"), _lattice(ys, dy, "γ·η_B (ys=)")
-    seeds = list(seeds)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) < len(seeds):
-        raise UsageError(f"seeds must be distinct integers, at least one, got {seeds!r}")
-    budget = positive_int(3 * steps if budget_steps is None else budget_steps, "probe budget (budget_steps=)")
-    t_short, t_long = horizons(len(xs) * len(ys), len(seeds), budget, steps)
-    probes: list[dict[str, Any]] = []
-    clock = Clock(len(seeds) * (len(xs) * len(ys) + CHECK_PROBES),
-                  len(seeds) * (len(xs) * len(ys) * t_short + CHECK_PROBES * t_long))
+    xs, ys = lattice(xs, dx, "η_A (xs=)"), lattice(ys, dy, "γ·η_B (ys=)")
+    seeds = check_seeds(seeds)
+    budget = _checked_budget(budget_steps, steps)
 
-    def probe(stage: str, x: float, y: float, n: int) -> float:
-        values = []
-        for seed in seeds:
-            key = {"stage": stage, "x": x, "y": y, "steps": n, "seed": seed}
-            found = known(key) if known else None
-            trained, began = found is None, time.perf_counter()
-            if found is None:
-                config = TrainConfig(**{**asdict(base), "coef": coef_of(x, y, rank), "lr": x, "steps": n,
-                                        "seed": seed, "eval_every": n})
-                result = train(config, evaluate=False)
-                if result.status == "interrupted":
-                    raise KeyboardInterrupt
-                done = result.status == "done"
-                found = {**key, "coef": config.coef, "status": result.status, "steps_taken": result.steps,
-                         "score": _score(result.losses) if done else None, "curve": _thin(result.losses, CURVE_POINTS),
-                         "wall_time_s": result.wall_time_s}
-                if on_probe:
-                    on_probe(found)
-            probes.append(found)
-            state = clock.tick(found, time.perf_counter() - began if trained else None)
-            if on_progress:
-                on_progress(state)
-            if progress:
-                print(progress_line(state), flush=True)
-            values.append(math.inf if found["score"] is None else found["score"])
-        return sum(values) / len(values)
+    def probe(x: float, y: float, n: int, seed: int) -> dict[str, Any]:
+        config = TrainConfig(**{**asdict(base), "coef": coef_of(x, y, rank), "lr": x, "steps": n, "seed": seed,
+                                "eval_every": n})
+        result = train(config, evaluate=False)
+        return {"coef": config.coef, "status": result.status, "steps_taken": result.steps, "losses": result.losses,
+                "wall_time_s": result.wall_time_s}
 
-    scores = {(i, j): probe("map", x, y, t_short) for i, x in enumerate(xs) for j, y in enumerate(ys)}
-    short = short_optimum(xs, ys, scores)
-    cx, cy = short["x"], short["y"]
-    centre = probe("check", cx, cy, t_long)
-    check = {"x": [probe("check", cx / HALF_DECADE, cy, t_long), centre, probe("check", cx * HALF_DECADE, cy, t_long)],
-             "y": [probe("check", cx, cy / HALF_DECADE, t_long), centre, probe("check", cx, cy * HALF_DECADE, t_long)]}
-    long = long_optimum((cx, cy), check, short["coupling"])
-    fitted = {axis: short["how"] != "best point" and long[f"{axis}_how"] in FITTED for axis in ("x", "y")}
-    moves = {axis: carry(short[axis], long[axis], t_short, t_long, steps, fitted[axis]) for axis in ("x", "y")}
-    x = float(f"{moves['x']['value']:.3g}")  # a point one can type: η to 3 digits, c to 4
-    y = float(f"{coef_of(x, moves['y']['value'], rank):.4g}") * x / math.sqrt(rank)
-    certainty = {axis: {"flat_decades": long[f"{axis}_flat_decades"],
-                        "moved_decades": moves[axis]["moved_decades"],
-                        "carried_decades": moves[axis]["carried_decades"], "measured": fitted[axis]}
-                 for axis in ("x", "y")}
-    certainty["edge"] = short["edge"]
-    certainty["summary"] = summary_line(certainty)
+    found = search(probe, steps=steps, budget_steps=budget, xs=xs, ys=ys, seeds=seeds, on_probe=on_probe,
+                   known=known, progress=progress, on_progress=on_progress)
+    x, y = _point(found, rank)
     target = {**asdict(base), "coef": coef_of(x, y, rank), "lr": x}
+    return _calibration(found, task, rank, steps, x, y, train_command(target), xs, ys, seeds, budget, start, target)
+
+
+def _steps(steps: int) -> int:
+    return positive_int(steps, "steps of the target run")
+
+
+def _calibration(found: dict[str, Any], task: str | None, rank: int, steps: int, x: float, y: float, command: str,
+                 xs: list[float], ys: list[float], seeds: list[int], budget: int, start: float,
+                 config: dict[str, Any]) -> PlaneCalibration:
     return PlaneCalibration(
-        task=task, rank=rank, steps=steps, eta_A=x, gamma_eta_B=y, settings=settings(x, y, rank),
-        command=train_command(target), horizons={"short": t_short, "long": t_long, "target": steps}, xs=xs, ys=ys,
-        probes=probes, short=short, long=long, carried={axis: {k: v for k, v in m.items() if k != "value"}
-                                                        for axis, m in moves.items()},
-        certainty=certainty, seeds=seeds, budget_steps=budget, cost_steps=sum(p["steps_taken"] for p in probes),
-        wall_time_s=time.perf_counter() - start, config=target)
+        task=task, rank=rank, steps=steps, eta_A=x, gamma_eta_B=y, unknown=found["unknown"],
+        settings=settings(x, y, rank), command=command, horizons=found["horizons"], xs=xs, ys=ys,
+        probes=found["probes"], short=found["short"], long=found["long"], carried=found["carried"],
+        certainty=found["certainty"], seeds=seeds, budget_steps=budget, cost_steps=found["cost_steps"],
+        wall_time_s=time.perf_counter() - start, config=config)
 
 
-def summary_line(certainty: dict[str, Any]) -> str:
-    """How sure, in one line: per axis the flat width and the horizon's moves; the map's edge if any."""
-    parts = []
-    for axis, name in (("x", "η_A"), ("y", "γ·η_B")):
-        c = certainty[axis]
-        width = "not convex at the check" if c["flat_decades"] is None else f"flat over {c['flat_decades']:.2f} decades"
-        carried = (f"carried {c['carried_decades']:+.2f} more" if c["measured"] else
-                   "not carried (a probed point, not a fitted one)")
-        parts.append(f"{name}: {width}; horizon moved it {c['moved_decades']:+.2f} decades, {carried}")
-    if certainty["edge"]:
-        parts.append(f"the map's best point is on its edge along {' and '.join(certainty['edge'])}: the optimum may "
-                     "lie beyond it")
-    return "; ".join(parts)
+Batches = Iterable[Any] | Callable[[int], Iterable[Any]]
+
+
+def calibrate_fit(model: nn.Module | Callable[[], nn.Module], batches: Batches,
+                  loss: Callable[[nn.Module, Any], Any], *, steps: int, targets: Sequence[str], rank: int = 8,
+                  budget_steps: int | None = None, full_ft_lr: float = FIT_FULL_FT_LR,
+                  xs: Sequence[float] | None = None, ys: Sequence[float] | None = None, seeds: Sequence[int] = (0,),
+                  heads: Sequence[str] = (), task_type: str | None = None, batch_size: int | None = None,
+                  on_probe: Callable[[dict[str, Any]], None] | None = None,
+                  known: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+                  progress: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None,
+                  **options: Any) -> PlaneCalibration:
+    """`calibrate` for any module, trained the way `loralpha.fit` trains it: the point (η_A, γ·η_B) of a `steps`-step
+    run of `model` (or of what the factory `model()` builds, once) adapted at `targets` under rule lora-alpha.
+
+    `batches`: a re-iterable that yields the same batches in the same order each time (a list, a DataLoader without
+    shuffling), or `batches(seed)` giving a fresh one per probe (a seeded shuffle); every probe of a seed sees the
+    same order, and each is scored by its own `loss(model, batch)` on the batches it has not trained on yet (no
+    held-out data is read). `full_ft_lr`: the full-fine-tuning η the default lattice centres on. `heads`: modules
+    trained fully (a new classifier; at `head_lr` of `options`), `task_type` PEFT's. `batch_size` is recorded for
+    `trainer_settings` only. `options`: further `FitOptions` fields (schedule, warmup, weight_decay, head_lr,
+    grad_clip, device, dtype, …). The model's weights are copied once (to the CPU) and restored after every probe
+    and at the end: it comes back as it was given. The rest is `calibrate`'s.
+    """
+    start = time.perf_counter()
+    _check_options(options)
+    steps = _steps(steps)
+    rank = scaling.check_rank(rank)
+    spec = AdapterSpec(rule="lora-alpha", rank=rank, targets=list(targets), heads=list(heads),
+                       task_type=task_type).check()
+    base = FitOptions(steps=steps, lr=full_ft_lr, **options)
+    base.check_fit()
+    devices.autocast_dtype(devices.resolve(base.device), base.dtype)
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size")
+    if not callable(loss):
+        raise UsageError(f"loss must be a function loss(model, batch) -> scalar tensor, got {type(loss).__name__}")
+    dx, dy = lattice_around(base.lr, rank)
+    xs, ys = lattice(xs, dx, "η_A (xs=)"), lattice(ys, dy, "γ·η_B (ys=)")
+    seeds = check_seeds(seeds)
+    budget = _checked_budget(budget_steps, steps)
+    if isinstance(batches, nn.Module) or not (callable(batches) or isinstance(batches, Iterable)):
+        raise UsageError(f"batches must be a re-iterable of batches or a function of the seed, got "
+                         f"{type(batches).__name__}")
+    module = model if isinstance(model, nn.Module) else model() if callable(model) else None
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"model must be a torch.nn.Module or a function that builds one, got {type(model).__name__}")
+    saved = _Saved(module)
+
+    def probe(x: float, y: float, n: int, seed: int) -> dict[str, Any]:
+        coef = coef_of(x, y, rank)
+        options_n = FitOptions(**{**asdict(base), "lr": x, "steps": n, "seed": seed, "eval_every": n})
+        data = batches(seed) if callable(batches) else batches
+        try:
+            result = fit(module, data, loss, replace_coef(spec, coef), options_n)
+        finally:
+            saved.restore()
+        return {"coef": coef, "status": result.status, "steps_taken": result.steps, "losses": result.losses,
+                "wall_time_s": result.wall_time_s}
+
+    try:
+        found = search(probe, steps=steps, budget_steps=budget, xs=xs, ys=ys, seeds=seeds, on_probe=on_probe,
+                       known=known, progress=progress, on_progress=on_progress)
+    finally:
+        saved.restore(exactly=True)
+    x, y = _point(found, rank)
+    config = {**asdict(base), "lr": x, "coef": coef_of(x, y, rank), "targets": list(targets), "heads": list(heads),
+              "task_type": task_type, "batch_size": batch_size}
+    command = (f"loralpha.fit(model, batches, loss, AdapterSpec(rule='lora-alpha', rank={rank}, "
+               f"coef={config['coef']:.4g}, targets={list(targets)!r}), FitOptions(lr={x:g}, steps={steps}))")
+    return _calibration(found, None, rank, steps, x, y, command, xs, ys, seeds, budget, start, config)
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    names = {f.name for f in fields(FitOptions)}
+    for key in options:
+        if key in SET_BY_CALIBRATE_FIT:
+            raise UsageError(f"calibrate_fit sets {key} itself; it cannot be given")
+        if key not in names:
+            raise UsageError(f"unknown FitOptions field {key!r}; fields: {', '.join(sorted(names))}")
+
+
+def replace_coef(spec: AdapterSpec, coef: float) -> AdapterSpec:
+    out = copy.deepcopy(spec)
+    out.coef = coef
+    return out
+
+
+class _Saved:
+    """A module's weights and buffers, copied once to the CPU: `restore()` takes a probe's adapters off (PEFT's
+    unload, which puts a trained head's original module back) and loads them back; `exactly` also puts back each
+    tensor's dtype, device and requires_grad, as the caller gave them."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        self.where = {k: (v.device, v.dtype) for k, v in module.state_dict().items()}
+        self.grad = {k: p.requires_grad for k, p in module.named_parameters()}
+
+    def restore(self, exactly: bool = False) -> None:
+        self._unload()
+        if not exactly:
+            self.module.load_state_dict(self.state)
+            return
+        tensors = dict(self.module.named_parameters()) | dict(self.module.named_buffers())
+        for name, t in tensors.items():
+            if name not in self.state:  # a non-persistent buffer (rotary frequencies): no probe changes it
+                continue
+            device, dtype = self.where[name]
+            t.data = self.state[name].to(device=device, dtype=dtype)
+        for name, p in self.module.named_parameters():
+            p.requires_grad_(self.grad[name])
+
+    def _unload(self) -> None:
+        """Replace each PEFT-wrapped layer by its base layer (what `get_peft_model` changed in place)."""
+        from peft.tuners.lora import LoraLayer
+        from peft.utils import ModulesToSaveWrapper
+
+        for child in list(self.module.modules()):
+            for attr, sub in list(child.named_children()):
+                if isinstance(sub, LoraLayer):
+                    setattr(child, attr, sub.get_base_layer())
+                elif isinstance(sub, ModulesToSaveWrapper):
+                    setattr(child, attr, sub.original_module)
 
 
 def plot(cal: dict[str, Any], path: Any, marks: Sequence[dict[str, Any]] = (), title: str | None = None) -> None:
@@ -397,8 +318,9 @@ def plot(cal: dict[str, Any], path: Any, marks: Sequence[dict[str, Any]] = (), t
     if lost:
         ax.scatter([p["x"] for p in lost], [p["y"] for p in lost], marker="x", color="0.4", label="diverged")
     check = [p for p in cal["probes"] if p["stage"] == "check"]
-    ax.scatter([p["x"] for p in check], [p["y"] for p in check], marker="+", s=90, color="k", zorder=3,
-               label=f"check ({cal['horizons']['long']} steps)")
+    if check:
+        ax.scatter([p["x"] for p in check], [p["y"] for p in check], marker="+", s=90, color="k", zorder=3,
+                   label=f"check ({cal['horizons']['long']} steps)")
     path_pts = [(cal["short"]["x"], cal["short"]["y"]), (cal["long"]["x"], cal["long"]["y"]),
                 (cal["eta_A"], cal["gamma_eta_B"])]
     ax.plot(*zip(*path_pts), "-", color="C3", zorder=3)
@@ -420,7 +342,7 @@ def plot(cal: dict[str, Any], path: Any, marks: Sequence[dict[str, Any]] = (), t
     ax.set_ylabel("γ·η_B: learning rate of B × γ = α/r")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
-    ax.set_title(title or f"{cal['task']}: calibration on the Adam plane", fontsize=9)
+    ax.set_title(title or f"{cal['task'] or 'your model'}: calibration on the Adam plane", fontsize=9)
     for p in cal["probes"]:
         if not p["curve"]:
             continue

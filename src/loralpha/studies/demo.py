@@ -2,9 +2,9 @@
 
 Four parts, all on embedded data and models (no network):
 
-1. head-to-head on `tweets` (MiniLM-L6): lora-alpha with the paper's c = 256 and with the c
-   that `calibrate` picks for this model (its probes counted), fixed α = 16, 2rank, rslora,
-   loraplus and full fine-tuning, at one step budget, each rule at its default η (the
+1. head-to-head on `tweets` (MiniLM-L6): lora-alpha with the paper's c = 256 and at the point (c, η)
+   that `calibrate` picks for this model within one run of probe steps (its probes counted), fixed
+   α = 16, 2rank, rslora, loraplus and full fine-tuning, at one step budget, each rule at its default η (the
    task's full-FT rate for lora-alpha and full, the usual LoRA rate 2e-4 for the others);
 2. α vs η on teacher-student: α × k against η × k from one base, with Signal-Drift tracked;
 3. spectral suppression: λ_max of the loss Hessian in adapter and full-weight space at init;
@@ -31,7 +31,7 @@ from ..errors import UsageError
 from ..sweep import Trial, run_sweep, trial_id
 from ..tasks import TASKS
 from . import spectrum as sp
-from .calibrate_c import calibrate
+from .calibrate import calibrate
 from .records import effective_alpha, effective_lr
 
 MANIFEST = "demo.json"
@@ -50,8 +50,7 @@ class Plan:
     batch_size: int = 16
     eval_every: int = 50
     n_eval: int = 500
-    calib_coefs: list[float] = field(default_factory=lambda: [128.0, 512.0, 2048.0, 8192.0, 32768.0])
-    calib_budget: int = 180
+    calib_budget: int | None = None  # probe steps of the calibration (None: one run, `steps`)
     calib_batch: int = 8
     # 2. α vs η
     ae_rank: int = 25
@@ -77,8 +76,8 @@ class Plan:
     @classmethod
     def quick_plan(cls) -> Plan:
         small = {"width": 64, "depth": 3}
-        return cls(quick=True, rank=8, steps=12, batch_size=8, eval_every=6, n_eval=64, calib_coefs=[256.0, 4096.0],
-                   calib_budget=40, calib_batch=8, ae_rank=4, ae_steps=40, ae_factors=[16, 256], ae_options=small,
+        return cls(quick=True, rank=8, steps=12, batch_size=8, eval_every=6, n_eval=64,
+                   calib_budget=36, calib_batch=8, ae_rank=4, ae_steps=40, ae_factors=[16, 256], ae_options=small,
                    sp_rules=["lora-alpha", "2rank"], sp_ranks=[2, 8], sp_options=small, law_ranks=[2, 4, 8],
                    law_alphas=[16.0, 128.0, 1024.0, 8192.0, 65536.0], law_steps=40, law_options=small)
 
@@ -88,11 +87,13 @@ class Plan:
         return TrainConfig(**{**base, **change})
 
 
-def head_to_head(plan: Plan, calibrated_coef: float) -> dict[str, TrainConfig]:
-    """The seven runs of part 1, by label; η None = the rule's default (see the module doc)."""
+def head_to_head(plan: Plan, calibrated: dict[str, float]) -> dict[str, TrainConfig]:
+    """The seven runs of part 1, by label; η None = the rule's default (see the module doc); `calibrated`: the
+    calibration's point as LoRA-α writes it (coef, lr)."""
     return {
         "lora-alpha": plan.tweets(rule="lora-alpha"),
-        "lora-alpha-calibrated": plan.tweets(rule="lora-alpha", coef=float(calibrated_coef)),
+        "lora-alpha-calibrated": plan.tweets(rule="lora-alpha", coef=float(calibrated["coef"]),
+                                             lr=float(calibrated["lr"])),
         "fixed": plan.tweets(rule="fixed", alpha=16.0),
         "2rank": plan.tweets(rule="2rank"),
         "rslora": plan.tweets(rule="rslora", alpha=16.0),
@@ -158,28 +159,28 @@ def run(out: str | Path, quick: bool = False, workers: int | None = None, progre
                                 "device": {"device": str(resolved), "device_name": devices.device_name(resolved)}}
     on_device = {"device": device} if device != "auto" else {}  # keys of results made elsewhere than auto's
 
-    # 1a. calibrate c for MiniLM on tweets at the head-to-head rank (in-process, keyed file)
-    say("1/4 calibrating c of lora-alpha on tweets")
+    # 1a. calibrate (c, η) for MiniLM on tweets at the head-to-head rank and steps (in-process, keyed file)
+    say("1/4 calibrating lora-alpha's point (c, η) on tweets")
     t0 = time.perf_counter()
-    calib_key = {"coefs": plan.calib_coefs, "budget": plan.calib_budget, "rank": plan.rank,
+    calib_key = {"method": "plane", "budget": plan.calib_budget, "rank": plan.rank, "steps": plan.steps,
                  "batch_size": plan.calib_batch, "n_eval": plan.n_eval, **on_device}
     calib = _keyed(out / "calibrate.json", calib_key)
     if calib is None:
-        found = calibrate(task="tweets", rank=plan.rank, budget_steps=plan.calib_budget, coefs=plan.calib_coefs,
+        found = calibrate(task="tweets", steps=plan.steps, rank=plan.rank, budget_steps=plan.calib_budget,
                           batch_size=plan.calib_batch, task_options={"n_eval": plan.n_eval}, device=plan.device,
-                          on_probe=lambda p: say(f"    round {p['round']}, c = {p['coef']:g}: train loss "
-                                                 f"{'diverged' if p['loss'] is None else format(p['loss'], '.4f')} "
-                                                 f"after {p['steps']} steps"),
-                          on_round=lambda rnd: say(f"    round {rnd['round']}: best c = {rnd['best']:g}, "
-                                                   f"kept {', '.join(f'{c:g}' for c in rnd['kept'])}"))
-        calib = {"key": calib_key, **found.to_dict([plan.rank])}
+                          on_probe=lambda p: say(f"    {p['stage']} η_A = {p['x']:.3g}, γ·η_B = {p['y']:.3g}: "
+                                                 "train loss " + ("diverged" if p["score"] is None else
+                                                                  format(p["score"], ".4f"))
+                                                 + f" after {p['steps']} steps"))
+        calib = {"key": calib_key, **found.to_dict()}
         runs.write_json(out / "calibrate.json", calib)
     else:
-        say(f"    reused calibrate.json (c = {calib['coef']:.4g})")
+        point = calib["settings"]["lora-alpha"]
+        say(f"    reused calibrate.json (c = {point['coef']:.4g}, η = {point['lr']:.3g})")
     manifest["timings"]["calibrate_s"] = time.perf_counter() - t0
 
     # 1b, 2, 4. every training run as a trial of one store
-    parts = {"head_to_head": head_to_head(plan, calib["coef"]), "alpha_vs_eta": alpha_vs_eta(plan)}
+    parts = {"head_to_head": head_to_head(plan, calib["settings"]["lora-alpha"]), "alpha_vs_eta": alpha_vs_eta(plan)}
     trials: dict[str, Trial] = {}
     labels: dict[str, dict[str, str]] = {}
     for part, configs in parts.items():

@@ -1,0 +1,392 @@
+"""The plane calibrator's method, for any probe trainer: where the probes go, how they are scored, what is chosen and
+how sure it is (`search`). Nothing here trains or needs torch: `search` calls `probe(x, y, steps, seed)`, which trains
+rule lora-alpha at η = x with c = y·√r / x for `steps` steps on the target run's schedule compressed to that length
+(`loralpha.studies.calibrate` gives one for a named task and one for any `nn.Module`).
+
+A probe's score is its mean train loss over the last third of its steps (at least 2): every probe of a seed sees the
+same batches in the same order, so scores are paired, and a batch the model has not trained on yet is held-out data
+(nothing of a task's held-out split is read). Short probes favour large steps, so the method looks at two horizons and
+carries the optimum to the target's T. Its plan fits a probe budget of optimizer steps (`budget_steps`, by default one
+target run: T steps), planned before the first probe and never exceeded, and costs at most:
+
+1. map (T_s steps): a lattice, by default 3 × 3 (η_A a decade apart around 10 × the full-fine-tuning η, γ·η_B
+   0.75 decades apart around the paper's point, 256/√r × that η). A quadratic in (log x, log y) through the best
+   point and its neighbours gives the short-horizon optimum p_s within one lattice step of the best (a parabola per
+   axis when it is not convex; the best point itself when neither is) and the axes' coupling (its cross term).
+   Widening: when the best point lies on the lattice's edge, the lattice grows by one step beyond it, its
+   neighbourhood is probed (at most `WIDEN_PROBES` points, reserved in the plan), and the best is looked at again.
+2. check (T_l steps, at least 3·T_s: every step the map left to the budget): a plus of 5 points around p_s, half a
+   decade out along each axis. Each arm gives its axis's slope and curvature, the map the cross term, and p_l is the
+   minimum of that quadratic within the plus (an arm that does not curve upward gives its best point).
+3. carry to T: per axis, log p moves along the line through (log T_s, log p_s) and (log T_l, log p_l), the slope
+   clamped to [−1, 0] and the move to one decade; an axis whose optimum is a probed point, or was never bracketed, is
+   not carried.
+
+T_s is the largest step count (at least `PROBE_FLOOR`) with which the map, the widening reserve and a check at 3·T_s
+fit the budget; a budget too small for it drops the reserve, then the check (the map's optimum is then the answer,
+said to be uncarried); a budget too small for the map alone is refused. How sure: per axis, whether a worse point lies
+on both sides of the optimum (bracketed: by the check's arm, or by the map when there is no check), the width over
+which the check's parabola stays within `FLAT` of its minimum, and how far the horizon moved it. With neither axis
+bracketed the answer is `unknown`: the best probed point is then no calibrated point, and said so.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..checks import positive, positive_int
+from ..errors import UsageError
+from .laws import parabola_vertex
+from .probe_log import Clock, progress_line
+
+HALF_DECADE = math.sqrt(10.0)
+LORA_TIMES_FULL = 10.0  # the map's centre in x: LoRA's η ≈ 10 × the full-fine-tuning η
+X_OFFSETS = (-2, 0, 2)  # the default map's x: that centre × √10^k (a decade apart)
+Y_OFFSETS = (-1.5, 0, 1.5)  # the default map's y: the paper's point × √10^k (0.75 decades apart)
+PROBE_FLOOR = 4  # the shortest probe: its score reads at least its last 2 steps, after B has moved off zero
+WIDEN_PROBES = 5  # the reserve for widening: the new points of a corner's neighbourhood
+CHECK_RATIO = 3  # T_l ≥ CHECK_RATIO · T_s
+CHECK_PROBES = 5  # the plus: its centre and one point each side along each axis
+SCORE_SHARE = 3  # a probe's score: its mean train loss over the last 1/SCORE_SHARE of its steps (at least 2)
+FLAT = 0.01  # the certainty width: where the check's parabola stays within 1% of its minimum
+MAX_CARRY_DECADES = 1.0
+CURVE_POINTS = 40  # train-loss points kept per probe
+FITTED = ("parabola", "quadratic (the map's coupling)")  # how p_l was found when it is a fitted point
+AXES = (("x", "η_A"), ("y", "γ·η_B"))
+
+Probe = Callable[[float, float, int, int], dict[str, Any]]  # (x, y, steps, seed) -> status, steps_taken, losses, …
+
+
+def default_lattice(full_ft_lr: float, rank: int) -> tuple[list[float], list[float]]:
+    """The map's x (η_A) and y (γ·η_B) by default, from the full-fine-tuning η: x around 10 × it, y around the
+    paper's point (256/√r × it)."""
+    y0 = 256.0 / math.sqrt(rank) * full_ft_lr
+    return ([float(f"{LORA_TIMES_FULL * full_ft_lr * HALF_DECADE ** k:.3g}") for k in X_OFFSETS],
+            [float(f"{y0 * HALF_DECADE ** k:.3g}") for k in Y_OFFSETS])
+
+
+def lattice(values: Sequence[float] | None, default: list[float], what: str) -> list[float]:
+    grid = sorted({positive(v, what) for v in (default if values is None else values)})
+    if len(grid) < 3:
+        raise UsageError(f"give 3 or more distinct values of {what} to map, got {len(grid)}")
+    return grid
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) < len(seeds):
+        raise UsageError(f"seeds must be distinct integers, at least one, got {seeds!r}")
+    return seeds
+
+
+def least_budget(n_map: int, n_seeds: int) -> int:
+    """The smallest probe budget that runs: the map alone at `PROBE_FLOOR` steps a probe."""
+    return n_map * n_seeds * PROBE_FLOOR
+
+
+def horizons(n_map: int, n_seeds: int, budget_steps: int, steps: int) -> tuple[int, int | None, int]:
+    """(T_s, T_l, widening reserve): the plan of a budget (see the module docstring). T_l is the check's least
+    length (it gets every step the map leaves), None when the budget has no room for a check."""
+    for reserve in (WIDEN_PROBES, 0):
+        units = (n_map + reserve + CHECK_PROBES * CHECK_RATIO) * n_seeds
+        short = min(budget_steps // units, max(PROBE_FLOOR, steps // CHECK_RATIO))
+        if short >= PROBE_FLOOR:
+            return short, min(CHECK_RATIO * short, steps), reserve
+    short = min(budget_steps // (n_map * n_seeds), steps)
+    if short < PROBE_FLOOR:
+        raise UsageError(f"a probe budget of {budget_steps} steps is too small: the map alone needs {n_map} points × "
+                         f"{PROBE_FLOOR} steps × {n_seeds} seed(s) = {least_budget(n_map, n_seeds)} steps; raise "
+                         "budget_steps= or give fewer lattice points or seeds")
+    return short, None, 0
+
+
+def score(losses: list[float]) -> float:
+    tail = losses[-max(2, len(losses) // SCORE_SHARE):]
+    return sum(tail) / len(tail)
+
+
+def thin(values: list[float], n: int) -> list[list[float]]:
+    if len(values) <= n:
+        return [[i + 1, v] for i, v in enumerate(values)]
+    picks = sorted({round(i * (len(values) - 1) / (n - 1)) for i in range(n)})
+    return [[i + 1, values[i]] for i in picks]
+
+
+def quadratic_fit(points: list[tuple[float, float, float]]) -> tuple[float, ...] | None:
+    """(a, b, c, d, e, f) of z = a + b·u + c·v + d·u² + e·v² + f·u·v fitted (least squares) to (u, v, z) points; None
+    with fewer than 6 points or fewer than 3 distinct values along an axis (a curvature it cannot see)."""
+    if len(points) < 6 or min(len({p[0] for p in points}), len({p[1] for p in points})) < 3:
+        return None
+    u, v, z = (np.array(col, dtype=float) for col in zip(*points))
+    design = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
+    coefs, *_ = np.linalg.lstsq(design, z, rcond=None)
+    return tuple(float(k) for k in coefs)
+
+
+def vertex(b: float, c: float, d: float, e: float, f: float) -> tuple[float, float] | None:
+    """The minimum of b·u + c·v + d·u² + e·v² + f·u·v; None unless convex (its Hessian positive definite)."""
+    if not all(math.isfinite(k) for k in (b, c, d, e, f)) or not (d > 0 and 4 * d * e - f * f > 0):
+        return None
+    det = 4 * d * e - f * f
+    return (f * c - 2 * e * b) / det, (f * b - 2 * d * c) / det
+
+
+def _axis_parabola(us: list[float], zs: list[float]) -> float | None:
+    """The vertex of the parabola through three (u, z) with u ascending, or None (not convex, diverged or missing)."""
+    if len(us) != 3 or not all(math.isfinite(z) for z in zs):
+        return None
+    return parabola_vertex(us, zs)
+
+
+def short_optimum(xs: list[float], ys: list[float], scores: dict[tuple[int, int], float]) -> dict[str, Any]:
+    """p_s from the map's scores (lattice index (i, j) -> score, +∞ diverged; a point not probed is absent)."""
+    finite = {k: s for k, s in scores.items() if math.isfinite(s)}
+    if not finite:
+        raise UsageError(f"every map probe diverged (η_A from {xs[0]:g} to {xs[-1]:g}, γ·η_B from {ys[0]:g} to "
+                         f"{ys[-1]:g}); give smaller xs= and ys=")
+    bi, bj = min(finite, key=lambda k: (finite[k], k))
+    lu, lv = [math.log10(x) for x in xs], [math.log10(y) for y in ys]
+    near = [(lu[i], lv[j], s) for (i, j), s in finite.items() if abs(i - bi) <= 1 and abs(j - bj) <= 1]
+    lo_u, hi_u = lu[max(bi - 1, 0)], lu[min(bi + 1, len(xs) - 1)]
+    lo_v, hi_v = lv[max(bj - 1, 0)], lv[min(bj + 1, len(ys) - 1)]
+    fit, how = quadratic_fit(near), "quadratic"
+    found = None if fit is None else vertex(*fit[1:])
+    coupling = 0.0
+    if found is not None:
+        u, v = found
+        _, _, _, d, e, f = fit
+        coupling = f / (2 * math.sqrt(d * e))  # the map's correlation of the two axes, which the check cannot see
+    else:
+        how = "parabolas"
+        u = v = None
+        if 0 < bi < len(xs) - 1:
+            u = _axis_parabola(lu[bi - 1:bi + 2], [scores.get((i, bj), math.inf) for i in (bi - 1, bi, bi + 1)])
+        if 0 < bj < len(ys) - 1:
+            v = _axis_parabola(lv[bj - 1:bj + 2], [scores.get((bi, j), math.inf) for j in (bj - 1, bj, bj + 1)])
+        if u is None and v is None:
+            how = "best point"
+        u = lu[bi] if u is None else u
+        v = lv[bj] if v is None else v
+    u, v = min(max(u, lo_u), hi_u), min(max(v, lo_v), hi_v)
+    edge = [axis for axis, k, n in (("x", bi, len(xs)), ("y", bj, len(ys))) if k in (0, n - 1)]
+    return {"x": 10 ** u, "y": 10 ** v, "how": how, "best": [xs[bi], ys[bj]], "best_score": finite[(bi, bj)],
+            "best_index": [bi, bj], "edge": edge, "coupling": coupling}
+
+
+def _arm(us: list[float], zs: list[float]) -> tuple[float, float] | None:
+    """(slope, curvature) at the centre of the parabola through an arm's three points; None unless it curves up."""
+    if not all(math.isfinite(z) for z in zs):
+        return None
+    h = us[1] - us[0]
+    d = (zs[0] - 2 * zs[1] + zs[2]) / (2 * h * h)
+    return ((zs[2] - zs[0]) / (2 * h), d) if d > 0 else None
+
+
+def _flat_width(us: list[float], zs: list[float]) -> float | None:
+    """Decades over which the parabola through an arm's three points stays within FLAT of its minimum (None: it does
+    not curve up, or its minimum is not above 0)."""
+    arm = _arm(us, zs)
+    if arm is None:
+        return None
+    slope, curvature = arm
+    bottom = zs[1] - slope * slope / (4 * curvature)
+    return 2 * math.sqrt(FLAT * bottom / curvature) if bottom > 0 else None
+
+
+def long_optimum(centre: tuple[float, float], scores: dict[str, list[float]], coupling: float = 0.0) -> dict[str, Any]:
+    """p_l from the check: per axis, the three scores at centre / √10, centre, centre × √10 (+∞ diverged).
+
+    Each arm gives its axis's slope and curvature; the plus cannot see how the axes trade off, so the cross term is
+    the map's (`coupling`: its correlation f/(2√(d·e))), and p_l is the joint minimum of that quadratic, kept within
+    the plus. An arm that does not curve upward gives its best point instead (and the coupling is dropped). An arm is
+    bracketing when its centre scores below both its ends."""
+    out: dict[str, Any] = {}
+    arms = {}
+    for axis, c in zip(("x", "y"), centre):
+        us = [math.log10(c) - 0.5, math.log10(c), math.log10(c) + 0.5]
+        zs = scores[axis]
+        arms[axis] = _arm(us, zs)
+        out[f"{axis}_flat_decades"] = _flat_width(us, zs)
+        out[f"{axis}_bracketed"] = math.isfinite(zs[1]) and zs[1] < zs[0] and zs[1] < zs[2]
+    if arms["x"] is not None and arms["y"] is not None:
+        (bx, dx), (by, dy) = arms["x"], arms["y"]
+        f = 2 * coupling * math.sqrt(dx * dy)
+        u, v = vertex(bx, by, dx, dy, f) or vertex(bx, by, dx, dy, 0.0)
+        for axis, c, w in (("x", centre[0], u), ("y", centre[1], v)):
+            out[axis] = c * 10 ** min(max(w, -0.5), 0.5)
+            out[f"{axis}_how"] = FITTED[1] if coupling else FITTED[0]
+        return out
+    for axis, c in zip(("x", "y"), centre):
+        zs = scores[axis]
+        if arms[axis] is not None:
+            b, d = arms[axis]
+            out[axis], out[f"{axis}_how"] = c * 10 ** min(max(-b / (2 * d), -0.5), 0.5), "parabola"
+        else:
+            k = min(range(3), key=lambda i: (zs[i], abs(i - 1)))
+            out[axis] = c * 10 ** (0.5 * (k - 1))
+            out[f"{axis}_how"] = "best of three" if math.isfinite(zs[k]) else "centre (all diverged)"
+    return out
+
+
+def carry(short: float, long: float, t_short: int, t_long: int, target: int, measured: bool = True) -> dict[str, Any]:
+    """Carry one axis from T_l to the target along the line through (log T_s, log p_s), (log T_l, log p_l).
+    `measured` False (an optimum that is a probed point, or one never bracketed) carries nothing."""
+    moved = math.log10(long / short)
+    slope = moved / math.log10(t_long / t_short) if t_long > t_short and measured else 0.0
+    slope = min(max(slope, -1.0), 0.0)
+    shift = slope * math.log10(target / t_long) if target > t_long else 0.0
+    shift = max(shift, -MAX_CARRY_DECADES)
+    return {"value": long * 10 ** shift, "slope": slope, "moved_decades": moved, "carried_decades": shift,
+            "measured": measured}
+
+
+def _step_beyond(grid: list[float], low: bool) -> float:
+    """The next lattice value past an end of `grid`, at the spacing of its two end values."""
+    return float(f"{grid[0] ** 2 / grid[1] if low else grid[-1] ** 2 / grid[-2]:.3g}")
+
+
+def _widened(xs: list[float], ys: list[float], best: list[int], edge: list[str]) -> tuple[list[float], list[float],
+                                                                                          list[tuple[float, float]]]:
+    """The lattice grown one step beyond the best point along each edge axis, and the points of the best's
+    neighbourhood that the new lattice adds (at most 5: a corner)."""
+    bx, by = xs[best[0]], ys[best[1]]
+    nx = xs + ([_step_beyond(xs, best[0] == 0)] if "x" in edge else [])
+    ny = ys + ([_step_beyond(ys, best[1] == 0)] if "y" in edge else [])
+    nx, ny = sorted(set(nx)), sorted(set(ny))
+    i, j = nx.index(bx), ny.index(by)
+    new = [(nx[a], ny[b]) for a in range(max(i - 1, 0), min(i + 2, len(nx)))
+           for b in range(max(j - 1, 0), min(j + 2, len(ny))) if nx[a] not in xs or ny[b] not in ys]
+    return nx, ny, new
+
+
+def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: list[float], seeds: list[int],
+           on_probe: Callable[[dict[str, Any]], None] | None = None,
+           known: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+           progress: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run the method with `probe` (see the module docstring); the inputs are checked. Returns the chosen point (x,
+    y), the horizons, every probe, p_s, p_l, the carry, the certainty and the cost."""
+    steps = positive_int(steps, "steps of the target run")
+    t_short, t_least, reserve = horizons(len(xs) * len(ys), len(seeds), budget_steps, steps)
+    n_seeds = len(seeds)
+    probes: list[dict[str, Any]] = []
+    n_map = len(xs) * len(ys)
+    t_planned = min(steps, (budget_steps - n_seeds * n_map * t_short) // (CHECK_PROBES * n_seeds)) if t_least else 0
+    clock = Clock(n_seeds * (n_map + (CHECK_PROBES if t_least else 0)),
+                  n_seeds * (n_map * t_short + CHECK_PROBES * t_planned))  # the plan without widening
+
+    def run(stage: str, x: float, y: float, n: int) -> float:
+        values = []
+        for seed in seeds:
+            key = {"stage": stage, "x": x, "y": y, "steps": n, "seed": seed}
+            found = known(key) if known else None
+            trained, began = found is None, time.perf_counter()
+            if found is None:
+                result = probe(x, y, n, seed)
+                if result["status"] == "interrupted":
+                    raise KeyboardInterrupt
+                done = result["status"] == "done"
+                found = {**key, "coef": result["coef"], "status": result["status"],
+                         "steps_taken": result["steps_taken"], "score": score(result["losses"]) if done else None,
+                         "curve": thin(result["losses"], CURVE_POINTS), "wall_time_s": result["wall_time_s"]}
+                if on_probe:
+                    on_probe(found)
+            probes.append(found)
+            state = clock.tick(found, time.perf_counter() - began if trained else None)
+            if on_progress:
+                on_progress(state)
+            if progress:
+                print(progress_line(state), flush=True)
+            values.append(math.inf if found["score"] is None else found["score"])
+        return sum(values) / len(values)
+
+    by_point = {(x, y): run("map", x, y, t_short) for x in xs for y in ys}
+    short = short_optimum(xs, ys, _indexed(xs, ys, by_point))
+    widened = 0
+    if short["edge"] and reserve:
+        xs, ys, new = _widened(list(xs), list(ys), short["best_index"], short["edge"])
+        clock.probes += n_seeds * len(new)
+        clock.steps += n_seeds * len(new) * t_short
+        for x, y in new:
+            by_point[(x, y)] = run("map", x, y, t_short)
+        widened = len(new)
+        short = short_optimum(xs, ys, _indexed(xs, ys, by_point))
+    spent = n_seeds * len(by_point) * t_short
+    t_long = min(steps, (budget_steps - spent) // (CHECK_PROBES * n_seeds)) if t_least else None
+    long: dict[str, Any] = {}
+    if t_long:
+        clock.steps += n_seeds * CHECK_PROBES * (t_long - t_planned)  # what widening took from the check
+        cx, cy = short["x"], short["y"]
+        centre = run("check", cx, cy, t_long)
+        check = {"x": [run("check", cx / HALF_DECADE, cy, t_long), centre, run("check", cx * HALF_DECADE, cy, t_long)],
+                 "y": [run("check", cx, cy / HALF_DECADE, t_long), centre, run("check", cx, cy * HALF_DECADE, t_long)]}
+        long = long_optimum((cx, cy), check, short["coupling"])
+        bracketed = {axis: long[f"{axis}_bracketed"] for axis in ("x", "y")}
+        fitted = {axis: short["how"] != "best point" and long[f"{axis}_how"] in FITTED for axis in ("x", "y")}
+    else:
+        long = {"x": short["x"], "y": short["y"], "x_how": "no check", "y_how": "no check", "x_flat_decades": None,
+                "y_flat_decades": None}
+        bracketed = {axis: axis not in short["edge"] for axis in ("x", "y")}
+        fitted = {"x": False, "y": False}
+    moves = {axis: carry(short[axis], long[axis], t_short, t_long or t_short, steps,
+                         fitted[axis] and bracketed[axis]) for axis in ("x", "y")}
+    certainty: dict[str, Any] = {
+        axis: {"flat_decades": long[f"{axis}_flat_decades"], "moved_decades": moves[axis]["moved_decades"],
+               "carried_decades": moves[axis]["carried_decades"], "measured": moves[axis]["measured"],
+               "bracketed": bracketed[axis]} for axis in ("x", "y")}
+    certainty.update(edge=short["edge"], widened=widened, checked=bool(t_long),
+                     unknown=not (bracketed["x"] or bracketed["y"]))
+    certainty["summary"] = summary_line(certainty)
+    short["lattice"] = {"xs": xs, "ys": ys}  # as widened
+    return {"x": moves["x"]["value"], "y": moves["y"]["value"], "unknown": certainty["unknown"],
+            "horizons": {"short": t_short, "long": t_long, "target": steps}, "probes": probes, "short": short,
+            "long": long,
+            "carried": {axis: {k: v for k, v in m.items() if k != "value"} for axis, m in moves.items()},
+            "certainty": certainty, "cost_steps": sum(p["steps_taken"] for p in probes)}
+
+
+def _indexed(xs: list[float], ys: list[float], by_point: dict[tuple[float, float], float]) -> dict[tuple[int, int],
+                                                                                                   float]:
+    return {(xs.index(x), ys.index(y)): s for (x, y), s in by_point.items()}
+
+
+def summary_line(certainty: dict[str, Any]) -> str:
+    """How sure, in one line: per axis bracketed or a bound, the flat width and the horizon's moves (carried or not,
+    and why); the map's edge; `unknown` first when neither axis was bracketed."""
+    parts = []
+    if certainty["unknown"]:
+        parts.append("unknown: the optimum was bracketed along neither axis (the best probe lies at the lattice's "
+                     "corner or the check's end); give xs= and ys= beyond it or a larger budget")
+    for axis, name in AXES:
+        c = certainty[axis]
+        if not certainty["checked"]:
+            where = "bracketed by the map" if c["bracketed"] else "a bound (the map's edge)"
+            parts.append(f"{name}: {where}; no check at a longer horizon (budget too small), not carried")
+            continue
+        width = "not convex at the check" if c["flat_decades"] is None else f"flat over {c['flat_decades']:.2f} decades"
+        where = "bracketed" if c["bracketed"] else "not bracketed (a bound)"
+        if c["measured"]:
+            carried = f"carried {c['carried_decades']:+.2f} more"
+        elif not c["bracketed"]:
+            carried = "not carried (never bracketed)"
+        else:
+            carried = "not carried (a probed point, not a fitted one)"
+        parts.append(f"{name}: {where}, {width}; horizon moved it {c['moved_decades']:+.2f} decades, {carried}")
+    if certainty["edge"]:
+        widened = f" after widening it by {certainty['widened']} points" if certainty["widened"] else ""
+        parts.append(f"the map's best point is on its edge along {' and '.join(certainty['edge'])}{widened}")
+    return "; ".join(parts)
+
+
+def carry_words(cal: dict[str, Any]) -> str:
+    """What was carried to the target, per axis, in words that agree with `summary_line` (same fields)."""
+    h, cert = cal["horizons"], cal["certainty"]
+    if not cert.get("checked", True):  # a calibration from before the plan could drop its check always had one
+        return f"with no check at a longer horizon, the map's optimum is the answer, not carried to {h['target']} steps"
+    said = [f"{name} carried {cert[axis]['carried_decades']:+.2f} decades" if cert[axis]["measured"] else
+            f"{name} not carried" for axis, name in AXES]
+    return f"to {h['target']} steps along the line through the two optima: {', '.join(said)}"

@@ -51,9 +51,11 @@ def summarize(task: str) -> dict[str, Any]:
     for runs in P.CALIBRATION_RUNS:  # loralpha calibrate: its probes' steps in target runs, then seeds 1–3
         found = P.calibrated(task, runs)
         name = f"loralpha calibrate ({runs} run{'s' * (runs > 1)} of probes)"
-        if not found or "refused" in found:
+        if not found or "refused" in found or found.get("unknown"):
             empty = {m: {s: None for s in P.REPORT_SEEDS} for m in metrics}
-            rows.append(_row(name, "calibrator", None, empty, state=found["refused"] if found else "not run yet"))
+            state = ("not run yet" if not found else found.get("refused")
+                     or f"unknown after {found['cost_steps'] / steps:.2g} runs of probes: it gave no point")
+            rows.append(_row(name, "calibrator", None, empty, state=state))
             continue
         seeds = {m: {s: _value(records.get(trial_id(P.calibration_config(task, found, s))), m)
                      for s in P.REPORT_SEEDS} for m in metrics}

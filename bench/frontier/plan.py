@@ -163,7 +163,7 @@ def planned(task: str, records: dict[str, dict[str, Any]]) -> list[Trial]:
             trials.append(Trial(trial_id(config), config))
     for runs in CALIBRATION_RUNS:  # once a calibration has chosen its point (run.py calibrates)
         found = calibrated(task, runs)
-        if found and found.get("settings"):
+        if found and found.get("settings") and not found.get("unknown"):  # "unknown": it gave the user no point
             for seed in REPORT_SEEDS:
                 config = calibration_config(task, found, seed)
                 trials.append(Trial(trial_id(config), config))

@@ -14,8 +14,9 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "loralpha"
 # one-way flow: a module may import its own layer and the layers before it, never a later one. The core is
 # ordered module by module (a package counts as one), so an import against the flow between two of them fails.
 CORE = ["errors", "checks", "options", "devices", "scaling", "tasks", "config", "adapters", "faults", "checkpoints",
-        "runs", "diagnostics", "runlog", "loop", "integrations", "sweep"]
-LAYERS = [*({name} for name in CORE), {"studies"}, {"reporting"}, {"cli", "__init__", "__main__"}]
+        "runs", "diagnostics", "runlog", "loop", "sweep"]
+# integrations bridges a Trainer / TRL script to the library, its calibration included: above the studies
+LAYERS = [*({name} for name in CORE), {"studies"}, {"integrations"}, {"reporting"}, {"cli", "__init__", "__main__"}]
 
 
 def modules(root: Path = SRC) -> dict[str, Path]:

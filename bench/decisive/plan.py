@@ -28,6 +28,7 @@ from typing import Any
 
 from bench.common import RESULTS
 from loralpha import TrainConfig
+from loralpha.studies.bracket import next_point
 from loralpha.tasks.base import facts
 
 DECISIVE = RESULTS / "decisive"
@@ -213,19 +214,9 @@ def plan(task: str, s: Setting, records: dict[str, dict]) -> tuple[list[TrainCon
             continue
         ks = range(arm.start - 1, arm.start + 2)
         grid = {k: records.get(trial_id(config(task, s, arm, lattice(k, task), 0))) for k in ks}
-        while True:  # grow the grid by one point beyond the best while the best sits at an end
-            if any(r is None for r in grid.values()):
-                break
-            costs = {k: cost(r, s) for k, r in grid.items()}
-            if all(math.isinf(c) for c in costs.values()):
-                k = min(grid) - 1  # everything diverged: look lower
-            else:
-                best = min(costs, key=lambda k: (costs[k], k))
-                if min(grid) < best < max(grid):
-                    break
-                k = best - 1 if best == min(grid) else best + 1
-            if len(grid) >= MAX_POINTS:
-                break
+        # grow the grid by one point beyond the best while the best sits at an end (the library's rule)
+        while (k := next_point({k: None if r is None else cost(r, s) for k, r in grid.items()}, MAX_POINTS)) \
+                is not None:
             grid[k] = records.get(trial_id(config(task, s, arm, lattice(k, task), 0)))
         want += [config(task, s, arm, lattice(k, task), 0) for k in sorted(grid)]
         costs = {k: cost(r, s) for k, r in grid.items()}

@@ -31,11 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 from transformers import TrainerCallback
 
 from .adapters import lora_config
 from .config import AdapterSpec
 from .diagnostics.signal_drift import SignalDriftTracker
+from .errors import UsageError
+from .studies.calibrate import calibrate_fit
 from .tasks.base import facts
 
 
@@ -149,11 +152,6 @@ def calibrate_for_trainer(model: Any, train_dataset: Any, data_collator: Callabl
     or ["classifier"]), at `head_lr`. `options`: `calibrate_fit`'s (xs, ys, full_ft_lr, schedule, warmup, …). The
     model comes back as it was given (no adapter on it). Raises `UsageError` for bad input.
     """
-    from torch.utils.data import DataLoader
-
-    from .errors import UsageError
-    from .studies.calibrate import calibrate_fit
-
     data = _model_columns(model, train_dataset)
 
     def batches(seed: int) -> DataLoader:

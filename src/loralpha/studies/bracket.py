@@ -90,6 +90,23 @@ def groups_of(spec: Spec) -> list[tuple[str, dict[str, Any], float]]:
     return out
 
 
+def next_point(costs: dict[int, float | None], max_points: int) -> int | None:
+    """The lattice index a bracketing grid grows to next, given its points' costs (None: not finished; +inf:
+    failed or diverged, i.e. worse): one beyond the best point while the best sits at an end of the grid (below
+    the lowest point when every point failed); None while a point is unfinished, once the best has a worse point
+    on both sides, or at `max_points`. Ties go to the lower point."""
+    if any(c is None for c in costs.values()):
+        return None
+    if all(math.isinf(c) for c in costs.values()):
+        k = min(costs) - 1  # everything failed: look lower
+    else:
+        best = min(costs, key=lambda k: (costs[k], k))
+        if min(costs) < best < max(costs):
+            return None
+        k = best - 1 if best == min(costs) else best + 1
+    return None if len(costs) >= max_points else k
+
+
 def plan(spec: Spec, records: dict[str, dict[str, Any]]) -> tuple[list[Trial], list[Group]]:
     """The trials a bracketed spec wants given the records so far (trial id -> store record), and each group's
     state. The trials of the choosing seeds come first, then those at the best points."""
@@ -119,19 +136,7 @@ def plan(spec: Spec, records: dict[str, dict[str, Any]]) -> tuple[list[Trial], l
     for name, values, start in groups_of(spec):
         lo = -((b.first_points - 1) // 2)
         grid = {k: point(values, start, k) for k in range(lo, lo + b.first_points)}
-        while True:  # grow by one point beyond the best while every point has finished and the best is at an end
-            cost = {k: p.cost for k, (p, _) in grid.items()}
-            if any(c is None for c in cost.values()):
-                break
-            if all(math.isinf(c) for c in cost.values()):
-                k = min(grid) - 1  # everything failed: look lower
-            else:
-                best = min(cost, key=lambda k: (cost[k], k))
-                if min(grid) < best < max(grid):
-                    break
-                k = best - 1 if best == min(grid) else best + 1
-            if len(grid) >= b.max_points:
-                break
+        while (k := next_point({k: p.cost for k, (p, _) in grid.items()}, b.max_points)) is not None:
             grid[k] = point(values, start, k)
         group = Group(name, values, start, [grid[k][0] for k in sorted(grid)])
         for k in sorted(grid):

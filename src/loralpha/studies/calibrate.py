@@ -18,7 +18,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from torch import nn
@@ -199,7 +199,7 @@ def calibrate_fit(model: nn.Module | Callable[[], nn.Module], batches: Batches,
     and at the end: it comes back as it was given. The rest is `calibrate`'s.
     """
     start = time.perf_counter()
-    _check_options(options)
+    check_fields(options, SET_BY_CALIBRATE_FIT, FitOptions, "calibrate_fit")
     steps = _steps(steps)
     rank = scaling.check_rank(rank)
     spec = AdapterSpec(rule="lora-alpha", rank=rank, targets=list(targets), heads=list(heads),
@@ -245,15 +245,6 @@ def calibrate_fit(model: nn.Module | Callable[[], nn.Module], batches: Batches,
     command = (f"loralpha.fit(model, batches, loss, AdapterSpec(rule='lora-alpha', rank={rank}, "
                f"coef={config['coef']:.4g}, targets={list(targets)!r}), FitOptions(lr={x:g}, steps={steps}))")
     return _calibration(found, None, rank, steps, x, y, command, xs, ys, seeds, budget, start, config)
-
-
-def _check_options(options: dict[str, Any]) -> None:
-    names = {f.name for f in fields(FitOptions)}
-    for key in options:
-        if key in SET_BY_CALIBRATE_FIT:
-            raise UsageError(f"calibrate_fit sets {key} itself; it cannot be given")
-        if key not in names:
-            raise UsageError(f"unknown FitOptions field {key!r}; fields: {', '.join(sorted(names))}")
 
 
 def replace_coef(spec: AdapterSpec, coef: float) -> AdapterSpec:

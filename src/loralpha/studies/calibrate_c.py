@@ -100,14 +100,16 @@ class Calibration:
         return out
 
 
-def check_fields(extra: dict[str, Any], set_by: tuple[str, ...] = SET_BY_CALIBRATE) -> None:
-    """Refuse, in one line, a TrainConfig field a calibration sets itself (`set_by`) or one that does not exist."""
-    names = {f.name for f in fields(TrainConfig)}
+def check_fields(extra: dict[str, Any], set_by: tuple[str, ...] = SET_BY_CALIBRATE, of: type = TrainConfig,
+                 who: str = "calibrate") -> None:
+    """Refuse, in one line, a field of `of` that the calibration `who` sets itself (`set_by`) or one that does not
+    exist."""
+    names = {f.name for f in fields(of)}
     for key in extra:
         if key in set_by:
-            raise UsageError(f"calibrate sets {key} itself; it cannot be given")
+            raise UsageError(f"{who} sets {key} itself; it cannot be given")
         if key not in names:
-            raise UsageError(f"unknown TrainConfig field {key!r}; fields: {', '.join(sorted(names))}")
+            raise UsageError(f"unknown {of.__name__} field {key!r}; fields: {', '.join(sorted(names))}")
 
 
 def calibrate(task: str = "teacher-student", rank: int = 4, budget_steps: int = DEFAULT_BUDGET,

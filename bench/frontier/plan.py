@@ -155,7 +155,8 @@ def committed(task: str) -> dict[str, dict[str, Any]]:
 
 def planned(task: str, records: dict[str, dict[str, Any]]) -> list[Trial]:
     """Every trial the frontier wants given the records so far, in the order to run them: the sweeps (their plan
-    grows as their records land), then the recipes."""
+    grows as their records land), the recipes, then each finished calibration's reporting seeds (run.py calibrates
+    once nothing else is left to train)."""
     trials, _ = bracket.plan(spec(task), records)
     for recipe in RECIPES:
         for seed in REPORT_SEEDS:

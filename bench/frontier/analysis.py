@@ -93,11 +93,12 @@ def summarize(task: str) -> dict[str, Any]:
     done = [records[t.id] for t in wanted if t.id in records]
     hours = sum(r.get("wall_time_s") or 0 for r in records.values()) / 3600
     shares = sorted((r.get("eval_time_s") or 0) / r["wall_time_s"] for r in records.values()
-                    if r.get("wall_time_s"))
+                    if r.get("wall_time_s") and r["status"] == "done")  # a run diverged at step 3 is all evaluation
     return {"task": task, "steps": steps, "metrics": metrics, "margin": dict(b.margin), "rows": rows,
             "oracle": best["group"] if best else None, "budget": budget, "groups": groups,
+            # complete: every sweep settled, every planned trial run, every calibration tried (its answer may be none)
             "complete": summary["settled"] and best is not None and len(done) == len(wanted)
-            and all(all(v is not None for v in r["seeds"][metrics[0]].values()) for r in rows),
+            and all(P.calibrated(task, k) is not None for k in P.CALIBRATION_RUNS),
             "trials": {"done": len(done), "planned": len(wanted)}, "trial_hours": hours,
             "eval_share": {"max": shares[-1], "median": shares[len(shares) // 2]} if shares else None}
 

@@ -25,16 +25,21 @@ def draw(t: dict[str, Any], task: str) -> Path | None:
     points = [(r, r["gap"][metric]) for r in t["rows"] if r["gap"].get(metric) and r["gap"][metric]["mean"] is not None]
     if not points:
         return None
-    fig = Figure(figsize=(7, 4))
+    fig = Figure(figsize=(8, 4.5))
     ax = fig.subplots()
-    for r, g in points:
+    span = max(abs(g["mean"]) for _, g in points) or 1.0
+    placed: list[tuple[float, float]] = []  # label positions so far, to step a label up past its neighbours
+    for r, g in sorted(points, key=lambda p: (p[0]["cost_runs"], p[1]["mean"])):
         x = r["cost_runs"]
         lo, hi = g["ci95"] if g["ci95"] and g["ci95"][0] is not None else (g["mean"], g["mean"])
         ax.errorbar([x], [g["mean"]], yerr=[[g["mean"] - lo], [hi - g["mean"]]], fmt="o", capsize=3,
                     color=COLOURS.get(r["kind"], "k"))
-        ax.annotate(r["method"], (x, g["mean"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+        near = sum(abs(px - x) <= 0.3 * max(x, 1) and abs(py - g["mean"]) < 0.04 * span for px, py in placed)
+        placed.append((x, g["mean"]))
+        ax.annotate(r["method"], (x, g["mean"]), fontsize=7, xytext=(5, 2 + 9 * near), textcoords="offset points")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(-0.3, 3 * max(r["cost_runs"] for r, _ in points) + 1)
     ax.set_xlabel("tuning cost (target runs; recipes at 0)")
     ax.set_ylabel(f"paired test gap to the oracle ({metric})")
     ax.set_title(f"{t['task']}: the tuning frontier")

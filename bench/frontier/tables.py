@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.common import missing, stamp
+from bench.common import ROOT, missing, stamp
 from bench.frontier import plan as P
 from bench.frontier.figures import path_of
 
@@ -69,7 +69,8 @@ def task_section(t: dict[str, Any], folder: Path) -> list[str]:
            f"Budget test: {budget}. Oracle: "
            f"{(t['oracle'] or '').removeprefix('rule=') or 'not known until every LoRA sweep is bracketed'}. "
            f"Trial hours so far: {t['trial_hours']:.1f}"
-           + (f"; evaluation took at most {share['max']:.1%} of a trial's wall time." if share else "."), "",
+           + (f"; evaluation took at most {share['max']:.1%} of a finished trial's wall time (median "
+              f"{share['median']:.1%})." if share else "."), "",
            "| method | cost (runs) | η | " + " | ".join(f"test {bare(m)}" for m in metrics) + " | "
            + " | ".join(f"gap to oracle, {bare(m)} (δ {t['margin'].get(m, '—'):g})" for m in metrics) + " |",
            "| --- | --- | --- | " + " | ".join("---" for _ in metrics * 2) + " |"]
@@ -80,7 +81,7 @@ def task_section(t: dict[str, Any], folder: Path) -> list[str]:
     figure = path_of(t["task"])
     if figure.is_file():
         out += ["", f"![{name}: tuning cost against the paired test gap to the oracle]"
-                    f"({figure.relative_to(folder).as_posix()})"]
+                    f"({figure.relative_to(ROOT).as_posix()})"]
     return out + [""]
 
 
@@ -103,7 +104,7 @@ def summary_lines(R: dict) -> list[str]:
             parts.append(f"{t['task']} running ({t['trials']['done']} of {t['trials']['planned']} planned trials)")
             continue
         metric = t["metrics"][0]
-        recipes = [r for r in t["rows"] if r["kind"] == "recipe" and r["gap"][metric]]
+        recipes = [r for r in t["rows"] if r["kind"] == "recipe" and (r["gap"][metric] or {}).get("mean") is not None]
         best = min(recipes, key=lambda r: abs(r["gap"][metric]["mean"])) if recipes else None
         parts.append(f"{t['task']} complete: oracle {t['oracle'].removeprefix('rule=')}"
                      + (f", closest recipe {best['method']} at {gap(best['gap'][metric])} ({bare(metric)})"
@@ -127,13 +128,18 @@ def readme_block() -> str:
             rows.append(f"| {name} | running: {t['trials']['done']} of {t['trials']['planned']} planned trials | — | — "
                         "| — |")
             continue
-        recipes = [r for r in t["rows"] if r["kind"] == "recipe" and r["gap"][metric]]
+        recipes = [r for r in t["rows"] if r["kind"] == "recipe" and (r["gap"][metric] or {}).get("mean") is not None]
         closest = min(recipes, key=lambda r: abs(r["gap"][metric]["mean"])) if recipes else None
-        calibrators = [r for r in t["rows"] if r["kind"] == "calibrator" and r["gap"][metric]]
+        said = []
+        for r in t["rows"]:
+            if r["kind"] == "calibrator":
+                runs = r["method"].split("(")[1].split(" run")[0]
+                g = r["gap"][metric]
+                said.append(f"{runs} run{'s' * (runs != '1')}: "
+                            + (gap(g) if g and g.get("mean") is not None else (r.get("state") or "—").split(":")[0]))
         rows.append(f"| {name} | complete | {t['oracle'].removeprefix('rule=')} | "
                     + (f"{closest['method']}: {gap(closest['gap'][metric])}" if closest else "—") + " | "
-                    + ("; ".join(f"{r['cost_runs']:.2g} runs: {gap(r['gap'][metric])}" for r in calibrators) or "—")
-                    + " |")
+                    + ("; ".join(said) or "—") + " |")
     return "\n".join([
         "Protocol v2 ([BENCHMARKS.md §10](BENCHMARKS.md#10-the-tuning-frontier-protocol-v2)): validation chooses, "
         "test reports, seeds 1–3 paired against the oracle (the best tuned LoRA setting).", "",

@@ -76,8 +76,9 @@ def task_section(t: dict[str, Any], folder: Path) -> list[str]:
            "| --- | --- | --- | " + " | ".join("---" for _ in metrics * 2) + " |"]
     for r in t["rows"]:
         lr = "—" if r.get("lr") is None else f"{r['lr']:.3g}"
+        mine = t["oracle"] is not None and r["kind"] == "sweep" and f"rule={r['rule']}" == t["oracle"]
         out.append(f"| {r['method']} | {cost(r)} | {lr} | " + " | ".join(value(r["test"][m]) for m in metrics)
-                   + " | " + " | ".join(gap(r["gap"][m]) for m in metrics) + " |")
+                   + " | " + " | ".join("the oracle's own" if mine else gap(r["gap"][m]) for m in metrics) + " |")
     figure = path_of(t["task"])
     if figure.is_file():
         out += ["", f"![{name}: tuning cost against the paired test gap to the oracle]"

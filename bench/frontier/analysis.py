@@ -74,7 +74,8 @@ def summarize(task: str) -> dict[str, Any]:
                          rule=best["values"]["rule"], lr=best["best"]))
     oracle_seeds = best["seeds"] if best is not None else None
     for r in rows:  # every method against the oracle, paired by seed, on each report metric (not the oracle's own)
-        own = r["kind"] == "oracle" or (best is not None and r["kind"] == "sweep" and r["rule"] == best["values"]["rule"])
+        own = r["kind"] == "oracle" or (r["kind"] == "sweep" and best is not None
+                                        and r["rule"] == best["values"]["rule"])
         r["gap"] = {m: (verdict(r["seeds"][m], oracle_seeds[m], m, is_higher_better(m), b.margin.get(m))
                         if oracle_seeds is not None and not own else None) for m in metrics}
 

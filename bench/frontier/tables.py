@@ -55,7 +55,7 @@ def protocol() -> list[str]:
         "\"worse\" when the paired 95% interval excludes 0, else \"undecided\"; each names its metric.", ""]
 
 
-def task_section(t: dict[str, Any], folder: Path) -> list[str]:
+def task_section(t: dict[str, Any]) -> list[str]:
     name, metrics = t["task"], t["metrics"]
     done, planned = t["trials"]["done"], t["trials"]["planned"]
     state = "complete" if t["complete"] else f"running: {done} of {planned} planned trials so far"
@@ -93,7 +93,7 @@ def frontier(R: dict, folder: Path) -> list[str]:
     if "frontier" not in R:
         return out + missing("frontier.analysis")
     for t in R["frontier"]["tasks"].values():
-        out += task_section(t, folder)
+        out += task_section(t)
     return out + [stamp(R["frontier"], folder, "frontier"), ""]
 
 

@@ -130,3 +130,20 @@ def test_the_stored_frontier_is_what_the_committed_records_give():
     for task, kept in stored.items():
         fresh = json.loads(json.dumps(analysis.summarize(task), default=float))
         assert fresh == kept, f"{task}: rerun python -m bench.frontier.analysis && python -m bench.render"
+
+
+def test_two_runners_sharing_a_task_never_run_the_same_calibration(tmp_path, monkeypatch):
+    import fcntl
+
+    from bench.frontier import run
+
+    monkeypatch.setattr(run, "store_path", lambda task: tmp_path / task / "study.db")
+    monkeypatch.setattr(run, "calibrated", lambda task, runs: None)
+    ran = []
+    monkeypatch.setattr(run, "calibrate_at", lambda task, runs, threads: ran.append(runs))
+    (tmp_path / "toy").mkdir()
+    with (tmp_path / "toy" / "toy-calibrate-1.lock").open("w") as other:  # another runner is calibrating at 1 run
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert not run.calibrate_if_free("toy", 1, None)
+        assert run.calibrate_if_free("toy", 3, None)
+    assert ran == [3]

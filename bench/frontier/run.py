@@ -16,6 +16,7 @@ processes may share a task's store (each takes a trial no other is running).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import time
 from typing import Any
@@ -109,6 +110,19 @@ def calibrate_at(task: str, runs: int, threads: int | None) -> None:
           + (f" (refused: {found['refused']})" if "refused" in found else ""), flush=True)
 
 
+def calibrate_if_free(task: str, runs: int, threads: int | None) -> bool:
+    """Run the calibration at `runs` target runs unless another process sharing the task is running it (a lock
+    beside the task's store); say whether this process ran it."""
+    with store_path(task).with_name(f"{task}-calibrate-{runs}.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if calibrated(task, runs) is None:  # it may have landed while this process waited for a trial
+            calibrate_at(task, runs, threads)
+        return True
+
+
 def _key(p: dict[str, Any]) -> tuple:
     return (p["stage"], f"{p['x']:.6g}", f"{p['y']:.6g}", p["steps"], p["seed"])
 
@@ -124,9 +138,7 @@ def run(task: str, threads: int | None, deadline_min: float | None, batch: int =
         trials = planned(task, records)
         todo = [t for t in trials if records.get(t.id, {}).get("status") not in (*FINISHED, "running")]
         if not todo:
-            runs = next((k for k in CALIBRATION_RUNS if calibrated(task, k) is None), None)
-            if runs is not None:
-                calibrate_at(task, runs, threads)
+            if any(calibrate_if_free(task, k, threads) for k in CALIBRATION_RUNS if calibrated(task, k) is None):
                 continue
             left = sum(records.get(t.id, {}).get("status") == "running" for t in trials)
             print(f"{task}: nothing left to start ({left} running elsewhere)", flush=True)

@@ -14,8 +14,9 @@ from loralpha import runs, scaling
 from loralpha.errors import UsageError
 from loralpha.loop import RunResult, TrainConfig, train
 from loralpha.studies import calibrate as calibrator
-from loralpha.studies import probe_log
+from loralpha.studies import calibrate_method, probe_log
 from loralpha.studies.calibrate import CHECK_RATIO, calibrate, carry, coef_of, horizons, quadratic_fit, vertex
+from loralpha.studies.calibrate import HALF_DECADE as HALF
 
 TINY = {"batch_size": 32, "task_options": {"width": 32, "depth": 2, "n_eval": 64}}
 TINY_ARGS = ["--batch-size", "32", "--task-options", "width=32,depth=2,n_eval=64"]
@@ -29,9 +30,10 @@ def optimum(steps):
     return -2.6 - 0.3 * math.log10(steps / 100), -1.9 - 0.2 * math.log10(steps / 100)
 
 
-def surface(diverge_above=math.inf, calls=None):
+def surface(diverge_above=math.inf, calls=None, move=1.0):
     """A stand-in for train on a loss surface quadratic in (log x, log y) with a cross term, whose minimum moves with
-    the horizon (`optimum`); the probe's every step has that loss. η_A above `diverge_above` diverges at step 2."""
+    the horizon (`optimum`, its moves × `move`); the probe's every step has that loss. η_A above `diverge_above`
+    diverges at step 2."""
 
     def fake(config, out=None, evaluate=True, **_):
         x = config.lr
@@ -40,7 +42,7 @@ def surface(diverge_above=math.inf, calls=None):
             calls.append(config)
         if x > diverge_above:
             return RunResult("diverged", 2, None, {}, 0.0, diverged_at=2, losses=[1.0, 50.0])
-        u0, v0 = optimum(config.steps)
+        u0, v0 = optimum(100 * (config.steps / 100) ** move)
         du, dv = math.log10(x) - u0, math.log10(y) - v0
         loss = 0.5 + du * du + 0.8 * dv * dv + 0.3 * du * dv + 1e-3 * config.seed
         return RunResult("done", config.steps, loss, {}, 0.0, losses=[loss] * config.steps)
@@ -51,21 +53,24 @@ def surface(diverge_above=math.inf, calls=None):
 def test_the_method_finds_a_known_optimum_that_moves_with_the_horizon(monkeypatch):
     monkeypatch.setattr(calibrator, "train", surface())
     cal = calibrate("teacher-student", steps=1000, rank=4, budget_steps=1000, xs=XS, ys=YS)  # one target run
-    # (20 map points + 5 reserved for widening + 5 check points × 3)·25 = 1000; the check gets what the map left
-    assert cal.horizons == {"short": 25, "long": 100, "target": 1000} and cal.cost_steps == 1000
-    u, v = optimum(25)
+    # (20 map points + 5 reserved for widening + (5 check points + 2 reserved for walking) × 3)·21 ≤ 1000; the best
+    # map point is on the y edge (0.0316), so the lattice widens by a row (3 new points), and the check gets what
+    # the map left: (1000 − 23 · 21) // 7 = 73 steps; its arms bracket, so the walk's reserve goes unspent
+    assert cal.horizons == {"short": 21, "long": 73, "target": 1000} and cal.cost_steps == 23 * 21 + 5 * 73
+    u, v = optimum(21)
     assert (math.log10(cal.short["x"]), math.log10(cal.short["y"])) == pytest.approx((u, v), abs=1e-9)
-    assert cal.short["how"] == "quadratic" and cal.short["edge"] == [] and cal.certainty["widened"] == 0
-    u, v = optimum(100)
+    assert cal.short["how"] == "quadratic" and cal.short["edge"] == [] and cal.certainty["widened"] == 3
+    assert cal.certainty["walked"] == 0
+    u, v = optimum(73)
     assert (math.log10(cal.long["x"]), math.log10(cal.long["y"])) == pytest.approx((u, v), abs=1e-9)
     assert cal.carried["x"]["slope"] == pytest.approx(-0.3) and cal.carried["y"]["slope"] == pytest.approx(-0.2)
     u, v = optimum(1000)  # the target's optimum, carried there from the two horizons (rounded to 3 and 4 digits)
     assert math.log10(cal.eta_A) == pytest.approx(u, abs=0.003) and math.log10(cal.gamma_eta_B) == pytest.approx(
         v, abs=0.003)
-    assert cal.certainty["x"]["carried_decades"] == pytest.approx(-0.3)
+    assert cal.certainty["x"]["carried_decades"] == pytest.approx(-0.3 * math.log10(1000 / 73))
     assert cal.certainty["x"]["flat_decades"] > 0 and "flat over" in cal.certainty["summary"]
     assert cal.certainty["x"]["bracketed"] and cal.certainty["y"]["bracketed"] and not cal.unknown
-    assert "η_A carried -0.30 decades, γ·η_B carried -0.20 decades" in calibrator.carry_words(cal.to_dict())
+    assert "η_A carried -0.34 decades, γ·η_B carried -0.23 decades" in calibrator.carry_words(cal.to_dict())
     # the same point, as each rule writes it, is one point of the Adam plane
     for rule, st in (("lora-alpha", {"coef": cal.settings["lora-alpha"]["coef"]}),
                      ("fixed", {"alpha": cal.settings["lora"]["alpha"]}),
@@ -80,7 +85,7 @@ def test_the_method_finds_a_known_optimum_that_moves_with_the_horizon(monkeypatc
 def test_without_the_horizon_the_short_probes_would_pick_larger_steps(monkeypatch):
     monkeypatch.setattr(calibrator, "train", surface())
     cal = calibrate("teacher-student", steps=1000, rank=4, budget_steps=1000, xs=XS, ys=YS)
-    assert math.log10(cal.short["x"] / cal.eta_A) == pytest.approx(0.3 * math.log10(1000 / 25), abs=0.003)
+    assert math.log10(cal.short["x"] / cal.eta_A) == pytest.approx(0.3 * math.log10(1000 / 21), abs=0.003)
     assert cal.long["x"] > cal.eta_A and cal.long["y"] > cal.gamma_eta_B
 
 
@@ -92,7 +97,7 @@ def test_on_a_short_target_one_run_of_probes_finds_the_optimum_from_the_default_
     monkeypatch.setattr(calibrator, "train", surface(calls=calls))
     cal = calibrate("teacher-student", steps=160, rank=4)
     assert cal.budget_steps == 160 and sum(c.steps for c in calls) == cal.cost_steps <= 160
-    assert cal.horizons == {"short": 5, "long": 18, "target": 160}
+    assert cal.horizons == {"short": 4, "long": 14, "target": 160}
     grown = cal.short["lattice"]
     assert cal.certainty["widened"] == 5 and len(grown["xs"]) == len(grown["ys"]) == 4 and cal.short["edge"] == []
     u, v = optimum(160)
@@ -106,9 +111,10 @@ def test_diverged_probes_count_as_worst_and_the_map_edge_is_said(monkeypatch):
     cal = calibrate("teacher-student", steps=1000, rank=4, budget_steps=1000, xs=XS, ys=YS)
     # the map's column x = 1e-2 and the check's arm beyond the best finite x (3.16e-3) diverge: x stays a probed
     # point (the best of the arm's finite two), not carried; y is fitted and carried
-    assert [(p["stage"], p["x"]) for p in cal.probes if p["status"] == "diverged"] == [("map", 1e-2)] * 4 + [
+    # (the lattice widens by a row beyond y = 0.0316, whose x = 1e-2 diverges too)
+    assert [(p["stage"], p["x"]) for p in cal.probes if p["status"] == "diverged"] == [("map", 1e-2)] * 5 + [
         ("check", pytest.approx(1e-2, rel=1e-3))]
-    assert cal.short["how"] == "parabolas" and cal.long["x_how"] == "best of three"
+    assert cal.short["how"] == "parabolas" and cal.long["x_how"] == "best probed"
     assert cal.eta_A == pytest.approx(3.16e-3, rel=2e-3)
     assert not cal.certainty["x"]["measured"] and cal.certainty["y"]["measured"]
     assert "not carried (a probed point, not a fitted one)" in cal.certainty["summary"]
@@ -137,6 +143,41 @@ def test_a_best_point_on_the_edge_widens_the_lattice_and_a_corner_never_brackete
     assert "η_A not carried, γ·η_B not carried" in calibrator.carry_words(cal.to_dict())
 
 
+def test_an_arm_still_downhill_at_its_end_walks_on_until_the_optimum_is_bracketed(monkeypatch):
+    """An optimum that moves 4 × faster with the horizon: between the map (21 steps) and the check (73) it moves
+    0.90 decades in η_A, beyond the plus's half-decade arm, whose low end then scores best; the arm walks on half
+    a decade (the walk's reserve) and brackets it, and the target's optimum is still found."""
+    monkeypatch.setattr(calibrator, "train", surface(move=4.0))
+    cal = calibrate("teacher-student", steps=1000, rank=4, budget_steps=1000, xs=XS, ys=YS)
+    walked = [p for p in cal.probes if p["stage"] == "check"][5:]
+    assert cal.certainty["walked"] == len(walked) >= 1 and cal.cost_steps <= 1000
+    assert walked[0]["x"] == pytest.approx(cal.short["x"] / 10, rel=1e-9)  # two half-decade steps below p_s
+    assert cal.certainty["x"]["bracketed"] and cal.long["x_how"] == "parabola" and not cal.unknown
+    assert "the check walked" in cal.certainty["summary"]
+    u, _ = optimum(100 * (cal.horizons["long"] / 100) ** 4)
+    # the walked arm's parabola, at γ·η_B off its optimum and without the cross term: within 0.1 decades
+    assert math.log10(cal.long["x"]) == pytest.approx(u, abs=0.1)
+    # without the walk's reserve (a budget too small for it), the same arm stays a bound: the best probed point
+    monkeypatch.setattr(calibrate_method, "WALK_PROBES", 0)
+    bound = calibrate("teacher-student", steps=1000, rank=4, budget_steps=1000, xs=XS, ys=YS)
+    assert bound.certainty["walked"] == 0 and not bound.certainty["x"]["bracketed"]
+    assert bound.long["x_how"] == "best probed" and bound.long["x"] == pytest.approx(bound.short["x"] / HALF,
+                                                                                     rel=1e-9)
+
+
+def test_a_map_beside_a_cliff_is_read_per_axis_not_by_a_quadratic_through_it():
+    """The 103-step map of a real teacher-student calibration (rank 8), whose best point (5e-3, 4.53e-3) has a
+    diverged neighbour (0.05, 0.0254): a quadratic through the other neighbours put p_s a lattice step away, on the
+    low-γ·η_B edge (0.019, 0.0008); the parabolas through the best point's row and column keep it beside it."""
+    xs, ys = [5e-05, 0.0005, 0.005, 0.05], [0.000805, 0.00453, 0.0254]
+    scores = {(0, 0): 0.23946, (0, 1): 0.21595, (0, 2): 0.21048, (1, 0): 0.21731, (1, 1): 0.20168,
+              (1, 2): 0.19178, (2, 0): 0.18785, (2, 1): 0.1509, (2, 2): 0.17272, (3, 0): 0.15772,
+              (3, 1): 0.20238, (3, 2): math.inf}
+    found = calibrator.short_optimum(xs, ys, scores)
+    assert found["how"] == "parabolas" and found["best"] == [0.005, 0.00453]
+    assert abs(math.log10(found["x"] / 0.005)) < 0.1 and abs(math.log10(found["y"] / 0.00453)) < 0.25
+
+
 @pytest.mark.parametrize("steps, budget, seeds, lattice", [
     (400, 400, [0], True), (400, 350, [0], True), (400, 1000, [0], True), (400, 3333, [0], True),
     (400, 800, [0, 1], True), (400, 5000, [3, 4, 5], True), (160, None, [0], False), (160, 160, [0, 1], False),
@@ -163,11 +204,13 @@ def test_progress_says_each_probe_with_the_count_and_the_time_left(monkeypatch, 
     cal = calibrate("teacher-student", steps=1000, rank=4, budget_steps=1000, xs=XS, ys=YS, progress=True,
                     on_progress=states.append)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(states) == 25 and [s["done"] for s in states] == list(range(1, 26))
-    assert states[-1]["steps_done"] == states[-1]["steps_of"] == 20 * 25 + 5 * 100 == cal.cost_steps
-    assert lines[0].startswith("map   η_A = 0.0001  γ·η_B = 0.001  25 steps: ")
-    assert "[probe 1/25, 25/1000 steps, ~" in lines[0]
-    assert lines[-1].startswith("check η_A = ") and lines[-1].endswith("[probe 25/25, 1000/1000 steps]")
+    # the plan without widening (20 map probes, 5 check probes at (1000 − 20·21) // 7 = 82 steps), then its 3
+    # widening probes and the check's steps as run (73)
+    assert len(lines) == len(states) == 28 and [s["done"] for s in states] == list(range(1, 29))
+    assert states[-1]["steps_done"] == states[-1]["steps_of"] == 23 * 21 + 5 * 73 == cal.cost_steps
+    assert lines[0].startswith("map   η_A = 0.0001  γ·η_B = 0.001  21 steps: ")
+    assert "[probe 1/25, 21/830 steps, ~" in lines[0]
+    assert lines[-1].startswith("check η_A = ") and lines[-1].endswith("[probe 28/28, 848/848 steps]")
     clock = probe_log.Clock(4, 100)  # a probe of 10 steps in 2 s: 0.2 s a step, 90 steps to go
     assert clock.tick({"steps": 10}, 2.0)["left_s"] == pytest.approx(18.0)
     assert clock.tick({"steps": 10}, None)["left_s"] == pytest.approx(16.0)  # a known probe costs nothing
@@ -189,11 +232,12 @@ def test_a_calibration_resumes_from_its_probes_without_training_them_again(monke
 
 
 def test_the_pieces_of_the_method():
-    assert horizons(20, 1, 3500, 1000) == (87, 261, 5)
-    assert horizons(9, 1, 160, 160) == (5, 15, 5)  # one target run of 160 steps: the map, its reserve, the check
-    assert horizons(9, 1, 100, 100) == (4, 12, 0)  # no room for the reserve
-    assert horizons(9, 1, 40, 12) == (4, None, 0)  # nor for the check
-    assert horizons(20, 1, 10**6, 90) == (30, 90, 5)  # a budget larger than needed: the check runs at the target
+    assert horizons(20, 1, 3500, 1000) == (76, 228, 5, 2)  # (20 + 5 + 7 × 3)·76 ≤ 3500
+    assert horizons(9, 1, 160, 160) == (4, 12, 5, 2)  # one target run of 160 steps: the map, its reserve, the check
+    assert horizons(9, 1, 130, 130) == (4, 12, 0, 2)  # no room for the widening reserve
+    assert horizons(9, 1, 100, 100) == (4, 12, 0, 0)  # nor for the walk
+    assert horizons(9, 1, 40, 12) == (4, None, 0, 0)  # nor for the check
+    assert horizons(20, 1, 10**6, 90) == (30, 90, 5, 2)  # a budget larger than needed: the check runs at the target
     with pytest.raises(UsageError, match="probe budget of 35 steps is too small"):
         horizons(9, 1, 35, 1000)
     assert calibrator.least_budget(9, 1) == 36
@@ -281,11 +325,12 @@ def test_calibrate_command_prints_the_point_as_each_rule_and_the_train_command(t
     assert code == 0, err
     saved = json.loads((tmp_path / "calibrate.json").read_text())
     assert (tmp_path / "calibrate.png").stat().st_size > 10_000
-    assert saved["cost_steps"] <= 240 and saved["horizons"]["short"] == 8 and saved["horizons"]["target"] == 60
+    assert saved["cost_steps"] <= 240 and saved["horizons"]["short"] == 6 and saved["horizons"]["target"] == 60
     n = len(saved["probes"])
-    assert n == 9 + saved["certainty"]["widened"] + 5
-    assert out.count("map   η_A") == n - 5 and out.count("check η_A") == 5
-    assert "[probe 1/14, 8/" in out and "steps, ~" in out  # the count (before any widening) and the time left
+    checked = 5 + saved["certainty"]["walked"]  # the plus and any point its arms walked on
+    assert n == 9 + saved["certainty"]["widened"] + checked
+    assert out.count("map   η_A") == n - checked and out.count("check η_A") == checked
+    assert "[probe 1/14, 6/" in out and "steps, ~" in out  # the count (before any widening) and the time left
     assert f"[probe {n}/{n}, " in out
     said = f"train it: {saved['command']}" if not saved["unknown"] else f"answer: unknown (the optimum lies beyond " \
         f"the probes); the best probe, to widen from, was: {saved['command']}"
@@ -309,12 +354,12 @@ def test_calibrate_help_states_the_least_budget(capsys, monkeypatch):
     code, out, _ = run(["calibrate", "--help"], capsys, monkeypatch)
     said = " ".join(out.replace("│", " ").split())
     assert code == 0 and "default: --steps, one target run; at least 4 steps × map points × seeds: 36 with the " \
-        "default 3 × 3 map and one seed, which then has no check and no carry; 116 for the map, its widening and " \
-        "the check" in said
+        "default 3 × 3 map and one seed, which then has no check and no carry; 140 for the map, its widening and " \
+        "the check with its walk" in said
     xs, ys = calibrator.default_lattice("tweets", 8)
     assert len(xs) * len(ys) == 9 and calibrator.PROBE_FLOOR == 4 and calibrator.least_budget(9, 1) == 36
-    assert horizons(9, 1, 36, 10_000) == (4, None, 0) and horizons(9, 1, 116, 10_000) == (4, 12, 5)
-    assert horizons(9, 1, 115, 10_000) == (4, 12, 0)  # one step less: no reserve for widening
+    assert horizons(9, 1, 36, 10_000) == (4, None, 0, 0) and horizons(9, 1, 140, 10_000) == (4, 12, 5, 2)
+    assert horizons(9, 1, 139, 10_000) == (4, 12, 0, 2)  # one step less: no reserve for widening
     with pytest.raises(UsageError, match="too small"):
         horizons(9, 1, 35, 10_000)
 
@@ -408,23 +453,23 @@ def test_a_taken_out_is_refused_before_the_first_probe(tmp_path, capsys, monkeyp
 
     code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "cal")], capsys, monkeypatch)
     assert code == 0, err
-    assert len(calls) == 25 and (tmp_path / "cal" / "probes.jsonl").is_file()
+    assert len(calls) == 28 and (tmp_path / "cal" / "probes.jsonl").is_file()
     first = json.loads((tmp_path / "cal" / "calibrate.json").read_text())
     code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "cal")], capsys, monkeypatch)  # finished: refused
     assert code == 2 and "already holds a finished calibration (calibrate.json); pass --overwrite" in err
-    assert len(calls) == 25
+    assert len(calls) == 28
     code, _, err = run([*FAKE_ARGS, "--budget", "5", "--out", str(tmp_path / "cal"), "--overwrite"], capsys,
                        monkeypatch)  # a bad argument with --overwrite leaves the old calibration as it was
     assert code == 2 and "too small" in err
     assert json.loads((tmp_path / "cal" / "calibrate.json").read_text()) == first
     code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "cal"), "--overwrite"], capsys, monkeypatch)
     assert code == 0, err
-    assert len(calls) == 50 and len((tmp_path / "cal" / "probes.jsonl").read_text().splitlines()) == 1 + 25
+    assert len(calls) == 56 and len((tmp_path / "cal" / "probes.jsonl").read_text().splitlines()) == 1 + 28
 
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "other")], capsys, monkeypatch)
-    assert code == 2 and "already holds files of its own" in err and len(calls) == 50
+    assert code == 2 and "already holds files of its own" in err and len(calls) == 56
 
 
 def test_an_interrupted_calibration_resumes_from_its_probes_in_out(tmp_path, capsys, monkeypatch):
@@ -442,7 +487,7 @@ def test_an_interrupted_calibration_resumes_from_its_probes_in_out(tmp_path, cap
     monkeypatch.setattr(calibrator, "train", surface(calls=calls))
     code, out_text, err = run([*FAKE_ARGS, "--out", str(out)], capsys, monkeypatch)
     assert code == 0, err
-    assert "resuming: 12 probes" in out_text and len(calls) == 25 - 12  # the 12 are not trained again
+    assert "resuming: 12 probes" in out_text and len(calls) == 28 - 12  # the 12 are not trained again
     resumed = json.loads((out / "calibrate.json").read_text())
     code, _, err = run([*FAKE_ARGS, "--out", str(tmp_path / "whole")], capsys, monkeypatch)
     whole = json.loads((tmp_path / "whole" / "calibrate.json").read_text())

@@ -178,8 +178,9 @@ def calibrate_plane(
                                                                       "exceeded (default: --steps, one target run; "
                                                                       "at least 4 steps × map points × seeds: 36 "
                                                                       "with the default 3 × 3 map and one seed, "
-                                                                      "which then has no check and no carry; 116 "
-                                                                      "for the map, its widening and the check)"),
+                                                                      "which then has no check and no carry; 140 "
+                                                                      "for the map, its widening and the check "
+                                                                      "with its walk)"),
     xs: Optional[str] = typer.Option(None, help="the map's η_A, comma-separated (default: 10 × the task's full-FT "
                                                 "η × 10^±1 and itself)"),
     ys: Optional[str] = typer.Option(None, help="the map's γ·η_B, comma-separated (default: the paper's point, "

@@ -36,6 +36,7 @@ from .calibrate_method import (  # noqa: F401  (the method's pieces, part of thi
     FLAT,
     HALF_DECADE,
     PROBE_FLOOR,
+    WALK_PROBES,
     WIDEN_PROBES,
     carry,
     carry_words,

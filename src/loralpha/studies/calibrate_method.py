@@ -11,23 +11,31 @@ target run: T steps), planned before the first probe and never exceeded, and cos
 
 1. map (T_s steps): a lattice, by default 3 × 3 (η_A a decade apart around 10 × the full-fine-tuning η, γ·η_B
    0.75 decades apart around the paper's point, 256/√r × that η). A quadratic in (log x, log y) through the best
-   point and its neighbours gives the short-horizon optimum p_s within one lattice step of the best (a parabola per
-   axis when it is not convex; the best point itself when neither is) and the axes' coupling (its cross term).
-   Widening: when the best point lies on the lattice's edge, the lattice grows by one step beyond it, its
-   neighbourhood is probed (at most `WIDEN_PROBES` points, reserved in the plan), and the best is looked at again.
+   point and its neighbours gives the short-horizon optimum p_s within one lattice step of the best and the axes'
+   coupling (its cross term); where it is not convex, or a neighbour diverged (a cliff, which no quadratic models),
+   a parabola per axis through the best point's row and column gives it instead (the best point itself where
+   neither curves up). Widening: when the best point lies on the lattice's edge, the lattice grows by one
+   step beyond it, its neighbourhood is probed (at most `WIDEN_PROBES` points, reserved in the plan), and the best
+   is looked at again.
 2. check (T_l steps, at least 3·T_s: every step the map left to the budget): a plus of 5 points around p_s, half a
    decade out along each axis. Each arm gives its axis's slope and curvature, the map the cross term, and p_l is the
-   minimum of that quadratic within the plus (an arm that does not curve upward gives its best point).
+   minimum of that quadratic within the plus (an arm that does not bracket, or does not curve upward, gives
+   its best point). Walking: an
+   arm still downhill at its end (its end scores best) is walked on, half a decade at a time, while the walk's
+   reserve (`WALK_PROBES` probes at T_l, kept in the plan) lasts, as a user extends an η sweep until the best is
+   bracketed; that axis's p_l is then the parabola's vertex through its best point and the two beside it (or the
+   best point, while still downhill).
 3. carry to T: per axis, log p moves along the line through (log T_s, log p_s) and (log T_l, log p_l), the slope
    clamped to [−1, 0] and the move to one decade; an axis whose optimum is a probed point, or was never bracketed, is
    not carried.
 
 T_s is the largest step count (at least `PROBE_FLOOR`) with which the map, the widening reserve and a check at 3·T_s
-fit the budget; a budget too small for it drops the reserve, then the check (the map's optimum is then the answer,
-said to be uncarried); a budget too small for the map alone is refused. How sure: per axis, whether a worse point lies
-on both sides of the optimum (bracketed: by the check's arm, or by the map when there is no check), the width over
-which the check's parabola stays within `FLAT` of its minimum, and how far the horizon moved it. With neither axis
-bracketed the answer is `unknown`: the best probed point is then no calibrated point, and said so.
+with its walking reserve fit the budget; a budget too small for it drops the widening reserve, then the walking
+reserve, then the check (the map's optimum is then the answer, said to be uncarried); a budget too small for the map
+alone is refused. How sure: per axis, whether a worse point lies on both sides of the optimum (bracketed: by the
+check's arm, or by the map when there is no check), the width over which the check's parabola stays within `FLAT`
+of its minimum, and how far the horizon moved it. With neither axis bracketed the answer is `unknown`: the best
+probed point is then no calibrated point, and said so.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ X_OFFSETS = (-2, 0, 2)  # the default map's x: that centre × √10^k (a decade 
 Y_OFFSETS = (-1.5, 0, 1.5)  # the default map's y: the paper's point × √10^k (0.75 decades apart)
 PROBE_FLOOR = 4  # the shortest probe: its score reads at least its last 2 steps, after B has moved off zero
 WIDEN_PROBES = 5  # the reserve for widening: the new points of a corner's neighbourhood
+WALK_PROBES = 2  # the check's reserve for walking an arm still downhill at its end (probes at T_l)
 CHECK_RATIO = 3  # T_l ≥ CHECK_RATIO · T_s
 CHECK_PROBES = 5  # the plus: its centre and one point each side along each axis
 SCORE_SHARE = 3  # a probe's score: its mean train loss over the last 1/SCORE_SHARE of its steps (at least 2)
@@ -89,20 +98,20 @@ def least_budget(n_map: int, n_seeds: int) -> int:
     return n_map * n_seeds * PROBE_FLOOR
 
 
-def horizons(n_map: int, n_seeds: int, budget_steps: int, steps: int) -> tuple[int, int | None, int]:
-    """(T_s, T_l, widening reserve): the plan of a budget (see the module docstring). T_l is the check's least
-    length (it gets every step the map leaves), None when the budget has no room for a check."""
-    for reserve in (WIDEN_PROBES, 0):
-        units = (n_map + reserve + CHECK_PROBES * CHECK_RATIO) * n_seeds
+def horizons(n_map: int, n_seeds: int, budget_steps: int, steps: int) -> tuple[int, int | None, int, int]:
+    """(T_s, T_l, widening reserve, walking reserve): the plan of a budget (see the module docstring). T_l is the
+    check's least length (it gets every step the map leaves), None when the budget has no room for a check."""
+    for reserve, walk in ((WIDEN_PROBES, WALK_PROBES), (0, WALK_PROBES), (0, 0)):
+        units = (n_map + reserve + (CHECK_PROBES + walk) * CHECK_RATIO) * n_seeds
         short = min(budget_steps // units, max(PROBE_FLOOR, steps // CHECK_RATIO))
         if short >= PROBE_FLOOR:
-            return short, min(CHECK_RATIO * short, steps), reserve
+            return short, min(CHECK_RATIO * short, steps), reserve, walk
     short = min(budget_steps // (n_map * n_seeds), steps)
     if short < PROBE_FLOOR:
         raise UsageError(f"a probe budget of {budget_steps} steps is too small: the map alone needs {n_map} points × "
                          f"{PROBE_FLOOR} steps × {n_seeds} seed(s) = {least_budget(n_map, n_seeds)} steps; raise "
                          "budget_steps= or give fewer lattice points or seeds")
-    return short, None, 0
+    return short, None, 0, 0
 
 
 def score(losses: list[float]) -> float:
@@ -154,7 +163,9 @@ def short_optimum(xs: list[float], ys: list[float], scores: dict[tuple[int, int]
     near = [(lu[i], lv[j], s) for (i, j), s in finite.items() if abs(i - bi) <= 1 and abs(j - bj) <= 1]
     lo_u, hi_u = lu[max(bi - 1, 0)], lu[min(bi + 1, len(xs) - 1)]
     lo_v, hi_v = lv[max(bj - 1, 0)], lv[min(bj + 1, len(ys) - 1)]
-    fit, how = quadratic_fit(near), "quadratic"
+    # a neighbour that diverged is a cliff beside the best point, which no quadratic models: per-axis parabolas then
+    cliff = any(not math.isfinite(s) for (i, j), s in scores.items() if abs(i - bi) <= 1 and abs(j - bj) <= 1)
+    fit, how = (None if cliff else quadratic_fit(near)), "quadratic"
     found = None if fit is None else vertex(*fit[1:])
     coupling = 0.0
     if found is not None:
@@ -198,22 +209,34 @@ def _flat_width(us: list[float], zs: list[float]) -> float | None:
     return 2 * math.sqrt(FLAT * bottom / curvature) if bottom > 0 else None
 
 
-def long_optimum(centre: tuple[float, float], scores: dict[str, list[float]], coupling: float = 0.0) -> dict[str, Any]:
-    """p_l from the check: per axis, the three scores at centre / √10, centre, centre × √10 (+∞ diverged).
+def long_optimum(centre: tuple[float, float], scores: dict[str, dict[int, float]],
+                 coupling: float = 0.0) -> dict[str, Any]:
+    """p_l from the check: per axis, its arm's scores at centre × √10^k (k = −1, 0, 1, and any k it walked on; +∞
+    diverged).
 
-    Each arm gives its axis's slope and curvature; the plus cannot see how the axes trade off, so the cross term is
-    the map's (`coupling`: its correlation f/(2√(d·e))), and p_l is the joint minimum of that quadratic, kept within
-    the plus. An arm that does not curve upward gives its best point instead (and the coupling is dropped). An arm is
-    bracketing when its centre scores below both its ends."""
+    An arm is bracketing when its best point has a worse one on both sides. Each arm's three points around its best
+    (its first or last three while still downhill at an end) give its axis's slope and curvature. With the plus
+    alone (no walk), both arms bracketing, the plus cannot see how the axes trade off, so the cross term is the
+    map's (`coupling`: its correlation f/(2√(d·e))), and p_l is the joint minimum of that quadratic, kept within the
+    plus. Otherwise, per
+    axis: a bracketing arm that curves upward gives its parabola's vertex, within half a decade of its best point;
+    any other arm gives its best point (and the coupling is dropped)."""
     out: dict[str, Any] = {}
-    arms = {}
+    arms, bests = {}, {}
     for axis, c in zip(("x", "y"), centre):
-        us = [math.log10(c) - 0.5, math.log10(c), math.log10(c) + 0.5]
-        zs = scores[axis]
-        arms[axis] = _arm(us, zs)
+        arm = scores[axis]
+        ks = sorted(arm)
+        finite = [k for k in ks if math.isfinite(arm[k])]
+        best = min(finite, key=lambda k: (arm[k], abs(k))) if finite else 0
+        i = min(max(ks.index(best), 1), len(ks) - 2)  # the middle of the three points around the best
+        us = [math.log10(c) + 0.5 * k for k in ks[i - 1:i + 2]]
+        zs = [arm[k] for k in ks[i - 1:i + 2]]
+        arms[axis], bests[axis] = _arm(us, zs), best
         out[f"{axis}_flat_decades"] = _flat_width(us, zs)
-        out[f"{axis}_bracketed"] = math.isfinite(zs[1]) and zs[1] < zs[0] and zs[1] < zs[2]
-    if arms["x"] is not None and arms["y"] is not None:
+        out[f"{axis}_bracketed"] = bool(finite) and ks[0] < best < ks[-1] and arm[best] < min(
+            arm[ks[ks.index(best) - 1]], arm[ks[ks.index(best) + 1]])
+    plus = all(sorted(scores[axis]) == [-1, 0, 1] and out[f"{axis}_bracketed"] for axis in ("x", "y"))
+    if plus and arms["x"] is not None and arms["y"] is not None:
         (bx, dx), (by, dy) = arms["x"], arms["y"]
         f = 2 * coupling * math.sqrt(dx * dy)
         u, v = vertex(bx, by, dx, dy, f) or vertex(bx, by, dx, dy, 0.0)
@@ -222,14 +245,13 @@ def long_optimum(centre: tuple[float, float], scores: dict[str, list[float]], co
             out[f"{axis}_how"] = FITTED[1] if coupling else FITTED[0]
         return out
     for axis, c in zip(("x", "y"), centre):
-        zs = scores[axis]
-        if arms[axis] is not None:
+        at = c * 10 ** (0.5 * bests[axis])
+        if arms[axis] is not None and out[f"{axis}_bracketed"]:
             b, d = arms[axis]
-            out[axis], out[f"{axis}_how"] = c * 10 ** min(max(-b / (2 * d), -0.5), 0.5), "parabola"
+            out[axis], out[f"{axis}_how"] = at * 10 ** min(max(-b / (2 * d), -0.5), 0.5), "parabola"
         else:
-            k = min(range(3), key=lambda i: (zs[i], abs(i - 1)))
-            out[axis] = c * 10 ** (0.5 * (k - 1))
-            out[f"{axis}_how"] = "best of three" if math.isfinite(zs[k]) else "centre (all diverged)"
+            out[axis] = at
+            out[f"{axis}_how"] = "best probed" if math.isfinite(scores[axis][bests[axis]]) else "centre (all diverged)"
     return out
 
 
@@ -271,11 +293,12 @@ def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: 
     """Run the method with `probe` (see the module docstring); the inputs are checked. Returns the chosen point (x,
     y), the horizons, every probe, p_s, p_l, the carry, the certainty and the cost."""
     steps = positive_int(steps, "steps of the target run")
-    t_short, t_least, reserve = horizons(len(xs) * len(ys), len(seeds), budget_steps, steps)
+    t_short, t_least, reserve, walk = horizons(len(xs) * len(ys), len(seeds), budget_steps, steps)
     n_seeds = len(seeds)
     probes: list[dict[str, Any]] = []
     n_map = len(xs) * len(ys)
-    t_planned = min(steps, (budget_steps - n_seeds * n_map * t_short) // (CHECK_PROBES * n_seeds)) if t_least else 0
+    per_check = (CHECK_PROBES + walk) * n_seeds  # the check's probes and its walking reserve, at T_l
+    t_planned = min(steps, (budget_steps - n_seeds * n_map * t_short) // per_check) if t_least else 0
     clock = Clock(n_seeds * (n_map + (CHECK_PROBES if t_least else 0)),
                   n_seeds * (n_map * t_short + CHECK_PROBES * t_planned))  # the plan without widening
 
@@ -316,14 +339,27 @@ def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: 
         widened = len(new)
         short = short_optimum(xs, ys, _indexed(xs, ys, by_point))
     spent = n_seeds * len(by_point) * t_short
-    t_long = min(steps, (budget_steps - spent) // (CHECK_PROBES * n_seeds)) if t_least else None
+    t_long = min(steps, (budget_steps - spent) // per_check) if t_least else None
     long: dict[str, Any] = {}
+    walked = 0
     if t_long:
         clock.steps += n_seeds * CHECK_PROBES * (t_long - t_planned)  # what widening took from the check
         cx, cy = short["x"], short["y"]
         centre = run("check", cx, cy, t_long)
-        check = {"x": [run("check", cx / HALF_DECADE, cy, t_long), centre, run("check", cx * HALF_DECADE, cy, t_long)],
-                 "y": [run("check", cx, cy / HALF_DECADE, t_long), centre, run("check", cx, cy * HALF_DECADE, t_long)]}
+        check = {"x": {-1: run("check", cx / HALF_DECADE, cy, t_long), 0: centre,
+                       1: run("check", cx * HALF_DECADE, cy, t_long)},
+                 "y": {-1: run("check", cx, cy / HALF_DECADE, t_long), 0: centre,
+                       1: run("check", cx, cy * HALF_DECADE, t_long)}}
+        while walked < walk:  # one step per axis in turn, while an arm is downhill at its end and the reserve lasts
+            ahead = [(axis, k) for axis in ("x", "y") if (k := downhill_end(check[axis])) is not None]
+            if not ahead:
+                break
+            for axis, k in ahead[:walk - walked]:
+                clock.probes += n_seeds
+                clock.steps += n_seeds * t_long
+                point = (cx * HALF_DECADE ** k, cy) if axis == "x" else (cx, cy * HALF_DECADE ** k)
+                check[axis][k] = run("check", *point, t_long)
+                walked += 1
         long = long_optimum((cx, cy), check, short["coupling"])
         bracketed = {axis: long[f"{axis}_bracketed"] for axis in ("x", "y")}
         fitted = {axis: short["how"] != "best point" and long[f"{axis}_how"] in FITTED for axis in ("x", "y")}
@@ -338,7 +374,7 @@ def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: 
         axis: {"flat_decades": long[f"{axis}_flat_decades"], "moved_decades": moves[axis]["moved_decades"],
                "carried_decades": moves[axis]["carried_decades"], "measured": moves[axis]["measured"],
                "bracketed": bracketed[axis]} for axis in ("x", "y")}
-    certainty.update(edge=short["edge"], widened=widened, checked=bool(t_long),
+    certainty.update(edge=short["edge"], widened=widened, walked=walked, checked=bool(t_long),
                      unknown=not (bracketed["x"] or bracketed["y"]))
     certainty["summary"] = summary_line(certainty)
     short["lattice"] = {"xs": xs, "ys": ys}  # as widened
@@ -347,6 +383,17 @@ def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: 
             "long": long,
             "carried": {axis: {k: v for k, v in m.items() if k != "value"} for axis, m in moves.items()},
             "certainty": certainty, "cost_steps": sum(p["steps_taken"] for p in probes)}
+
+
+def downhill_end(arm: dict[int, float]) -> int | None:
+    """The next k to walk an arm on (its scores at centre × √10^k): one step beyond its best point when that point
+    is its end and scored (a finite score); None when its best is inside the arm, or nothing on it scored."""
+    ks = sorted(arm)
+    finite = [k for k in ks if math.isfinite(arm[k])]
+    if not finite:
+        return None
+    best = min(finite, key=lambda k: (arm[k], abs(k)))
+    return best + 1 if best == ks[-1] else best - 1 if best == ks[0] else None
 
 
 def _indexed(xs: list[float], ys: list[float], by_point: dict[tuple[float, float], float]) -> dict[tuple[int, int],
@@ -376,6 +423,8 @@ def summary_line(certainty: dict[str, Any]) -> str:
         else:
             carried = "not carried (a probed point, not a fitted one)"
         parts.append(f"{name}: {where}, {width}; horizon moved it {c['moved_decades']:+.2f} decades, {carried}")
+    if certainty.get("walked"):
+        parts.append(f"the check walked {certainty['walked']} point(s) beyond its plus, downhill")
     if certainty["edge"]:
         widened = f" after widening it by {certainty['widened']} points" if certainty["widened"] else ""
         parts.append(f"the map's best point is on its edge along {' and '.join(certainty['edge'])}{widened}")

@@ -147,3 +147,24 @@ def test_two_runners_sharing_a_task_never_run_the_same_calibration(tmp_path, mon
         assert not run.calibrate_if_free("toy", 1, None)
         assert run.calibrate_if_free("toy", 3, None)
     assert ran == [3]
+
+
+def test_a_calibrator_method_changed_after_its_records_is_listed_with_the_before(tmp_path, monkeypatch):
+    import json
+
+    from bench.frontier import tables
+
+    monkeypatch.setattr(frontier, "folder", lambda task: tmp_path / task)
+    old = tmp_path / "teacher-student" / "calibrations-v1" / "1-runs"
+    old.mkdir(parents=True)
+    (old / "calibrate.json").write_text(json.dumps({"unknown": True, "cost_steps": 2895}))
+    earlier = frontier.earlier_calibrations("teacher-student")
+    assert earlier == [{"folder": "calibrations-v1", "commit": "e50a2f6", "change": frontier.EARLIER_METHODS[0][2],
+                        "states": {"1": "unknown after 0.96 runs of probes: it gave no point"}}]
+    section = "\n".join(tables.task_section({
+        "task": "teacher-student", "steps": 3000, "metrics": ["test:rel_mse"], "margin": {"test:rel_mse": 0.01},
+        "rows": [], "oracle": None, "budget": {"holds": None}, "complete": False, "trials": {"done": 0, "planned": 1},
+        "trial_hours": 0.0, "earlier_calibrations": earlier}))
+    assert ("Changed after the records existed: the calibrator's method (e50a2f6: " in section
+            and "1 run: unknown after 0.96 runs of probes: it gave no point" in section)
+    assert frontier.earlier_calibrations("sft-gemma") == []  # no earlier method's records: nothing said

@@ -53,8 +53,7 @@ def summarize(task: str) -> dict[str, Any]:
         name = f"loralpha calibrate ({runs} run{'s' * (runs > 1)} of probes)"
         if not found or "refused" in found or found.get("unknown"):
             empty = {m: {s: None for s in P.REPORT_SEEDS} for m in metrics}
-            state = ("not run yet" if not found else found.get("refused")
-                     or f"unknown after {found['cost_steps'] / steps:.2g} runs of probes: it gave no point")
+            state = P.calibration_state(found, steps)
             rows.append(_row(name, "calibrator", None, empty, state=state))
             continue
         seeds = {m: {s: _value(records.get(trial_id(P.calibration_config(task, found, s))), m)
@@ -102,6 +101,7 @@ def summarize(task: str) -> dict[str, Any]:
             "complete": summary["settled"] and best is not None and len(done) == len(wanted)
             and all(P.calibrated(task, k) is not None for k in P.CALIBRATION_RUNS),
             "trials": {"done": len(done), "planned": len(wanted)}, "trial_hours": hours,
+            "earlier_calibrations": P.earlier_calibrations(task),
             "eval_share": {"max": shares[-1], "median": shares[len(shares) // 2]} if shares else None}
 
 

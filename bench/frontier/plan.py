@@ -177,6 +177,37 @@ def calibration_path(task: str, runs: int) -> Path:
     return folder(task) / "calibrations" / f"{runs}-runs" / "calibrate.json"
 
 
+# The calibrator's earlier methods whose calibrations of a task existed before the method changed: the folder they
+# moved to, the commit that changed the method, and what changed (BENCHMARKS.md §10 lists them, before and after).
+EARLIER_METHODS = (("calibrations-v1", "e50a2f6", "a check arm still downhill at its end walks on until bracketed; "
+                    "a map beside a cliff is read per axis; an arm never bracketed gives its best probed point"),)
+
+
+def earlier_calibrations(task: str) -> list[dict[str, Any]]:
+    """Per earlier method with records for `task`: its folder, the change, and each budget's state as it was."""
+    out = []
+    for where, commit, change in EARLIER_METHODS:
+        found = [(runs, folder(task) / where / f"{runs}-runs" / "calibrate.json") for runs in CALIBRATION_RUNS]
+        states = {runs: json.loads(path.read_text()) for runs, path in found if path.is_file()}
+        if states:
+            steps = spec(task).fixed["steps"]
+            out.append({"folder": where, "commit": commit, "change": change,
+                        "states": {str(runs): calibration_state(cal, steps) for runs, cal in states.items()}})
+    return out
+
+
+def calibration_state(found: dict[str, Any] | None, steps: int) -> str:
+    """A calibration's outcome in words: not run, refused (its reason), unknown (no point), or its point."""
+    if not found:
+        return "not run yet"
+    if "refused" in found:
+        return found["refused"]
+    if found.get("unknown"):
+        return f"unknown after {found['cost_steps'] / steps:.2g} runs of probes: it gave no point"
+    point = found["settings"]["lora-alpha"]
+    return f"c = {point['coef']:.4g}, η = {point['lr']:.3g} after {found['cost_steps'] / steps:.2g} runs of probes"
+
+
 def calibrated(task: str, runs: int) -> dict[str, Any] | None:
     path = calibration_path(task, runs)
     return json.loads(path.read_text()) if path.is_file() else None

@@ -79,6 +79,10 @@ def task_section(t: dict[str, Any]) -> list[str]:
         mine = t["oracle"] is not None and r["kind"] == "sweep" and f"rule={r['rule']}" == t["oracle"]
         out.append(f"| {r['method']} | {cost(r)} | {lr} | " + " | ".join(value(r["test"][m]) for m in metrics)
                    + " | " + " | ".join("the oracle's own" if mine else gap(r["gap"][m]) for m in metrics) + " |")
+    for e in t.get("earlier_calibrations", []):  # a method changed after its calibrations of this task existed
+        before = "; ".join(f"{runs} run{'s' * (runs != '1')}: {state}" for runs, state in e["states"].items())
+        out += ["", f"Changed after the records existed: the calibrator's method ({e['commit']}: {e['change']}). "
+                    f"Before, by the earlier method (`{e['folder']}/`): {before}. After: the calibrate rows above."]
     figure = path_of(t["task"])
     if figure.is_file():
         out += ["", f"![{name}: tuning cost against the paired test gap to the oracle]"

@@ -40,7 +40,7 @@ CHOOSE = "eval_loss"  # the validation metric that chooses (lower is better): sm
 CHOOSE_SEED = 0  # the seed that chooses; it never reports
 REPORT_SEEDS = (1, 2, 3)  # the seeds of every reported row, on test
 PLATEAU = 0.02  # the budget test: see `budget_test`
-CALIBRATION_RUNS = (1, 3)  # probe budgets of the calibrator, in target runs (× the task's steps)
+CALIBRATION_RUNS = (0.5, 1, 3)  # probe budgets of the calibrator, in target runs (× the task's steps): its curve
 SWEEPS = ("2rank", "rslora", "loraplus")  # the rules users sweep η for
 ORACLE_RULES = ("lora-alpha", "rank", "2rank", "rslora", "loraplus")  # the LoRA settings the oracle ranges over
 REFERENCE = "full-model"  # tuned the same way; above LoRA, outside the oracle
@@ -172,7 +172,7 @@ def planned(task: str, records: dict[str, dict[str, Any]]) -> list[Trial]:
     return [t for t in trials if not (t.id in seen or seen.add(t.id))]
 
 
-def calibration_path(task: str, runs: int) -> Path:
+def calibration_path(task: str, runs: float) -> Path:
     """Where a calibration at a probe budget of `runs` target runs keeps its result (and probes.jsonl beside it)."""
     return folder(task) / "calibrations" / f"{runs}-runs" / "calibrate.json"
 
@@ -208,7 +208,7 @@ def calibration_state(found: dict[str, Any] | None, steps: int) -> str:
     return f"c = {point['coef']:.4g}, η = {point['lr']:.3g} after {found['cost_steps'] / steps:.2g} runs of probes"
 
 
-def calibrated(task: str, runs: int) -> dict[str, Any] | None:
+def calibrated(task: str, runs: float) -> dict[str, Any] | None:
     path = calibration_path(task, runs)
     return json.loads(path.read_text()) if path.is_file() else None
 

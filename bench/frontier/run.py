@@ -81,7 +81,7 @@ def export(task: str) -> int:
     return n
 
 
-def calibrate_at(task: str, runs: int, threads: int | None) -> None:
+def calibrate_at(task: str, runs: float, threads: int | None) -> None:
     """`loralpha calibrate` on the task at a probe budget of `runs` target runs (probes at seed 0, scored by their
     own train loss: no probe reads validation or test), resuming from its probes.jsonl; a budget the calibrator
     refuses is kept as such, with its reason."""
@@ -101,8 +101,8 @@ def calibrate_at(task: str, runs: int, threads: int | None) -> None:
 
     began = time.perf_counter()
     try:
-        found = calibrate(spec(task).task, steps=steps, rank=rank, budget_steps=runs * steps, on_probe=landed,
-                          known=lambda key: seen.get(_key(key)), **fields).to_dict()
+        found = calibrate(spec(task).task, steps=steps, rank=rank, budget_steps=round(runs * steps),
+                          on_probe=landed, known=lambda key: seen.get(_key(key)), **fields).to_dict()
     except UsageError as e:
         found = {"refused": str(e)}
     path.write_text(json.dumps({"runs": runs, "steps": steps, **found}, indent=1, default=float) + "\n")
@@ -110,7 +110,7 @@ def calibrate_at(task: str, runs: int, threads: int | None) -> None:
           + (f" (refused: {found['refused']})" if "refused" in found else ""), flush=True)
 
 
-def calibrate_if_free(task: str, runs: int, threads: int | None) -> bool:
+def calibrate_if_free(task: str, runs: float, threads: int | None) -> bool:
     """Run the calibration at `runs` target runs unless another process sharing the task is running it (a lock
     beside the task's store); say whether this process ran it."""
     with store_path(task).with_name(f"{task}-calibrate-{runs}.lock").open("w") as lock:

@@ -80,7 +80,7 @@ def task_section(t: dict[str, Any]) -> list[str]:
         out.append(f"| {r['method']} | {cost(r)} | {lr} | " + " | ".join(value(r["test"][m]) for m in metrics)
                    + " | " + " | ".join("the oracle's own" if mine else gap(r["gap"][m]) for m in metrics) + " |")
     for e in t.get("earlier_calibrations", []):  # a method changed after its calibrations of this task existed
-        before = "; ".join(f"{runs} run{'s' * (runs != '1')}: {state}" for runs, state in e["states"].items())
+        before = "; ".join(f"{runs} run{'s' * (float(runs) > 1)}: {state}" for runs, state in e["states"].items())
         out += ["", f"Changed after the records existed: the calibrator's method ({e['commit']}: {e['change']}). "
                     f"Before, by the earlier method (`{e['folder']}/`): {before}. After: the calibrate rows above."]
     figure = path_of(t["task"])
@@ -140,7 +140,7 @@ def readme_block() -> str:
             if r["kind"] == "calibrator":
                 runs = r["method"].split("(")[1].split(" run")[0]
                 g = r["gap"][metric]
-                said.append(f"{runs} run{'s' * (runs != '1')}: "
+                said.append(f"{runs} run{'s' * (float(runs) > 1)}: "
                             + (gap(g) if g and g.get("mean") is not None else (r.get("state") or "—").split(":")[0]))
         rows.append(f"| {name} | complete | {t['oracle'].removeprefix('rule=')} | "
                     + (f"{closest['method']}: {gap(closest['gap'][metric])}" if closest else "—") + " | "

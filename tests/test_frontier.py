@@ -168,3 +168,17 @@ def test_a_calibrator_method_changed_after_its_records_is_listed_with_the_before
     assert ("Changed after the records existed: the calibrator's method (e50a2f6: " in section
             and "1 run: unknown after 0.96 runs of probes: it gave no point" in section)
     assert frontier.earlier_calibrations("sft-gemma") == []  # no earlier method's records: nothing said
+
+
+def test_the_calibrator_is_held_against_each_recipe_paired_by_seed():
+    from bench.frontier import analysis
+
+    t = analysis.summarize("teacher-student")  # complete in the committed records
+    metric = t["metrics"][0]
+    cal = next(r for r in t["rows"] if r["method"] == "loralpha calibrate (1 run of probes)")
+    for recipe in (r for r in t["rows"] if r["kind"] == "recipe"):
+        mine, theirs = cal["seeds"][metric], recipe["seeds"][metric]
+        diffs = [mine[s] - theirs[s] for s in frontier.REPORT_SEEDS]  # seed by seed, calibrated − recipe
+        said = cal["vs_recipes"][recipe["method"]][metric]
+        assert said["mean"] == pytest.approx(sum(diffs) / len(diffs), rel=1e-9)
+        assert said["verdict"] in ("better", "ties")  # lower rel_mse is better: it beats or ties each recipe

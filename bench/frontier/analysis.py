@@ -78,6 +78,12 @@ def summarize(task: str) -> dict[str, Any]:
         r["gap"] = {m: (verdict(r["seeds"][m], oracle_seeds[m], m, is_higher_better(m), b.margin.get(m))
                         if oracle_seeds is not None and not own else None) for m in metrics}
 
+    recipes = [r for r in rows if r["kind"] == "recipe"]
+    for r in rows:  # the calibrator against each zero-cost recipe, paired by seed (calibrated − recipe)
+        if r["kind"] == "calibrator" and r["cost_runs"] is not None:
+            r["vs_recipes"] = {q["method"]: {m: verdict(r["seeds"][m], q["seeds"][m], m, is_higher_better(m),
+                                                        b.margin.get(m)) for m in metrics} for q in recipes}
+
     judge = P.budget_group(groups)  # the budget test: the best-tuned baseline's validation curves
     curves = []
     if judge is not None:

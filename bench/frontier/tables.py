@@ -79,6 +79,15 @@ def task_section(t: dict[str, Any]) -> list[str]:
         mine = t["oracle"] is not None and r["kind"] == "sweep" and f"rule={r['rule']}" == t["oracle"]
         out.append(f"| {r['method']} | {cost(r)} | {lr} | " + " | ".join(value(r["test"][m]) for m in metrics)
                    + " | " + " | ".join("the oracle's own" if mine else gap(r["gap"][m]) for m in metrics) + " |")
+    mine = [r for r in t["rows"] if r.get("vs_recipes")]
+    if mine:  # the calibrator against each zero-cost recipe, on the declared metric
+        metric = metrics[0]
+        names = list(mine[0]["vs_recipes"])
+        out += ["", f"The calibrator against each zero-cost recipe: calibrated − recipe, test {bare(metric)}, "
+                    "paired by seed:", "", "| probes | " + " | ".join(names) + " |",
+                "| --- | " + " | ".join("---" for _ in names) + " |"]
+        out += [f"| {r['cost_runs']:.3g} runs | " + " | ".join(gap(r["vs_recipes"][n][metric]) for n in names) + " |"
+                for r in mine]
     for e in t.get("earlier_calibrations", []):  # a method changed after its calibrations of this task existed
         before = "; ".join(f"{runs} run{'s' * (float(runs) > 1)}: {state}" for runs, state in e["states"].items())
         out += ["", f"Changed after the records existed: the calibrator's method ({e['commit']}: {e['change']}). "

@@ -182,3 +182,25 @@ def test_the_calibrator_is_held_against_each_recipe_paired_by_seed():
         said = cal["vs_recipes"][recipe["method"]][metric]
         assert said["mean"] == pytest.approx(sum(diffs) / len(diffs), rel=1e-9)
         assert said["verdict"] in ("better", "ties")  # lower rel_mse is better: it beats or ties each recipe
+
+
+def test_the_readme_headline_speaks_of_complete_tasks_only_and_counts_what_tied():
+    from bench.frontier.tables import headline
+
+    def row(method, kind, word, cost=0, **more):
+        return {"method": method, "kind": kind, "cost_runs": cost, "gap": {"test:m": {"verdict": word}}, **more}
+
+    done = {"complete": True, "metrics": ["test:m"], "rows": [
+        row("A", "recipe", "ties"), row("B", "recipe", "worse"), row("C", "recipe", "worse"),
+        row("2rank η sweep", "sweep", "ties", 5, users_sweep=True), row("rslora η sweep", "sweep", "worse", 7,
+                                                                        users_sweep=True),
+        row("lora-alpha η sweep", "sweep", "worse", 4, users_sweep=False),
+        row("loralpha calibrate (1 run of probes)", "calibrator", "ties", 0.8)]}
+    running = {"complete": False, "metrics": ["test:m"], "rows": [row("C", "recipe", "ties")]}
+    said = headline({"one": done, "two": running})
+    # the count is over the frontier's planned tasks (sft-gemma, teacher-student, tweets) and these two
+    assert said[0] == "Without tuning, A tied the oracle on one (1 of 5 tasks complete)."
+    assert said[1] == "Worse than the oracle everywhere: B, C."  # the running task's word on C is not read
+    assert said[2] == "A one-rule η sweep (5–7 runs) tied it in 1 of 2 cases."  # lora-alpha is not a user's sweep
+    assert said[3] == "`loralpha calibrate` at one run of probes (0.8 runs spent) tied it in 1 of 1."
+    assert headline({"two": running}) == []

@@ -154,8 +154,49 @@ def readme_block() -> str:
         rows.append(f"| {name} | complete | {t['oracle'].removeprefix('rule=')} | "
                     + (f"{closest['method']}: {gap(closest['gap'][metric])}" if closest else "—") + " | "
                     + ("; ".join(said) or "—") + " |")
+    said = headline(tasks)
     return "\n".join([
         "Protocol v2 ([BENCHMARKS.md §10](BENCHMARKS.md#10-the-tuning-frontier-protocol-v2)): validation chooses, "
         "test reports, seeds 1–3 paired against the oracle (the best tuned LoRA setting).", "",
         "| task | state | oracle | closest zero-cost recipe (test gap) | `loralpha calibrate` (test gap) |",
-        "| --- | --- | --- | --- | --- |", *rows])
+        "| --- | --- | --- | --- | --- |", *rows, *([""] + [f"- {line}" for line in said] if said else [])])
+
+
+def headline(tasks: dict[str, dict]) -> list[str]:
+    """The frontier in short sentences, over the complete tasks only, each on the task's declared metric: which
+    recipes tie the oracle (use one when you will not tune) and which lose everywhere; what a one-rule η sweep
+    buys and costs; what the calibrator buys at one run of probes."""
+    done = {n: t for n, t in tasks.items() if t["complete"]}
+    if not done:
+        return []
+    where = f"on {', '.join(done)} ({len(done)} of {len(set(P.ORDER) | set(tasks))} tasks complete)"
+
+    def words(kind: str, match=lambda r: True) -> dict[str, dict[str, str]]:  # method -> task -> its verdict
+        out: dict[str, dict[str, str]] = {}
+        for n, t in done.items():
+            for r in t["rows"]:
+                g = (r.get("gap") or {}).get(t["metrics"][0])
+                if r["kind"] == kind and match(r) and g and g.get("verdict"):
+                    out.setdefault(r["method"], {})[n] = g["verdict"]
+        return out
+
+    recipes = words("recipe")
+    tie = [m for m, w in recipes.items() if set(w.values()) == {"ties"} and len(w) == len(done)]
+    lose = [m for m, w in recipes.items() if set(w.values()) == {"worse"} and len(w) == len(done)]
+    lines = [f"Without tuning, {' and '.join(tie) if tie else 'no recipe'} tied the oracle {where}."]
+    if lose:
+        lines.append(f"Worse than the oracle everywhere: {', '.join(lose)}.")
+    sweeps = words("sweep", lambda r: r.get("users_sweep"))
+    costs = [r["cost_runs"] for t in done.values() for r in t["rows"] if r["kind"] == "sweep" and r.get("users_sweep")]
+    tied = sum(v == "ties" for w in sweeps.values() for v in w.values())
+    if costs:
+        lines.append(f"A one-rule η sweep ({min(costs):.3g}–{max(costs):.3g} runs) tied it in {tied} of "
+                     f"{sum(len(w) for w in sweeps.values())} cases.")
+    one = words("calibrator", lambda r: r["method"].startswith("loralpha calibrate (1 run"))
+    cal = [r["cost_runs"] for t in done.values() for r in t["rows"]
+           if r["method"].startswith("loralpha calibrate (1 run") and r["cost_runs"] is not None]
+    if one:
+        verdicts = [v for w in one.values() for v in w.values()]
+        lines.append(f"`loralpha calibrate` at one run of probes ({max(cal):.2g} runs spent) tied it in "
+                     f"{verdicts.count('ties')} of {len(verdicts)}.")
+    return lines

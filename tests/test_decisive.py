@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import records
 from bench.decisive import analysis, criteria, figures
 from bench.decisive import plan as protocol
 from bench.decisive import run as decisive
@@ -205,7 +206,7 @@ def test_a_record_states_the_threads_its_trial_ran_on_not_the_runners(tmp_path):
     threads = torch.get_num_threads() + 3  # what a sweep worker was given, unlike this process
     (run / "config.json").write_text(json.dumps({"runtime": {"device": "cuda", "threads": threads}}))
     trial = {"id": "t", "config": {}, "status": "done", "run_dir": str(run)}
-    rec = decisive.record_of(trial)
+    rec = records.record_of(trial)
     assert (rec["device"], rec["machine"]["torch_threads"]) == ("cuda", threads)
 
 

@@ -26,6 +26,7 @@ import os
 import time
 from pathlib import Path
 
+from bench import records as trial_records
 from bench.calibration.analysis import write
 from bench.calibration.plan import (
     BUDGET_RUNS,
@@ -40,7 +41,6 @@ from bench.calibration.plan import (
 )
 from bench.common import WORK
 from bench.decisive.plan import Arm, config
-from bench.decisive.run import record_of
 
 
 def calibrate_table(name: str, quick: bool) -> dict:
@@ -108,13 +108,8 @@ def run_seeds(name: str, cal: dict, quick: bool, threads: int, only: list[int] |
 
 
 def export_to(store: Path, d: Path, tid: str) -> None:
-    """The finished trial `tid` of `store` as its record in `d` (the decisive benchmark's format)."""
-    from loralpha.sweep import Store
-
-    with Store(store) as st:
-        for trial in st.records():
-            if trial["id"] == tid and trial["status"] in ("done", "diverged"):
-                (d / f"{tid}.json").write_text(json.dumps(record_of(trial), indent=1, default=float) + "\n")
+    """The finished trial `tid` of `store` as its record in `d` (`bench.records`, the decisive benchmark's format)."""
+    trial_records.export(store, d, {tid})
 
 
 def main() -> None:

@@ -37,7 +37,6 @@ RULES = [SUBJECT, "rank", "2rank", "rslora", "loraplus", "full-model"]
 SEEDS = [0, 1, 2]
 RANK = 8
 MAX_POINTS = 8  # per arm: a rule still unbracketed after this many points is reported as such
-CURVE_POINTS = 100  # train-loss points kept per record
 PLATEAU = 0.02  # the budget holds when the best baseline's held-out loss improves < 2% over the last quarter
 
 BERT_LINEAR = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]

@@ -15,9 +15,9 @@ the one GPU and no trial starts after --deadline minutes, so the records are bac
         --tasks tweets@1000,bbc-news,clip-digits,teacher-student --workers 8 --deadline 6
     cp -r bench/results/decisive $OUT/
 
-Records: bench/results/decisive/<task>/<trial id>.json, one per finished trial (config, status, metrics, the
-held-out curve, the train-loss curve, the Signal-Drift per-factor motion, wall time split into load, train
-and eval, machine). A rerun reads them and runs only what is missing, on any machine; `bench/render/benchmarks.py`
+Records: bench/results/decisive/<task>/<trial id>.json, one per finished trial (`bench.records`: config, status,
+metrics, the held-out curve, the train-loss curve, the Signal-Drift per-factor motion, wall time split into load,
+train and eval, machine). A rerun reads them and runs only what is missing, on any machine; `bench/render/benchmarks.py`
 renders BENCHMARKS.md's decisive tables from them alone.
 
 The protocol (the settings, arms, lattice and plan) is in bench/decisive/plan.py; what the records say (the
@@ -27,78 +27,21 @@ tables and verdicts) in bench/decisive/analysis.py.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 from pathlib import Path
 
-from bench.common import WORK, machine
+from bench import records
+from bench.common import WORK
 from bench.decisive.analysis import table, write_summary
 from bench.decisive.figures import draw
-from bench.decisive.plan import CURVE_POINTS, ORDER, folder, load, plan, settings
+from bench.decisive.plan import ORDER, folder, load, plan, settings
 from loralpha import TrainConfig
-
-# ------------------------------------------------------------------ records
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
-def _thin(rows: list[dict], n: int) -> list[dict]:
-    if len(rows) <= n:
-        return rows
-    step = len(rows) / n
-    return [rows[int(i * step)] for i in range(n - 1)] + [rows[-1]]
-
-
-def record_of(trial: dict, device: str = "cpu") -> dict:
-    """A finished trial of the store as its committed record: what the tables need, no weights."""
-    run = Path(trial.get("run_dir") or "")
-    rows = _jsonl(run / "metrics.jsonl")
-    curve = [{k: v for k, v in r.items() if k not in ("loss", "lr")} for r in rows  # the held-out evaluations
-             if set(r) - {"step", "loss", "lr"}]
-    losses = [{"step": r["step"], "loss": r["loss"]} for r in rows if "loss" in r]
-    motion = []
-    for r in _jsonl(run / "signal_drift.jsonl"):
-        mean, weighted = r.get("mean", {}), r.get("weighted", {})
-        motion.append({"step": r["step"], "a_motion": mean.get("a_motion"), "b_norm": mean.get("b_norm"),
-                       "drift_ratio": weighted.get("drift_ratio"), "signal": mean.get("abs_signal"),
-                       "update_norm": mean.get("update_norm")})
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    facts = machine()
-    if (run / "config.json").is_file():  # where it ran, as the run recorded it (runs before that are CPU runs)
-        runtime = json.loads((run / "config.json").read_text()).get("runtime", {})
-        device = runtime.get("device", device)
-        if "threads" in runtime:  # the trial's own threads, not this process's
-            facts["torch_threads"] = runtime["threads"]
-    return {"id": trial["id"], "config": trial["config"], "status": trial["status"], "error": trial.get("error"),
-            "final_loss": trial.get("final_loss"), "eval": trial.get("eval") or {},
-            "diverged_at": summary.get("diverged_at"),
-            "wall_time_s": trial.get("wall_time_s"), "load_time_s": trial.get("load_time_s"),
-            "train_time_s": trial.get("train_time_s"), "eval_time_s": trial.get("eval_time_s"),
-            "curve": curve, "train_loss": _thin(losses, CURVE_POINTS), "motion": motion,
-            "device": device, "finished_at": trial.get("finished_at"), "machine": facts}
 
 
 def export(store_path: Path, task: str, quick: bool, ids: set[str]) -> int:
     """Write the record of every finished trial of `ids` in the store that has none yet; returns how many."""
-    from loralpha.sweep import Store
-
-    if not store_path.is_file():
-        return 0
-    out = folder(task, quick)
-    out.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with Store(store_path) as store:
-        for trial in store.records():
-            path = out / f"{trial['id']}.json"
-            if trial["id"] in ids and trial["status"] in ("done", "diverged") and not path.is_file():
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(record_of(trial), indent=1, default=float) + "\n")
-                tmp.replace(path)
-                n += 1
-    return n
+    return records.export(store_path, folder(task, quick), ids)
 
 
 def store_path(task: str, quick: bool) -> Path:

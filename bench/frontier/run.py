@@ -7,7 +7,7 @@ calibrations of bench/frontier/plan.py, one trial at a time, each trial's record
     python -m bench.frontier.run --status                     # how complete each task is, from the records
     python -m bench.frontier.run --quick                      # a smoke run: a tiny teacher-student (specs/quick.yaml)
 
-Records: bench/results/frontier/<task>/<trial id>.json (bench.decisive.run.record_of: config, status, the
+Records: bench/results/frontier/<task>/<trial id>.json (bench.records: config, status, the
 validation metrics and `test:` metrics at the end, the validation curve, the train-loss curve, times, machine).
 A rerun on any machine first puts the committed records into its store, then runs only what is missing; two
 processes may share a task's store (each takes a trial no other is running).
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from bench.decisive.run import record_of
+from bench import records
 from bench.frontier.analysis import write as analysis_write
 from bench.frontier.plan import (
     CALIBRATION_RUNS,
@@ -67,18 +67,7 @@ def seed_store(task: str) -> int:
 
 def export(task: str) -> int:
     """Write the record of every finished trial of the store that has none yet; returns how many."""
-    out = folder(task)
-    out.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with Store(store_path(task)) as store:
-        for trial in store.records():
-            path = out / f"{trial['id']}.json"
-            if trial["status"] in ("done", "diverged") and not path.is_file():
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(record_of(trial), indent=1, default=float) + "\n")
-                tmp.replace(path)
-                n += 1
-    return n
+    return records.export(store_path(task), folder(task))
 
 
 def calibrate_at(task: str, runs: float, threads: int | None) -> None:

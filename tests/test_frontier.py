@@ -204,3 +204,31 @@ def test_the_readme_headline_speaks_of_complete_tasks_only_and_counts_what_tied(
     assert said[2] == "A one-rule η sweep (5–7 runs) tied it in 1 of 2 cases."  # lora-alpha is not a user's sweep
     assert said[3] == "`loralpha calibrate` at one run of probes (0.8 runs spent) tied it in 1 of 1."
     assert headline({"two": running}) == []
+
+
+def test_claim_one_reads_from_the_v2_frontier_where_it_is_complete():
+    from bench.common import RESULTS
+    from bench.decisive.analysis import claim_word
+    from bench.frontier import analysis
+    from bench.frontier.tables import claim_said
+    from bench.render.benchmarks import render
+    from loralpha.studies.protocol import verdict
+
+    t = analysis.summarize("teacher-student")
+    paper = next(r for r in t["rows"] if r["method"] == frontier.PAPER)
+    tuned = [r for r in t["rows"] if r["kind"] in ("sweep", "reference")]
+    for m in t["metrics"]:
+        said = t["claims"]["untuned"][m]
+        words = {r["rule"]: verdict(paper["seeds"][m], r["seeds"][m], m, False, t["margin"][m])["verdict"]
+                 for r in tuned}
+        assert said["words"] == words and said["verdict"] == claim_word(list(words.values()))
+    assert claim_word(["worse"] * 6) == "does not" and claim_word(["better", "ties"]) == "holds"
+    assert claim_word(["better", "worse"]) == "partly" and claim_word(["undecided", "worse"]) == "does not"
+    page = render(RESULTS)  # §7's verdict table gains the v2-only task, claim 1 from its frontier, the rest unmeasured
+    head = next(line for line in page.splitlines() if line.startswith("| claim |"))
+    assert head.endswith("| teacher-student (v2 only) |")
+    row = next(line for line in page.splitlines() if line.startswith("| LoRA-α at the full-FT η (untuned)"))
+    assert row.endswith(f"| {claim_said(t)} |") and claim_said(t).startswith(
+        "v2, test, seeds 1–3: does not: by rel_mse, worse than 6 of 6 tuned rules; largest gap vs rank: +0.163")
+    other = next(line for line in page.splitlines() if line.startswith("| at the full-FT η it converges faster"))
+    assert other.endswith("| not measured under v2 |")

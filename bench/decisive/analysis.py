@@ -179,6 +179,14 @@ def _gap(p: dict) -> str:
     return f"{p['mean']:+.3g}" + (f" [{p['lo']:+.3g}, {p['hi']:+.3g}]" if p.get("lo") is not None else "")
 
 
+def claim_word(words: list[str]) -> str:
+    """Claim 1's verdict from the paired words untuned − each baseline: holds when every baseline is beaten or
+    tied, does not when some are worse and none is beaten or tied, partly when some are beaten and some worse,
+    undecided otherwise."""
+    won, worse = sum(w in ("better", "ties") for w in words), words.count("worse")
+    return "holds" if won == len(words) else "does not" if worse and not won else "partly" if worse else "undecided"
+
+
 def untuned_said(base: list[dict], key: str, metric: str, higher: bool) -> dict:
     """Claim 1 by `metric` (key: "select" or "report"), from the paired differences untuned − rule and their v2
     words: holds when every baseline is beaten (or tied within a declared margin: v1 declared none), does not when
@@ -188,9 +196,7 @@ def untuned_said(base: list[dict], key: str, metric: str, higher: bool) -> dict:
         return {"metric": metric, "verdict": "pending",
                 "figure": f"{len(ready)} of {len(base)} baselines have {len(SEEDS)} paired seeds"}
     words = [r[f"word_{key}"] for r in ready]
-    won, worse = sum(w in ("better", "ties") for w in words), words.count("worse")
-    verdict = ("holds" if won == len(words) else "does not" if worse and not won else "partly" if worse
-               else "undecided")
+    verdict = claim_word(words)
     sign = -1 if higher else 1  # the gap that goes most against untuned LoRA-α
     gap = max(ready, key=lambda r: sign * r[f"paired_{key}"]["mean"])
     late = [r["seeds_1_2"] for r in ready]

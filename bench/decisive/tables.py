@@ -9,6 +9,7 @@ from pathlib import Path
 from bench.common import ROOT, missing, stamp
 from bench.decisive.analysis import CLAIMS, successors
 from bench.decisive.figures import path_of
+from bench.frontier.tables import claim_said
 from loralpha.reporting import fmt
 
 
@@ -194,16 +195,21 @@ def decisive(R: dict, folder: Path) -> list[str]:
     after = successors(D["tasks"])
     heads = [f"{t} ({D['tasks'][t]['steps']} steps: budget test failed; see {after[t]})" if t in after else t
              for t in tasks]
+    v2 = {n: f for n, t in (R.get("frontier") or {}).get("tasks", {}).items()
+          if t["complete"] and (f := claim_said(t))}  # claim 1 read from the v2 frontier where it is complete
+    heads += [f"{n} (v2 only)" for n in v2 if n not in tasks]
     out += ["### Verdicts", "", "One row per claim of the paper, one column per table, each from the table above "
             "(pending: the trials it needs are not all done), each naming the metric it reads: the held-out metric "
             "that picked η and, where the task declares another (tweets: accuracy), that one too. A table whose "
             "budget test failed gives way to its task's table at the budget that passed. The rules that changed "
-            "after the records existed are listed with their figures under both readings below.", "",
-            "| claim | " + " | ".join(heads) + " |", "| --- " * (len(tasks) + 1) + "|"]
+            "after the records existed are listed with their figures under both readings below. Where a task's "
+            "v2 frontier (§10) is complete, the first claim reads from it (validation chose, test reports).", "",
+            "| claim | " + " | ".join(heads) + " |", "| --- " * (len(heads) + 1) + "|"]
     for key, claim in CLAIMS.items():
         cells = []
         for task in tasks:
             v = next((v for v in D["tasks"][task].get("verdicts", []) if v["claim"] == key), None)
-            cells.append("—" if v is None else verdict_said(v))
+            cells.append(v2[task] if key == "untuned" and task in v2 else "—" if v is None else verdict_said(v))
+        cells += [v2[n] if key == "untuned" else "not measured under v2" for n in v2 if n not in tasks]
         out.append(f"| {claim} | " + " | ".join(cells) + " |")
     return out + ["", stamp(D, folder, "decisive"), ""]

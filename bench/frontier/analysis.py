@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from bench.common import save
+from bench.decisive.analysis import claim_word
 from bench.frontier import plan as P
 from bench.frontier.figures import draw
 from loralpha.studies import bracket
@@ -29,6 +30,20 @@ def _value(rec: dict[str, Any] | None, metric: str) -> float | None:
 def _row(name: str, kind: str, cost: float | None, seeds: dict[str, dict[int, float | None]], **more: Any) -> dict:
     return {"method": name, "kind": kind, "cost_runs": cost, "seeds": seeds,
             "test": {m: interval(v.values()) for m, v in seeds.items()}, **more}
+
+
+def untuned_v2(paper: dict, tuned: list[dict], metric: str, margin: float | None) -> dict[str, Any]:
+    """The paper's claim 1 (LoRA-α at c = 256 and the full-FT η, untuned, ties or beats each tuned baseline) on
+    test by `metric`: the paper's recipe − each tuned rule, paired over the reporting seeds, its v2 word, and the
+    claim's word by §7's rule (`claim_word`)."""
+    higher = is_higher_better(metric)
+    pairs = [(r["rule"], verdict(paper["seeds"][metric], r["seeds"][metric], metric, higher, margin))
+             for r in tuned]
+    words = [p["verdict"] for _, p in pairs]
+    sign = -1 if higher else 1
+    rule, worst = max(pairs, key=lambda rp: sign * rp[1]["mean"] if rp[1]["mean"] is not None else -math.inf)
+    return {"verdict": claim_word(words), "words": dict(zip((r for r, _ in pairs), words)),
+            "largest": {"rule": rule, **worst}}
 
 
 def summarize(task: str) -> dict[str, Any]:
@@ -84,6 +99,12 @@ def summarize(task: str) -> dict[str, Any]:
             r["vs_recipes"] = {q["method"]: {m: verdict(r["seeds"][m], q["seeds"][m], m, is_higher_better(m),
                                                         b.margin.get(m)) for m in metrics} for q in recipes}
 
+    claims = {}
+    paper = next((r for r in rows if r["method"] == P.PAPER), None)
+    tuned = [r for r in rows if r["kind"] in ("sweep", "reference")]
+    if paper is not None and tuned and summary["settled"]:  # claim 1 under v2: the paper's recipe, each tuned rule
+        claims["untuned"] = {m: untuned_v2(paper, tuned, m, b.margin.get(m)) for m in metrics}
+
     judge = P.budget_group(groups)  # the budget test: the best-tuned baseline's validation curves
     curves = []
     if judge is not None:
@@ -107,7 +128,7 @@ def summarize(task: str) -> dict[str, Any]:
             "complete": summary["settled"] and best is not None and len(done) == len(wanted)
             and all(P.calibrated(task, k) is not None for k in P.CALIBRATION_RUNS),
             "trials": {"done": len(done), "planned": len(wanted)}, "trial_hours": hours,
-            "earlier_calibrations": P.earlier_calibrations(task),
+            "earlier_calibrations": P.earlier_calibrations(task), "claims": claims,
             "eval_share": {"max": shares[-1], "median": shares[len(shares) // 2]} if shares else None}
 
 

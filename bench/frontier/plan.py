@@ -73,6 +73,9 @@ RECIPES = (
 )
 
 
+PAPER = "LoRA-α (paper)"  # the recipe that is the paper's claim 1: untuned LoRA-α at the full-FT η
+
+
 def spec(task: str) -> Spec:
     """The task's frontier spec: its budget, splits, rules, the bracket and the margins δ."""
     return load(SPECS / f"{task}.yaml")

@@ -55,6 +55,22 @@ def protocol() -> list[str]:
         "\"worse\" when the paired 95% interval excludes 0, else \"undecided\"; each names its metric.", ""]
 
 
+def claim_said(t: dict[str, Any]) -> str | None:
+    """The paper's claim 1 under v2 on a task (its recipe against each tuned rule, on test, by each reported
+    metric): 'does not: by rel_mse, worse than 6 of 6 tuned rules; largest gap vs rank: +0.163 [...] worse; …'."""
+    said = (t.get("claims") or {}).get("untuned")
+    if not said:
+        return None
+    parts = []
+    for m, c in said.items():
+        words = list(c["words"].values())
+        tally = ", ".join(f"{w} than {words.count(w)}" if w in ("better", "worse") else f"{w} {words.count(w)}"
+                          for w in ("worse", "better", "ties", "undecided") if w in words)
+        parts.append(f"{c['verdict']}: by {bare(m)}, {tally} of {len(words)} tuned rules; largest gap vs "
+                     f"{c['largest']['rule']}: {gap(c['largest'])}")
+    return "v2, test, seeds 1–3: " + "; ".join(parts)
+
+
 def task_section(t: dict[str, Any]) -> list[str]:
     name, metrics = t["task"], t["metrics"]
     done, planned = t["trials"]["done"], t["trials"]["planned"]
@@ -88,6 +104,9 @@ def task_section(t: dict[str, Any]) -> list[str]:
                 "| --- | " + " | ".join("---" for _ in names) + " |"]
         out += [f"| {r['cost_runs']:.3g} runs | " + " | ".join(gap(r["vs_recipes"][n][metric]) for n in names) + " |"
                 for r in mine]
+    if said := claim_said(t):
+        out += ["", f"The paper's claim that LoRA-α at the full-FT η, untuned, ties or beats each tuned baseline "
+                    f"(its recipe − each tuned rule): {said}."]
     for e in t.get("earlier_calibrations", []):  # a method changed after its calibrations of this task existed
         before = "; ".join(f"{runs} run{'s' * (float(runs) > 1)}: {state}" for runs, state in e["states"].items())
         out += ["", f"Changed after the records existed: the calibrator's method ({e['commit']}: {e['change']}). "

@@ -75,10 +75,10 @@ def test_a_table_whose_budget_failed_gives_way_in_the_results_to_its_tasks_table
         return data
 
     monkeypatch.setattr(v1, "load", running)
-    said = v1.results().splitlines()[-1]
+    said = "\n".join(line for line in v1.results().splitlines() if line.startswith("- "))  # the words under it
     assert f"on {failed} by " in said and f"{failed}'s budget test failed; {later} is running (3 of" in said
     monkeypatch.setattr(v1, "load", original)
-    said = v1.results().splitlines()[-1]
+    said = "\n".join(line for line in v1.results().splitlines() if line.startswith("- "))
     assert f"on {later} by " in said and f"on {failed} by " not in said and "budget test failed" not in said
 
 
@@ -92,8 +92,9 @@ def test_readme_is_short():
 
 
 def _sentences(block: str) -> list[str]:
-    """The sentences of a block's prose: a table row or a figure is no sentence, and a paragraph ends one."""
-    paragraphs = re.split(r"\n\s*\n", block)
+    """The sentences of a block's prose: a table row or a figure is no sentence, and a paragraph or a list item
+    ends one."""
+    paragraphs = re.split(r"\n\s*\n|\n(?=- )", block)
     prose = [" ".join(line for line in para.splitlines() if not line.startswith(("|", "!["))) for para in paragraphs]
     return [s for para in prose for s in re.split(r"(?<=[.!?:])\s+(?=[A-Z`*(\[])", para) if s.strip()]
 
@@ -101,6 +102,7 @@ def _sentences(block: str) -> list[str]:
 def test_a_long_sentence_is_found():
     said = "Short one. " + " ".join(["Word"] * 61) + ".\n\n| a | " + " ".join(["cell"] * 80) + " |"
     assert [len(s.split()) for s in _sentences(said)] == [2, 61]
+    assert [len(s.split()) for s in _sentences("- one item\n- " + " ".join(["word"] * 30))] == [3, 31]
 
 
 @pytest.mark.parametrize("path", docs.FILES, ids=lambda p: p.name)

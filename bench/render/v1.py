@@ -139,8 +139,8 @@ def results() -> str:
         said.append(f"Untuned LoRA-α against the tuned baselines: {'; '.join(untuned)}.")
     gaps = [f"{g} on {name}" for name, t in shown.items() if (g := _gaps(t))]
     if gaps:
-        said.append(f"Its largest eval_loss gap, 3 seeds → seeds 1–2 alone (not the seed that picked η), is "
-                    f"{_names(gaps)}.")
+        said.append(f"Untuned LoRA-α's largest eval_loss gap, 3 seeds → seeds 1–2 alone (not the seed that picked "
+                    f"η), is {_names(gaps)}.")
     fast = [name for name, v in verdicts.items() if v.get("faster", {}).get("verdict") == "holds"]
     if fast:
         said.append(f"At the full-FT η it converges faster than `2rank` on {_names(fast)}.")
@@ -152,18 +152,20 @@ def results() -> str:
     if done:
         paper = sum(next((a["verdict"] for a in t["against"] if a["arm"] == t["paper"]["arm"]), "") == "better"
                     for t in done.values())
-        said.append(f"`loralpha calibrate` beats untuned c = 256 on {paper} of {len(done)} tables.")
+        said.append(f"`loralpha calibrate` (§9: its method then, 3 runs of probes) beats untuned c = 256 on {paper} of "
+                    f"{len(done)} tables.")
         worse = [f"{', '.join(a['arm'] for a in t['against'] if a['verdict'] == 'worse')} on {n}"
                  for n, t in done.items() if any(a["verdict"] == "worse" for a in t["against"])]
         if worse:
-            said.append(f"It is worse than {'; '.join(worse)}, and undecided against the other tuned rules.")
+            said.append(f"The calibrator is worse than {'; '.join(worse)}, and undecided against the other tuned "
+                        "rules.")
         shares = [s for t in done.values() for s in t["cost_vs_sweep"].values()]
-        said.append(f"Its probes cost {span([t['cost_runs'] for t in done.values()], '.2f')} runs at the target "
-                    f"budget, {span(shares, '.0%')} of one rule's η sweep.")
+        said.append(f"The calibrator's probes cost {span([t['cost_runs'] for t in done.values()], '.2f')} runs at "
+                    f"the target budget, {span(shares, '.0%')} of one rule's η sweep.")
     waiting = [f"{n} ({t.get('state', 'not started')})" for n, t in tables.items() if n not in done]
     if waiting:
         said.append(f"Calibration still running: {_names(waiting)}.")
-    return "\n".join(out + [" ".join(said)])
+    return "\n".join(out + [f"- {line}" for line in said])
 
 
 def calibration_headline() -> str:

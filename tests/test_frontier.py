@@ -232,3 +232,16 @@ def test_claim_one_reads_from_the_v2_frontier_where_it_is_complete():
         "v2, test, seeds 1–3: does not: by rel_mse, worse than 6 of 6 tuned rules; largest gap vs rank: +0.163")
     other = next(line for line in page.splitlines() if line.startswith("| at the full-FT η it converges faster"))
     assert other.endswith("| not measured under v2 |")
+
+
+def test_the_calibrators_block_gives_each_budget_its_cost_point_and_paired_gaps():
+    import json
+
+    from bench.common import RESULTS
+    from bench.frontier.tables import calibrator_block
+
+    t = json.loads((RESULTS / "frontier.json").read_text())["tasks"]["teacher-student"]
+    row = next(r for r in t["rows"] if r["method"] == "loralpha calibrate (1 run of probes)")
+    line = next(x for x in calibrator_block().splitlines() if x.startswith("| teacher-student | 1 run of probes |"))
+    assert f"| {row['cost_runs']:.2g} | c = {row['coef']:.4g}, η = {row['lr']:.3g} | rel_mse " in line
+    assert line.endswith(" ties |") and "LoRA Without Regret: " in line  # the recipe closest to it, paired

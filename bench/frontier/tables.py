@@ -219,3 +219,38 @@ def headline(tasks: dict[str, dict]) -> list[str]:
         lines.append(f"`loralpha calibrate` at one run of probes ({max(cal):.2g} runs spent) tied it in "
                      f"{verdicts.count('ties')} of {len(verdicts)}.")
     return lines
+
+
+def calibrator_block() -> str:
+    """docs/calibrate.md's word on the calibrator under protocol v2: per task with calibrations, each probe budget's
+    cost in target runs, its chosen point, and its paired test gap to the oracle and to the best zero-cost recipe
+    (by the task's declared metric), from bench/results/frontier.json."""
+    import json
+
+    from bench.common import RESULTS
+
+    path = RESULTS / "frontier.json"
+    tasks = json.loads(path.read_text())["tasks"] if path.is_file() else {}
+    rows = []
+    for name, t in tasks.items():
+        metric = t["metrics"][0]
+        for r in t["rows"]:
+            if r["kind"] != "calibrator":
+                continue
+            budget = r["method"].split("(")[1].removesuffix(")")
+            if r["cost_runs"] is None:
+                rows.append(f"| {name} | {budget} | {(r.get('state') or '—').split(':')[0]} | — | — | — |")
+                continue
+            versus = r.get("vs_recipes") or {}
+            best = min(versus, key=lambda n: abs(versus[n][metric]["mean"]), default=None)
+            rows.append(f"| {name} | {budget} | {r['cost_runs']:.2g} | c = {r['coef']:.4g}, η = {r['lr']:.3g} | "
+                        f"{bare(metric)} {gap(r['gap'][metric])} | "
+                        + (f"{best}: {gap(versus[best][metric])}" if best else "—") + " |")
+    if not rows:
+        return "No frontier task has been calibrated yet (`make bench-frontier`)."
+    return "\n".join([
+        "Under protocol v2 ([BENCHMARKS.md §10](../BENCHMARKS.md#10-the-tuning-frontier-protocol-v2)): the probes "
+        "read training batches only, validation chose every other method's η, and the point trains at seeds 1–3, "
+        "reported on test and paired by seed (each task's declared metric):", "",
+        "| task | probe budget | runs spent | chosen point | gap to the oracle | against the closest recipe |",
+        "| --- | --- | --- | --- | --- | --- |", *rows])

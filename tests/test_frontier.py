@@ -245,3 +245,14 @@ def test_the_calibrators_block_gives_each_budget_its_cost_point_and_paired_gaps(
     line = next(x for x in calibrator_block().splitlines() if x.startswith("| teacher-student | 1 run of probes |"))
     assert f"| {row['cost_runs']:.2g} | c = {row['coef']:.4g}, η = {row['lr']:.3g} | rel_mse " in line
     assert line.endswith(" ties |") and "LoRA Without Regret: " in line  # the recipe closest to it, paired
+
+
+def test_the_calibrators_bar_is_the_oracle_or_every_sweep_and_every_recipe_beaten():
+    meets = frontier.calibrator_meets
+    assert meets(True, [(1, 5, "worse")], ["better"] * 6)["meets"]  # ties the oracle: the sweeps do not matter
+    assert meets(False, [(1, 5, "ties"), (1, 6, "better")], ["better"] * 6)["meets"]  # below every sweep, cheaper
+    assert not meets(False, [(1, 5, "ties"), (6, 5, "better")], ["better"] * 6)["meets"]  # one sweep cost less
+    assert not meets(False, [(1, 5, "ties"), (1, 5, "undecided")], ["better"] * 6)["below_every_sweep"]
+    said = meets(True, [], ["better"] * 5 + ["ties"])  # a recipe tied, not beaten: the bar is not met
+    assert not said["meets"] and said["recipes"] == {"better": 5, "ties": 1, "undecided": 0, "worse": 0}
+    assert not meets(True, [], [])["meets"]  # no recipe measured yet: nothing is claimed

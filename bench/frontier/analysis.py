@@ -94,10 +94,19 @@ def summarize(task: str) -> dict[str, Any]:
                         if oracle_seeds is not None and not own else None) for m in metrics}
 
     recipes = [r for r in rows if r["kind"] == "recipe"]
-    for r in rows:  # the calibrator against each zero-cost recipe, paired by seed (calibrated − recipe)
+    sweeps = [r for r in rows if r["kind"] == "sweep" and r.get("users_sweep")]
+    for r in rows:  # the calibrator against each zero-cost recipe and each user's sweep, paired by seed
         if r["kind"] == "calibrator" and r["cost_runs"] is not None:
             r["vs_recipes"] = {q["method"]: {m: verdict(r["seeds"][m], q["seeds"][m], m, is_higher_better(m),
                                                         b.margin.get(m)) for m in metrics} for q in recipes}
+            r["vs_sweeps"] = {q["method"]: {m: verdict(r["seeds"][m], q["seeds"][m], m, is_higher_better(m),
+                                                       b.margin.get(m)) for m in metrics} for q in sweeps}
+            m = metrics[0]  # the bar, on the declared metric, once the oracle is known
+            if oracle_seeds is not None:
+                r["meets"] = P.calibrator_meets(
+                    r["gap"][m]["verdict"] == "ties",
+                    [(r["cost_runs"], q["cost_runs"], r["vs_sweeps"][q["method"]][m]["verdict"]) for q in sweeps],
+                    [r["vs_recipes"][q["method"]][m]["verdict"] for q in recipes])
 
     claims = {}
     paper = next((r for r in rows if r["method"] == P.PAPER), None)

@@ -76,6 +76,20 @@ RECIPES = (
 PAPER = "LoRA-α (paper)"  # the recipe that is the paper's claim 1: untuned LoRA-α at the full-FT η
 
 
+def calibrator_meets(ties_oracle: bool, vs_sweeps: list[tuple[float, float, str]],
+                     vs_recipes: list[str]) -> dict[str, Any]:
+    """The calibrator issue's test of a calibration, on the task's declared metric at its probe budget: it meets
+    the bar when it ties the oracle within δ, or lies below every one-rule sweep at equal or lower cost (for each
+    sweep, its own cost ≤ the sweep's and its paired word against the sweep `better` or `ties`: `vs_sweeps` is
+    (its cost, the sweep's cost, word) per sweep); and it beats every zero-cost recipe (`better` against each).
+    Returns each part and `meets`."""
+    below = bool(vs_sweeps) and all(c <= s and w in ("better", "ties") for c, s, w in vs_sweeps)
+    beats = bool(vs_recipes) and all(w == "better" for w in vs_recipes)
+    return {"ties_oracle": ties_oracle, "below_every_sweep": below, "beats_every_recipe": beats,
+            "recipes": {w: vs_recipes.count(w) for w in ("better", "ties", "undecided", "worse")},
+            "meets": (ties_oracle or below) and beats}
+
+
 def spec(task: str) -> Spec:
     """The task's frontier spec: its budget, splits, rules, the bracket and the margins δ."""
     return load(SPECS / f"{task}.yaml")

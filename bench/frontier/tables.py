@@ -104,6 +104,14 @@ def task_section(t: dict[str, Any]) -> list[str]:
                 "| --- | " + " | ".join("---" for _ in names) + " |"]
         out += [f"| {r['cost_runs']:.3g} runs | " + " | ".join(gap(r["vs_recipes"][n][metric]) for n in names) + " |"
                 for r in mine]
+    judged = [r for r in t["rows"] if r.get("meets")]
+    for r in judged:  # the calibrator issue's bar (plan.calibrator_meets), on the declared metric
+        j, n = r["meets"], sum(r["meets"]["recipes"].values())
+        parts = [f"ties the oracle within δ: {'yes' if j['ties_oracle'] else 'no'}",
+                 f"below every one-rule sweep at no more cost: {'yes' if j['below_every_sweep'] else 'no'}",
+                 "against the recipes: " + ", ".join(f"{w} {k}" for w, k in j["recipes"].items() if k) + f" of {n}"]
+        out += ["", f"{r['method']}, by {bare(metrics[0])}: {'; '.join(parts)} — "
+                    f"{'meets' if j['meets'] else 'does not meet'} the calibrator's bar (`plan.calibrator_meets`)."]
     if said := claim_said(t):
         out += ["", f"The paper's claim that LoRA-α at the full-FT η, untuned, ties or beats each tuned baseline "
                     f"(its recipe − each tuned rule): {said}."]

@@ -18,6 +18,13 @@ def path_of(task: str) -> Path:
     return folder(task).with_suffix(".png")
 
 
+def label_of(r: dict[str, Any]) -> str:
+    """A point's label: the method's name; a calibration by its probe budget ('calibrate, 0.5 run')."""
+    if r["kind"] == "calibrator":
+        return "calibrate, " + r["method"].split("(")[1].removesuffix(" of probes)")
+    return r["method"]
+
+
 def draw(t: dict[str, Any], task: str) -> Path | None:
     """Cost in target runs (recipes at 0, the rest on a log scale) against the paired test gap to the oracle on
     the task's first report metric, with 95% intervals."""
@@ -27,19 +34,27 @@ def draw(t: dict[str, Any], task: str) -> Path | None:
         return None
     fig = Figure(figsize=(8, 4.5))
     ax = fig.subplots()
-    span = max(abs(g["mean"]) for _, g in points) or 1.0
-    placed: list[tuple[float, float]] = []  # label positions so far, to step a label up past its neighbours
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(-0.3, 3 * max(r["cost_runs"] for r, _ in points) + 1)
+    lows = [g["ci95"][0] if g["ci95"] and g["ci95"][0] is not None else g["mean"] for _, g in points]
+    highs = [g["ci95"][1] if g["ci95"] and g["ci95"][1] is not None else g["mean"] for _, g in points]
+    pad = 0.08 * ((max(highs) - min(lows)) or 1.0)
+    ax.set_ylim(min(lows + [0]) - pad, max(highs + [0]) + 3 * pad)  # room above for stacked labels
+    taken: list[tuple[float, float, float]] = []  # placed labels: left, right (pixels), height (pixels)
     for r, g in sorted(points, key=lambda p: (p[0]["cost_runs"], p[1]["mean"])):
         x = r["cost_runs"]
         lo, hi = g["ci95"] if g["ci95"] and g["ci95"][0] is not None else (g["mean"], g["mean"])
         ax.errorbar([x], [g["mean"]], yerr=[[g["mean"] - lo], [hi - g["mean"]]], fmt="o", capsize=3,
                     color=COLOURS.get(r["kind"], "k"))
-        near = sum(abs(px - x) <= 0.3 * max(x, 1) and abs(py - g["mean"]) < 0.04 * span for px, py in placed)
-        placed.append((x, g["mean"]))
-        ax.annotate(r["method"], (x, g["mean"]), fontsize=7, xytext=(5, 2 + 9 * near), textcoords="offset points")
+        label = label_of(r)
+        px, py = ax.transData.transform((x, g["mean"]))
+        left, right = px + 5, px + 5 + 4.3 * len(label)  # about 4.3 pixels a character at 7 points and 110 dpi
+        row = 0  # step the label up (9 points a row) until it overlaps no label placed before it
+        while any(a < right and left < b and abs(h - (py + 13.75 * row)) < 12 for a, b, h in taken):
+            row += 1
+        taken.append((left, right, py + 13.75 * row))
+        ax.annotate(label, (x, g["mean"]), fontsize=7, xytext=(5, 2 + 9 * row), textcoords="offset points")
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlim(-0.3, 3 * max(r["cost_runs"] for r, _ in points) + 1)
     ax.set_xlabel("tuning cost (target runs; recipes at 0)")
     ax.set_ylabel(f"paired test gap to the oracle ({metric})")
     ax.set_title(f"{t['task']}: the tuning frontier")

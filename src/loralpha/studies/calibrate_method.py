@@ -345,21 +345,15 @@ def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: 
     if t_long:
         clock.steps += n_seeds * CHECK_PROBES * (t_long - t_planned)  # what widening took from the check
         cx, cy = short["x"], short["y"]
-        centre = run("check", cx, cy, t_long)
-        check = {"x": {-1: run("check", cx / HALF_DECADE, cy, t_long), 0: centre,
-                       1: run("check", cx * HALF_DECADE, cy, t_long)},
-                 "y": {-1: run("check", cx, cy / HALF_DECADE, t_long), 0: centre,
-                       1: run("check", cx, cy * HALF_DECADE, t_long)}}
-        while walked < walk:  # one step per axis in turn, while an arm is downhill at its end and the reserve lasts
-            ahead = [(axis, k) for axis in ("x", "y") if (k := downhill_end(check[axis])) is not None]
-            if not ahead:
-                break
-            for axis, k in ahead[:walk - walked]:
+
+        def at(axis: str, k: int) -> float:  # a check probe, √10^k from the centre along one axis
+            if k not in (-1, 0, 1):  # a walk's probe, beyond the plan without one
                 clock.probes += n_seeds
                 clock.steps += n_seeds * t_long
-                point = (cx * HALF_DECADE ** k, cy) if axis == "x" else (cx, cy * HALF_DECADE ** k)
-                check[axis][k] = run("check", *point, t_long)
-                walked += 1
+            point = (cx * HALF_DECADE ** k, cy) if axis == "x" else (cx, cy * HALF_DECADE ** k)
+            return run("check", *point, t_long)
+
+        check, walked = plus_and_walk(at, walk)
         long = long_optimum((cx, cy), check, short["coupling"])
         bracketed = {axis: long[f"{axis}_bracketed"] for axis in ("x", "y")}
         fitted = {axis: short["how"] != "best point" and long[f"{axis}_how"] in FITTED for axis in ("x", "y")}
@@ -383,6 +377,23 @@ def search(probe: Probe, *, steps: int, budget_steps: int, xs: list[float], ys: 
             "long": long,
             "carried": {axis: {k: v for k, v in m.items() if k != "value"} for axis, m in moves.items()},
             "certainty": certainty, "cost_steps": sum(p["steps_taken"] for p in probes)}
+
+
+def plus_and_walk(at: Callable[[str, int], float], walk: int) -> tuple[dict[str, dict[int, float]], int]:
+    """The check: the plus (its centre once, then each axis's arm at k = −1 and +1, `at(axis, k)` scoring the probe
+    √10^k from the centre), then, one step per axis in turn, an arm still downhill at its end walked on while the
+    walk's reserve of `walk` probes lasts. Returns each arm's scores by k, and how many probes the walk took."""
+    centre = at("x", 0)
+    check = {axis: {-1: at(axis, -1), 0: centre, 1: at(axis, 1)} for axis in ("x", "y")}
+    walked = 0
+    while walked < walk:
+        ahead = [(axis, k) for axis in ("x", "y") if (k := downhill_end(check[axis])) is not None]
+        if not ahead:
+            break
+        for axis, k in ahead[:walk - walked]:
+            check[axis][k] = at(axis, k)
+            walked += 1
+    return check, walked
 
 
 def downhill_end(arm: dict[int, float]) -> int | None:

@@ -256,3 +256,17 @@ def test_the_calibrators_bar_is_the_oracle_or_every_sweep_and_every_recipe_beate
     said = meets(True, [], ["better"] * 5 + ["ties"])  # a recipe tied, not beaten: the bar is not met
     assert not said["meets"] and said["recipes"] == {"better": 5, "ties": 1, "undecided": 0, "worse": 0}
     assert not meets(True, [], [])["meets"]  # no recipe measured yet: nothing is claimed
+
+
+def test_what_the_frontier_leaves_out_is_costed_from_measured_runs(tmp_path, monkeypatch):
+    import json
+
+    from bench.frontier import tables
+
+    for k, wall in enumerate((1200.0, 1800.0)):
+        (tmp_path / f"rule-s{k}-100steps.json").write_text(json.dumps({"wall_time_s": wall}))
+    monkeypatch.setattr(tables, "RL_ARITH", tmp_path)
+    said = tables.not_planned()[0]  # 25 min a trial, × 60 trials = 25 trial-hours
+    assert "a 100-step trial took 25 min on this machine (2 runs" in said and "about 25 trial-hours, 12 h on 2" in said
+    monkeypatch.setattr(tables, "RL_ARITH", tmp_path / "none")
+    assert tables.not_planned() == []

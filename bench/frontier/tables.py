@@ -88,6 +88,28 @@ def not_planned() -> list[str]:
             "cores.", ""]
 
 
+def calibrator_lines(rows: list[dict[str, Any]], metric: str) -> list[str]:
+    """Under a task's table, on its declared metric: the calibrator against each zero-cost recipe (paired by seed),
+    and per probe budget which parts of the calibrator issue's bar hold (`plan.calibrator_meets`)."""
+    calibrated = [r for r in rows if r.get("vs_recipes")]
+    if not calibrated:
+        return []
+    names = list(calibrated[0]["vs_recipes"])
+    out = ["", f"The calibrator against each zero-cost recipe: calibrated − recipe, test {bare(metric)}, paired by "
+               "seed:", "", "| probes | " + " | ".join(names) + " |",
+           "| --- | " + " | ".join("---" for _ in names) + " |"]
+    out += [f"| {r['cost_runs']:.3g} runs | " + " | ".join(gap(r["vs_recipes"][n][metric]) for n in names) + " |"
+            for r in calibrated]
+    for r in (r for r in calibrated if r.get("meets")):
+        j, n = r["meets"], sum(r["meets"]["recipes"].values())
+        parts = [f"ties the oracle within δ: {'yes' if j['ties_oracle'] else 'no'}",
+                 f"below every one-rule sweep at no more cost: {'yes' if j['below_every_sweep'] else 'no'}",
+                 "against the recipes: " + ", ".join(f"{w} {k}" for w, k in j["recipes"].items() if k) + f" of {n}"]
+        out += ["", f"{r['method']}, by {bare(metric)}: {'; '.join(parts)} — "
+                    f"{'meets' if j['meets'] else 'does not meet'} the calibrator's bar (`plan.calibrator_meets`)."]
+    return out
+
+
 def task_section(t: dict[str, Any]) -> list[str]:
     name, metrics = t["task"], t["metrics"]
     done, planned = t["trials"]["done"], t["trials"]["planned"]
@@ -112,23 +134,7 @@ def task_section(t: dict[str, Any]) -> list[str]:
         mine = t["oracle"] is not None and r["kind"] == "sweep" and f"rule={r['rule']}" == t["oracle"]
         out.append(f"| {r['method']} | {cost(r)} | {lr} | " + " | ".join(value(r["test"][m]) for m in metrics)
                    + " | " + " | ".join("the oracle's own" if mine else gap(r["gap"][m]) for m in metrics) + " |")
-    mine = [r for r in t["rows"] if r.get("vs_recipes")]
-    if mine:  # the calibrator against each zero-cost recipe, on the declared metric
-        metric = metrics[0]
-        names = list(mine[0]["vs_recipes"])
-        out += ["", f"The calibrator against each zero-cost recipe: calibrated − recipe, test {bare(metric)}, "
-                    "paired by seed:", "", "| probes | " + " | ".join(names) + " |",
-                "| --- | " + " | ".join("---" for _ in names) + " |"]
-        out += [f"| {r['cost_runs']:.3g} runs | " + " | ".join(gap(r["vs_recipes"][n][metric]) for n in names) + " |"
-                for r in mine]
-    judged = [r for r in t["rows"] if r.get("meets")]
-    for r in judged:  # the calibrator issue's bar (plan.calibrator_meets), on the declared metric
-        j, n = r["meets"], sum(r["meets"]["recipes"].values())
-        parts = [f"ties the oracle within δ: {'yes' if j['ties_oracle'] else 'no'}",
-                 f"below every one-rule sweep at no more cost: {'yes' if j['below_every_sweep'] else 'no'}",
-                 "against the recipes: " + ", ".join(f"{w} {k}" for w, k in j["recipes"].items() if k) + f" of {n}"]
-        out += ["", f"{r['method']}, by {bare(metrics[0])}: {'; '.join(parts)} — "
-                    f"{'meets' if j['meets'] else 'does not meet'} the calibrator's bar (`plan.calibrator_meets`)."]
+    out += calibrator_lines(t["rows"], metrics[0])
     if said := claim_said(t):
         out += ["", f"The paper's claim that LoRA-α at the full-FT η, untuned, ties or beats each tuned baseline "
                     f"(its recipe − each tuned rule): {said}."]

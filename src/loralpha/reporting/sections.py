@@ -242,7 +242,7 @@ def calibration_report(path: Path, out: Path) -> Report:
     """The report of `loralpha calibrate`'s calibrate.json: the chosen point as each rule writes it, how sure,
     every probe, and the probes and the point on the Adam plane."""
     from ..studies.calibrate import plot
-    from ..studies.calibrate_method import carry_words
+    from ..studies.calibrate_words import carry_words
 
     try:
         cal = runs.read_json(path)

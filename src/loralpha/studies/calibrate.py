@@ -39,7 +39,6 @@ from .calibrate_method import (  # noqa: F401  (the method's pieces, part of thi
     WALK_PROBES,
     WIDEN_PROBES,
     carry,
-    carry_words,
     check_seeds,
     horizons,
     lattice,
@@ -48,10 +47,10 @@ from .calibrate_method import (  # noqa: F401  (the method's pieces, part of thi
     quadratic_fit,
     search,
     short_optimum,
-    summary_line,
     vertex,
 )
 from .calibrate_method import default_lattice as lattice_around
+from .calibrate_words import carry_words, summary_line  # noqa: F401  (part of this module's API)
 
 SET_BY_CALIBRATE = ("task", "rule", "rank", "coef", "lr", "steps", "seed", "eval_every", "alpha", "loraplus_ratio")
 SET_BY_CALIBRATE_FIT = ("lr", "steps", "seed", "eval_every")

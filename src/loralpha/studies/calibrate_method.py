@@ -49,6 +49,7 @@ import numpy as np
 
 from ..checks import positive, positive_int
 from ..errors import UsageError
+from .calibrate_words import summary_line
 from .laws import parabola_vertex
 from .probe_log import Clock, progress_line
 
@@ -66,7 +67,6 @@ FLAT = 0.01  # the certainty width: where the check's parabola stays within 1% o
 MAX_CARRY_DECADES = 1.0
 CURVE_POINTS = 40  # train-loss points kept per probe
 FITTED = ("parabola", "quadratic (the map's coupling)")  # how p_l was found when it is a fitted point
-AXES = (("x", "η_A"), ("y", "γ·η_B"))
 
 Probe = Callable[[float, float, int, int], dict[str, Any]]  # (x, y, steps, seed) -> status, steps_taken, losses, …
 
@@ -410,43 +410,3 @@ def downhill_end(arm: dict[int, float]) -> int | None:
 def _indexed(xs: list[float], ys: list[float], by_point: dict[tuple[float, float], float]) -> dict[tuple[int, int],
                                                                                                    float]:
     return {(xs.index(x), ys.index(y)): s for (x, y), s in by_point.items()}
-
-
-def summary_line(certainty: dict[str, Any]) -> str:
-    """How sure, in one line: per axis bracketed or a bound, the flat width and the horizon's moves (carried or not,
-    and why); the map's edge; `unknown` first when neither axis was bracketed."""
-    parts = []
-    if certainty["unknown"]:
-        parts.append("unknown: the optimum was bracketed along neither axis (the best probe lies at the lattice's "
-                     "corner or the check's end); give xs= and ys= beyond it or a larger budget")
-    for axis, name in AXES:
-        c = certainty[axis]
-        if not certainty["checked"]:
-            where = "bracketed by the map" if c["bracketed"] else "a bound (the map's edge)"
-            parts.append(f"{name}: {where}; no check at a longer horizon (budget too small), not carried")
-            continue
-        width = "not convex at the check" if c["flat_decades"] is None else f"flat over {c['flat_decades']:.2f} decades"
-        where = "bracketed" if c["bracketed"] else "not bracketed (a bound)"
-        if c["measured"]:
-            carried = f"carried {c['carried_decades']:+.2f} more"
-        elif not c["bracketed"]:
-            carried = "not carried (never bracketed)"
-        else:
-            carried = "not carried (a probed point, not a fitted one)"
-        parts.append(f"{name}: {where}, {width}; horizon moved it {c['moved_decades']:+.2f} decades, {carried}")
-    if certainty.get("walked"):
-        parts.append(f"the check walked {certainty['walked']} point(s) beyond its plus, downhill")
-    if certainty["edge"]:
-        widened = f" after widening it by {certainty['widened']} points" if certainty["widened"] else ""
-        parts.append(f"the map's best point is on its edge along {' and '.join(certainty['edge'])}{widened}")
-    return "; ".join(parts)
-
-
-def carry_words(cal: dict[str, Any]) -> str:
-    """What was carried to the target, per axis, in words that agree with `summary_line` (same fields)."""
-    h, cert = cal["horizons"], cal["certainty"]
-    if not cert.get("checked", True):  # a calibration from before the plan could drop its check always had one
-        return f"with no check at a longer horizon, the map's optimum is the answer, not carried to {h['target']} steps"
-    said = [f"{name} carried {cert[axis]['carried_decades']:+.2f} decades" if cert[axis]["measured"] else
-            f"{name} not carried" for axis, name in AXES]
-    return f"to {h['target']} steps along the line through the two optima: {', '.join(said)}"

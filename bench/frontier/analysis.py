@@ -65,16 +65,17 @@ def summarize(task: str) -> dict[str, Any]:
                          alpha=recipe.alpha, source=recipe.source))
     for runs in P.CALIBRATION_RUNS:  # loralpha calibrate: its probes' steps in target runs, then seeds 1–3
         found = P.calibrated(task, runs)
-        name = f"loralpha calibrate ({runs} run{'s' * (runs > 1)} of probes)"
+        name = f"loralpha calibrate ({P.budget_words(runs)} of probes)"
         if not found or "refused" in found or found.get("unknown"):
             empty = {m: {s: None for s in P.REPORT_SEEDS} for m in metrics}
             state = P.calibration_state(found, steps)
-            rows.append(_row(name, "calibrator", None, empty, state=state))
+            rows.append(_row(name, "calibrator", None, empty, state=state, probe_runs=runs))
             continue
         seeds = {m: {s: _value(records.get(trial_id(P.calibration_config(task, found, s))), m)
                      for s in P.REPORT_SEEDS} for m in metrics}
         point = found["settings"]["lora-alpha"]
-        rows.append(_row(name, "calibrator", found["cost_steps"] / steps, seeds, rule="lora-alpha", lr=point["lr"],
+        rows.append(_row(name, "calibrator", found["cost_steps"] / steps, seeds, probe_runs=runs, rule="lora-alpha",
+                         lr=point["lr"],
                          coef=point["coef"], state="calibrated"))
     for g in groups:  # a one-rule sweep: what it spent bracketing, and its chosen η at the reporting seeds
         rule = g["values"]["rule"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from bench.frontier.plan import folder
+from bench.frontier.plan import budget_words, folder
 
 COLOURS = {"recipe": "tab:orange", "sweep": "tab:blue", "reference": "tab:gray", "calibrator": "tab:green"}
 
@@ -21,7 +21,7 @@ def path_of(task: str) -> Path:
 def label_of(r: dict[str, Any]) -> str:
     """A point's label: the method's name; a calibration by its probe budget ('calibrate, 0.5 run')."""
     if r["kind"] == "calibrator":
-        return "calibrate, " + r["method"].split("(")[1].removesuffix(" of probes)")
+        return f"calibrate, {budget_words(r['probe_runs'])}"
     return r["method"]
 
 

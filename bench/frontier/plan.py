@@ -189,6 +189,11 @@ def planned(task: str, records: dict[str, dict[str, Any]]) -> list[Trial]:
     return [t for t in trials if not (t.id in seen or seen.add(t.id))]
 
 
+def budget_words(runs: float) -> str:
+    """A calibration's probe budget in words: '0.5 run', '1 run', '3 runs'."""
+    return f"{runs:g} run{'s' * (runs > 1)}"
+
+
 def calibration_path(task: str, runs: float) -> Path:
     """Where a calibration at a probe budget of `runs` target runs keeps its result (and probes.jsonl beside it)."""
     return folder(task) / "calibrations" / f"{runs}-runs" / "calibrate.json"

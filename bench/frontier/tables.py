@@ -195,9 +195,8 @@ def readme_block() -> str:
         said = []
         for r in t["rows"]:
             if r["kind"] == "calibrator":
-                runs = r["method"].split("(")[1].split(" run")[0]
                 g = r["gap"][metric]
-                said.append(f"{runs} run{'s' * (float(runs) > 1)}: "
+                said.append(f"{P.budget_words(r['probe_runs'])}: "
                             + (gap(g) if g and g.get("mean") is not None else (r.get("state") or "—").split(":")[0]))
         rows.append(f"| {name} | complete | {t['oracle'].removeprefix('rule=')} | "
                     + (f"{closest['method']}: {gap(closest['gap'][metric])}" if closest else "—") + " | "
@@ -264,7 +263,7 @@ def calibrator_block() -> str:
         for r in t["rows"]:
             if r["kind"] != "calibrator":
                 continue
-            budget = r["method"].split("(")[1].removesuffix(")")
+            budget = f"{P.budget_words(r['probe_runs'])} of probes"
             if r["cost_runs"] is None:
                 rows.append(f"| {name} | {budget} | {(r.get('state') or '—').split(':')[0]} | — | — | — |")
                 continue

@@ -16,7 +16,7 @@ from loralpha.adapters import AdapterSpec
 from loralpha.config import FitOptions
 from loralpha.errors import UsageError
 from loralpha.loop import fit
-from loralpha.tasks import build, clip_digits, image_data, two_tower
+from loralpha.tasks import build, clip_digits, digit_cnn, image_data, two_tower
 from loralpha.tasks.causal_lm import tiny_tokenizer
 
 SHAPES = ["square top left", "square top right", "square bottom left", "square bottom right"]
@@ -69,9 +69,9 @@ def tiny_text(tmp_path_factory):
     return str(path)
 
 
-def tiny_cnn(seed: int = 0) -> clip_digits.DigitCNN:
+def tiny_cnn(seed: int = 0) -> digit_cnn.DigitCNN:
     torch.manual_seed(seed)
-    return clip_digits.DigitCNN(channels=(4, 8), features=16)
+    return digit_cnn.DigitCNN(channels=(4, 8), features=16)
 
 
 def tiny_task(pairs_dir, tiny_text, seed=0, data="pairs.csv", **options):
@@ -358,7 +358,8 @@ def digits_task(tmp_path_factory, tiny_text):
         held.append(out[0])
         return out
 
-    mp.setattr(clip_digits, "split", recording)
+    mp.setattr(clip_digits, "split", recording)  # the task's split
+    mp.setattr(digit_cnn, "split", recording)  # the pretraining's
     task = build("clip-digits", text_model=tiny_text, pretrain_epochs=1, embed_dim=8, batch_size=16)
     mp.undo()
     return task, cache, held
@@ -369,7 +370,7 @@ def test_the_pretrained_cnn_learns_digits_0_to_4_and_never_sees_a_held_out_image
     record = task.info["image_tower_pretraining"]
     assert record["digits"] == [0, 1, 2, 3, 4] and record["held_out_accuracy"] > 0.9
     assert len(held) == 2 and held[0] == held[1]  # pretraining held out exactly the task's held-out images
-    _, digits = clip_digits.mnist()
+    _, digits = digit_cnn.mnist()
     assert record["n_train"] == sum(1 for i in range(5000) if i not in set(held[0]) and digits[i] < 5)
     assert task.info["n_eval"] == 1000 and task.info["n_train"] == 4000
 
@@ -377,12 +378,12 @@ def test_the_pretrained_cnn_learns_digits_0_to_4_and_never_sees_a_held_out_image
 def test_the_pretrained_cnn_is_cached_and_reused(digits_task, monkeypatch):
     task, cache, _ = digits_task
     monkeypatch.setenv("LORALPHA_CACHE", str(cache))
-    monkeypatch.setattr(clip_digits, "pretrain_cnn", lambda *a, **k: pytest.fail("trained again"))
-    cnn, record = clip_digits.pretrained_cnn(clip_digits.Pretraining(epochs=1))
-    assert (cache / clip_digits.Pretraining(epochs=1).folder / clip_digits.MARKER).is_file()
+    monkeypatch.setattr(digit_cnn, "pretrain_cnn", lambda *a, **k: pytest.fail("trained again"))
+    cnn, record = digit_cnn.pretrained_cnn(digit_cnn.Pretraining(epochs=1))
+    assert (cache / digit_cnn.Pretraining(epochs=1).folder / digit_cnn.MARKER).is_file()
     for name, value in cnn.state_dict().items():
         torch.testing.assert_close(value, task.model.vision_model.state_dict()[name])
-    assert clip_digits.Pretraining(epochs=2).folder != clip_digits.Pretraining(epochs=1).folder
+    assert digit_cnn.Pretraining(epochs=2).folder != digit_cnn.Pretraining(epochs=1).folder
 
 
 def test_digit_captions_train_on_some_templates_and_evaluate_on_the_others(digits_task):
@@ -537,9 +538,9 @@ def test_n_test_on_the_digits_keeps_the_test_images_from_the_cnns_pretraining(ti
     settings = seen["settings"]
     assert settings.n_test == 200 and task.info["n_test"] == 200 and task.info["n_train"] == 3800
     # the pretraining's rows are the task's: it trains on the task's training images alone
-    held, pretrain = clip_digits.pretraining_rows(settings, 5000)
+    held, pretrain = digit_cnn.pretraining_rows(settings, 5000)
     assert pretrain == train and len(held) == 1000 and not set(test) & set(pretrain) and not set(test) & set(held)
-    assert settings.folder != clip_digits.Pretraining().folder  # a CNN of its own, not the one that saw them
+    assert settings.folder != digit_cnn.Pretraining().folder  # a CNN of its own, not the one that saw them
     stream = iter(task.batches)
     assert not drawn(seen, lambda: [next(stream) for _ in range(20)]) & set(test)
     net = task.model.eval()
@@ -549,13 +550,13 @@ def test_n_test_on_the_digits_keeps_the_test_images_from_the_cnns_pretraining(ti
 
 def test_n_test_0_keeps_the_pretrained_cnns_cache_folders(digits_task):
     # the folder names before n_test existed: the CNNs already cached are found again
-    P = clip_digits.Pretraining
+    P = digit_cnn.Pretraining
     assert P().folder == P(n_test=0).folder == "mnist-cnn-0to4-38c69f0a79"
     assert P(n_eval=500).folder == "mnist-cnn-0to4-2371ca6d4f"
     assert P(split_seed=1).folder == "mnist-cnn-0to4-c893353811"
     assert P(epochs=1).folder == "mnist-cnn-0to4-21cf71f306"
     assert "n_test" not in P().key and P(n_test=100).key["n_test"] == 100 and P(n_test=100).folder != P().folder
-    assert clip_digits.pretraining_rows(P(), 5000) == clip_digits.split(5000, 1000, 0, exact=True)
+    assert digit_cnn.pretraining_rows(P(), 5000) == digit_cnn.split(5000, 1000, 0, exact=True)
     # the task built without n_test pretrained into that folder, and says so in its record
     task, cache, _ = digits_task
     assert [p.name for p in cache.iterdir() if p.name.startswith("mnist")] == ["mnist-cnn-0to4-21cf71f306"]

@@ -247,6 +247,25 @@ def test_the_calibrators_block_gives_each_budget_its_cost_point_and_paired_gaps(
     assert line.endswith(" ties |") and "LoRA Without Regret: " in line  # the recipe closest to it, paired
 
 
+def test_the_calibrators_held_out_task_is_named_wherever_its_calibrations_are_shown(monkeypatch):
+    from bench.frontier.tables import calibrator_block, headline
+
+    assert frontier.CALIBRATOR_HELD_OUT in frontier.ORDER and frontier.CALIBRATOR_HELD_OUT != "teacher-student"
+    assert "teacher-student (held out)" not in calibrator_block()  # the task the method was designed on
+    monkeypatch.setattr(frontier, "CALIBRATOR_HELD_OUT", "teacher-student")
+    block = calibrator_block().splitlines()
+    assert any(x.startswith("| teacher-student (held out) | 1 run of probes |") for x in block)
+    assert block[-1] == f"teacher-student: {frontier.HELD_OUT_WORDS}."
+
+    def task(word):
+        return {"complete": True, "metrics": ["test:m"], "rows": [
+            {"method": "loralpha calibrate (1 run of probes)", "kind": "calibrator", "cost_runs": 0.8,
+             "gap": {"test:m": {"verdict": word}}}]}
+    said = headline({"teacher-student": task("worse"), "other": task("ties")})[-1]
+    assert said == ("`loralpha calibrate` at one run of probes (0.8 runs spent) tied it in 1 of 2; on teacher-student, "
+                    "held out from its design, it was worse.")
+
+
 def test_the_calibrators_bar_is_the_oracle_or_every_sweep_and_every_recipe_beaten():
     meets = frontier.calibrator_meets
     assert meets(True, [(1, 5, "worse")], ["better"] * 6)["meets"]  # ties the oracle: the sweeps do not matter

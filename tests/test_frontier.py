@@ -266,6 +266,20 @@ def test_the_calibrators_held_out_task_is_named_wherever_its_calibrations_are_sh
                     "held out from its design, it was worse.")
 
 
+def test_a_calibration_whose_seeds_have_not_landed_shows_its_point_and_no_gap(tmp_path, monkeypatch):
+    import json
+
+    import bench.common
+    from bench.frontier.tables import calibrator_block
+
+    none = {"test:m": {"verdict": "undecided", "n": 0, "mean": None, "ci95": None, "ci90": None, "delta": 0.01}}
+    row = {"method": "loralpha calibrate (1 run of probes)", "kind": "calibrator", "probe_runs": 1, "cost_runs": 0.9,
+           "coef": 0.04, "lr": 0.0115, "gap": none, "vs_recipes": {"unsloth": none}}
+    (tmp_path / "frontier.json").write_text(json.dumps({"tasks": {"x": {"metrics": ["test:m"], "rows": [row]}}}))
+    monkeypatch.setattr(bench.common, "RESULTS", tmp_path)
+    assert "| x | 1 run of probes | 0.9 | c = 0.04, η = 0.0115 | m — | — |" in calibrator_block().splitlines()
+
+
 def test_the_calibrators_bar_is_the_oracle_or_every_sweep_and_every_recipe_beaten():
     meets = frontier.calibrator_meets
     assert meets(True, [(1, 5, "worse")], ["better"] * 6)["meets"]  # ties the oracle: the sweeps do not matter

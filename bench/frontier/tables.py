@@ -274,8 +274,8 @@ def calibrator_block() -> str:
             if r["cost_runs"] is None:
                 rows.append(f"| {name} | {budget} | {(r.get('state') or '—').split(':')[0]} | — | — | — |")
                 continue
-            versus = r.get("vs_recipes") or {}
-            best = min(versus, key=lambda n: abs(versus[n][metric]["mean"]), default=None)
+            versus = {n: v for n, v in (r.get("vs_recipes") or {}).items() if v[metric].get("mean") is not None}
+            best = min(versus, key=lambda n: abs(versus[n][metric]["mean"]), default=None)  # none before its seeds
             rows.append(f"| {name} | {budget} | {r['cost_runs']:.2g} | c = {r['coef']:.4g}, η = {r['lr']:.3g} | "
                         f"{bare(metric)} {gap(r['gap'][metric])} | "
                         + (f"{best}: {gap(versus[best][metric])}" if best else "—") + " |")

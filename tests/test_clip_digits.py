@@ -548,6 +548,21 @@ def test_n_test_on_the_digits_keeps_the_test_images_from_the_cnns_pretraining(ti
     assert task.test(net).keys() == METRICS
 
 
+def test_the_test_splits_loss_chunks_mix_the_digits(tiny_text, monkeypatch, one_thread):
+    # eval_loss is InfoNCE over chunks of EVAL_CHUNK consecutive pairs; MNIST-5k's file is ordered by digit, so test
+    # rows in index order would give chunks of nearly one digit and a loss near chance
+    seen = spied(monkeypatch)
+    task = build("clip-digits", text_model=tiny_text, cnn=tiny_cnn(), embed_dim=8, batch_size=16, n_test=300)
+    _, digits = digit_cnn.mnist()
+    before = len(seen["rows"])
+    task.test(task.model.eval())
+    order = [i for idx in seen["rows"][before:] for i in idx]
+    assert sorted(order) == sorted(seen["carved"][0])
+    chunk = order[:clip_digits.EVAL_CHUNK]
+    assert len({int(digits[i]) for i in chunk}) == 10
+    assert max(np.bincount(digits[chunk], minlength=10)) < 0.3 * len(chunk)
+
+
 def test_n_test_0_keeps_the_pretrained_cnns_cache_folders(digits_task):
     # the folder names before n_test existed: the CNNs already cached are found again
     P = digit_cnn.Pretraining

@@ -189,6 +189,7 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
                 raise UsageError(f"{described}: the {which} pairs have {len(distinct)} distinct caption; zero-shot "
                                  f"accuracy needs two or more ({hint})")
             return [distinct], [captions[i] for i in rows], [distinct.index(captions[i]) for i in rows]
+    test = mixed(test, split_seed)  # the InfoNCE chunks of eval_loss must mix the classes (see `mixed`)
     held_labelled = labelled(held, "held-out")
     test_labelled = labelled(test, "test") if test else None
     if len(train) < batch_size:  # a batch is never short
@@ -272,6 +273,13 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
               "zero_shot_classes": n_classes, "eval_chance_accuracy": 1 / n_classes,
               "image_tower_pretraining": record or None, **({"n_test": len(test)} if test else {})},
     )
+
+
+def mixed(rows: list[int], split_seed: int) -> list[int]:
+    """The test rows in a fixed shuffled order, as `split` gives the held-out ones. eval_loss is the InfoNCE over
+    chunks of EVAL_CHUNK consecutive pairs; `carve_test` returns its rows in index order, and in a file ordered by
+    class (MNIST-5k's is) each chunk would then hold nearly one digit, its loss near chance (ln EVAL_CHUNK)."""
+    return random.Random(split_seed + 2).sample(rows, len(rows))
 
 
 def _pixel_source(images: Sequence[np.ndarray], processor: Any,

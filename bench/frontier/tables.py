@@ -210,6 +210,7 @@ def readme_block() -> str:
         "| task | state | oracle | closest zero-cost recipe (test gap) | `loralpha calibrate` (test gap) |",
         "| --- | --- | --- | --- | --- |", *rows, *([""] + [f"- {line}" for line in said] if said else [])])
 
+
 DID = {"ties": "tied it", "better": "beat it", "worse": "was worse", "undecided": "was undecided"}  # a verdict, said
 
 
@@ -248,7 +249,7 @@ def headline(tasks: dict[str, dict]) -> list[str]:
            if r["method"].startswith("loralpha calibrate (1 run") and r["cost_runs"] is not None]
     if one:
         verdicts = [v for w in one.values() for v in w.values()]
-        held = one.get(next(iter(one)), {}).get(P.CALIBRATOR_HELD_OUT)
+        held = next((w[P.CALIBRATOR_HELD_OUT] for w in one.values() if P.CALIBRATOR_HELD_OUT in w), None)
         lines.append(f"`loralpha calibrate` at one run of probes ({max(cal):.2g} runs spent) tied it in "
                      f"{verdicts.count('ties')} of {len(verdicts)}"
                      + (f"; on {P.CALIBRATOR_HELD_OUT}, held out from its design, it {DID[held]}." if held else "."))

@@ -563,6 +563,24 @@ def test_the_test_splits_loss_chunks_mix_the_digits(tiny_text, monkeypatch, one_
     assert max(np.bincount(digits[chunk], minlength=10)) < 0.3 * len(chunk)
 
 
+def test_a_held_out_file_sorted_by_caption_is_evaluated_in_mixed_chunks(pairs_dir, tiny_text, tmp_path, monkeypatch,
+                                                                       one_thread):
+    # the same hazard in your own held-out file: rows sorted by caption would fill each InfoNCE chunk with one caption
+    rows = (pairs_dir / "pairs.csv").read_text().splitlines()[1:]
+    by_caption = sorted(rows, key=lambda row: row.split(",")[1])
+    (tmp_path / "img").symlink_to(pairs_dir / "img")
+    (tmp_path / "sorted.csv").write_text("image,caption\n" + "".join(row + "\n" for row in by_caption))
+    monkeypatch.setattr(clip_digits, "EVAL_CHUNK", 8)
+    seen = spied(monkeypatch)
+    task = tiny_task(pairs_dir, tiny_text, eval_data=str(tmp_path / "sorted.csv"))
+    before = len(seen["rows"])
+    task.evaluate(task.model.eval())
+    order = [i for idx in seen["rows"][before:] for i in idx]
+    assert sorted(order) == list(range(48, 96))  # every row of the file, and only those, after the 48 training rows
+    captions = [by_caption[i - 48].split(",")[1] for i in order]
+    assert all(len(set(captions[k:k + 8])) >= 3 for k in range(0, 48, 8))
+
+
 def test_n_test_0_keeps_the_pretrained_cnns_cache_folders(digits_task):
     # the folder names before n_test existed: the CNNs already cached are found again
     P = digit_cnn.Pretraining

@@ -179,6 +179,7 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
         if eval_data is not None:
             gray, captions, wheres = gray + more, captions + more_captions, wheres + more_wheres
             described = f"{described} (held out: {eval_data})"
+            held = mixed(held, split_seed)  # the file's rows come in its order, perhaps sorted by caption
         test, train = carve_test(train, n_test, split_seed)
         train_captions = {i: [captions[i]] for i in train}
 
@@ -276,9 +277,10 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
 
 
 def mixed(rows: list[int], split_seed: int) -> list[int]:
-    """The test rows in a fixed shuffled order, as `split` gives the held-out ones. eval_loss is the InfoNCE over
-    chunks of EVAL_CHUNK consecutive pairs; `carve_test` returns its rows in index order, and in a file ordered by
-    class (MNIST-5k's is) each chunk would then hold nearly one digit, its loss near chance (ln EVAL_CHUNK)."""
+    """Evaluated rows in a fixed shuffled order, as `split` gives the held-out ones. eval_loss is the InfoNCE over
+    chunks of EVAL_CHUNK consecutive pairs; `carve_test` returns its rows in index order, and so does a held-out
+    file, and in rows ordered by class (MNIST-5k's are) each chunk would then hold nearly one class, its loss near
+    chance (ln EVAL_CHUNK)."""
     return random.Random(split_seed + 2).sample(rows, len(rows))
 
 

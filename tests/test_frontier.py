@@ -244,7 +244,12 @@ def test_the_calibrators_block_gives_each_budget_its_cost_point_and_paired_gaps(
     row = next(r for r in t["rows"] if r["method"] == "loralpha calibrate (1 run of probes)")
     line = next(x for x in calibrator_block().splitlines() if x.startswith("| teacher-student | 1 run of probes |"))
     assert f"| {row['cost_runs']:.2g} | c = {row['coef']:.4g}, η = {row['lr']:.3g} | rel_mse " in line
-    assert line.endswith(" ties |") and "LoRA Without Regret: " in line  # the recipe closest to it, paired
+    versus = {n: v["test:rel_mse"] for n, v in row["vs_recipes"].items()}
+    worst = max(versus, key=lambda n: versus[n]["mean"])  # calibrated − recipe, lower is better
+    words = [v["verdict"] for v in versus.values()]
+    assert (f" ties | better {words.count('better')}, ties {words.count('ties')}; worst: {worst} "
+            f"{versus[worst]['mean']:+.3g} [") in line  # every recipe counted, its worst named, paired
+    assert worst == "LoRA Without Regret" and sum(map(words.count, ("better", "ties"))) == 6
 
 
 def test_the_calibrators_held_out_task_is_named_wherever_its_calibrations_are_shown(monkeypatch):

@@ -304,7 +304,16 @@ def test_what_the_frontier_leaves_out_is_costed_from_measured_runs(tmp_path, mon
     for k, wall in enumerate((1200.0, 1800.0)):
         (tmp_path / f"rule-s{k}-100steps.json").write_text(json.dumps({"wall_time_s": wall}))
     monkeypatch.setattr(tables, "RL_ARITH", tmp_path)
+    monkeypatch.setattr(tables, "DECISIVE", tmp_path / "none.json")
     said = tables.not_planned()[0]  # 25 min a trial, × 60 trials = 25 trial-hours
     assert "a 100-step trial took 25 min on this machine (2 runs" in said and "about 25 trial-hours, 12 h on 2" in said
+    v1 = {"steps": 300, "median_trial_s": 720.0, "best_baseline": "rank", "budget_means": {"n": 1},
+          "budget_nearest": {"gain": 0.158, "from_step": 200, "to_step": 300}}
+    (tmp_path / "decisive.json").write_text(json.dumps({"tasks": {"bbc-news": v1}}))
+    monkeypatch.setattr(tables, "DECISIVE", tmp_path / "decisive.json")
+    said = tables.not_planned()[0]  # 12 min a trial, × 60 trials = 12 trial-hours
+    assert said.startswith("Not run yet: bbc-news") and "300-step trials took a median 12 min" in said
+    assert "(rank, 1 seed: 15.8% better from step 200 to 300)" in said and "about 12 trial-hours." in said
     monkeypatch.setattr(tables, "RL_ARITH", tmp_path / "none")
+    monkeypatch.setattr(tables, "DECISIVE", tmp_path / "none.json")
     assert tables.not_planned() == []

@@ -252,23 +252,27 @@ def test_the_calibrators_block_gives_each_budget_its_cost_point_and_paired_gaps(
     assert worst == "LoRA Without Regret" and sum(map(words.count, ("better", "ties"))) == 6
 
 
-def test_the_calibrators_held_out_task_is_named_wherever_its_calibrations_are_shown(monkeypatch):
+def test_the_calibrators_held_out_tasks_are_named_wherever_their_calibrations_are_shown(monkeypatch):
     from bench.frontier.tables import calibrator_block, headline
 
-    assert frontier.CALIBRATOR_HELD_OUT in frontier.ORDER and frontier.CALIBRATOR_HELD_OUT != "teacher-student"
-    assert "teacher-student (held out)" not in calibrator_block()  # the task the method was designed on
-    monkeypatch.setattr(frontier, "CALIBRATOR_HELD_OUT", "teacher-student")
+    held = frontier.CALIBRATOR_HELD_OUT
+    assert set(held) <= set(frontier.ORDER) and "teacher-student" not in held  # the task the method was designed on
+    assert "teacher-student (held out)" not in calibrator_block()
+    monkeypatch.setattr(frontier, "CALIBRATOR_HELD_OUT", {"teacher-student": "how"})
     block = calibrator_block().splitlines()
     assert any(x.startswith("| teacher-student (held out) | 1 run of probes |") for x in block)
-    assert block[-1] == f"teacher-student: {frontier.HELD_OUT_WORDS}."
+    assert block[-1] == "teacher-student: how." and not any(x.startswith("| sft-gemma (held out)") for x in block)
 
     def task(word):
         return {"complete": True, "metrics": ["test:m"], "rows": [
             {"method": "loralpha calibrate (1 run of probes)", "kind": "calibrator", "cost_runs": 0.8,
              "gap": {"test:m": {"verdict": word}}}]}
     said = headline({"teacher-student": task("worse"), "other": task("ties")})[-1]
-    assert said == ("`loralpha calibrate` at one run of probes (0.8 runs spent) tied it in 1 of 2; on teacher-student, "
-                    "held out from its design, it was worse.")
+    assert said == ("`loralpha calibrate` at one run of probes (0.8 runs spent) tied it in 1 of 2; held out from its "
+                    "design, it was worse on teacher-student.")
+    monkeypatch.setattr(frontier, "CALIBRATOR_HELD_OUT", {"teacher-student": "how", "other": "how"})
+    said = headline({"teacher-student": task("worse"), "other": task("ties")})[-1]
+    assert said.endswith("held out from its design, it was worse on teacher-student and tied it on other.")
 
 
 def test_a_calibration_whose_seeds_have_not_landed_shows_its_point_and_no_gap(tmp_path, monkeypatch):

@@ -147,8 +147,8 @@ def task_section(t: dict[str, Any]) -> list[str]:
         out.append(f"| {r['method']} | {cost(r)} | {lr} | " + " | ".join(value(r["test"][m]) for m in metrics)
                    + " | " + " | ".join("the oracle's own" if mine else gap(r["gap"][m]) for m in metrics) + " |")
     out += calibrator_lines(t["rows"], metrics[0])
-    if name == P.CALIBRATOR_HELD_OUT and any(r["kind"] == "calibrator" for r in t["rows"]):
-        out += ["", f"{name}: {P.HELD_OUT_WORDS}."]
+    if name in P.CALIBRATOR_HELD_OUT and any(r["kind"] == "calibrator" for r in t["rows"]):
+        out += ["", f"{name}: {P.CALIBRATOR_HELD_OUT[name]}."]
     if said := claim_said(t):
         out += ["", f"The paper's claim that LoRA-α at the full-FT η, untuned, ties or beats each tuned baseline "
                     f"(its recipe − each tuned rule): {said}."]
@@ -261,10 +261,10 @@ def headline(tasks: dict[str, dict]) -> list[str]:
            if r["method"].startswith("loralpha calibrate (1 run") and r["cost_runs"] is not None]
     if one:
         verdicts = [v for w in one.values() for v in w.values()]
-        held = next((w[P.CALIBRATOR_HELD_OUT] for w in one.values() if P.CALIBRATOR_HELD_OUT in w), None)
+        held = [f"{DID[w[n]]} on {n}" for w in one.values() for n in w if n in P.CALIBRATOR_HELD_OUT]
         lines.append(f"`loralpha calibrate` at one run of probes ({max(cal):.2g} runs spent) tied it in "
                      f"{verdicts.count('ties')} of {len(verdicts)}"
-                     + (f"; on {P.CALIBRATOR_HELD_OUT}, held out from its design, it {DID[held]}." if held else "."))
+                     + (f"; held out from its design, it {' and '.join(held)}." if held else "."))
     return lines
 
 
@@ -292,7 +292,7 @@ def calibrator_block() -> str:
     rows = []
     for task, t in tasks.items():
         metric = t["metrics"][0]
-        name = f"{task} (held out)" if task == P.CALIBRATOR_HELD_OUT else task
+        name = f"{task} (held out)" if task in P.CALIBRATOR_HELD_OUT else task
         for r in t["rows"]:
             if r["kind"] != "calibrator":
                 continue
@@ -310,4 +310,5 @@ def calibrator_block() -> str:
         "reported on test and paired by seed (each task's declared metric):", "",
         "| task | probe budget | runs spent | chosen point | gap to the oracle | against the six recipes (its worst) |",
         "| --- | --- | --- | --- | --- | --- |", *rows,
-        *(["", f"{P.CALIBRATOR_HELD_OUT}: {P.HELD_OUT_WORDS}."] if any("(held out)" in r for r in rows) else [])])
+        *[f"\n{task}: {P.CALIBRATOR_HELD_OUT[task]}." for task in tasks if task in P.CALIBRATOR_HELD_OUT
+          and any(r["kind"] == "calibrator" for r in tasks[task]["rows"])]])

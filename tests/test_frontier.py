@@ -170,6 +170,23 @@ def test_a_calibrator_method_changed_after_its_records_is_listed_with_the_before
     assert frontier.earlier_calibrations("sft-gemma") == []  # no earlier method's records: nothing said
 
 
+def test_a_failed_budget_test_also_states_the_absolute_change_against_the_tasks_delta():
+    from bench.frontier import tables
+
+    def section(holds, margin):
+        return "\n".join(tables.task_section({
+            "task": "x", "steps": 3000, "metrics": ["test:rel_mse"], "margin": margin, "rows": [], "oracle": None,
+            "complete": True, "trials": {"done": 1, "planned": 1}, "trial_hours": 0.0,
+            "budget": {"holds": holds, "group": "rule=rank", "improvement": 0.47, "at_mark": 2e-8, "at_end": 1e-8,
+                       "mark": 2250, "steps": 3000, "seeds": 4}}))
+    both = {"test:rel_mse": 0.01, "test:eval_loss": 0.004}
+    assert ("Budget test: **fails** (rank: 47.00% better from step 2250 to 3000, mean of 4 seeds); in absolute "
+            "terms validation eval_loss went from 2e-08 to 1e-08, a change of 1e-08 against the task's δ of 0.004. "
+            in section(False, both))
+    assert "in absolute terms" not in section(True, both)  # a budget that holds needs no second reading
+    assert "in absolute terms" not in section(False, {"test:rel_mse": 0.01})  # no δ declared on the choosing metric
+
+
 def test_the_calibrator_is_held_against_each_recipe_paired_by_seed():
     from bench.frontier import analysis
 

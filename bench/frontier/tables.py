@@ -131,6 +131,9 @@ def task_section(t: dict[str, Any]) -> list[str]:
               f"{'holds' if b['holds'] else '**fails**'} ({b['group'].removeprefix('rule=')}: {b['improvement']:.2%} "
               f"better from step {b['mark']} to {b['steps']}, mean of {b['seeds']} seed{'s' * (b['seeds'] > 1)})"
               + ("" if t["complete"] else ", provisional: the best-tuned baseline may change as the sweeps grow"))
+    if b.get("holds") is False and (delta := t["margin"].get(f"test:{P.CHOOSE}")) is not None:
+        budget += (f"; in absolute terms validation {P.CHOOSE} went from {b['at_mark']:.3g} to {b['at_end']:.3g}, a "
+                   f"change of {abs(b['at_mark'] - b['at_end']):.2g} against the task's δ of {delta:g}")
     share = t.get("eval_share")
     out = [f"### {name} ({t['steps']} steps; {state})", "",
            f"Budget test: {budget}. Oracle: "

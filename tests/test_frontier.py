@@ -221,6 +221,9 @@ def test_the_readme_headline_speaks_of_complete_tasks_only_and_counts_what_tied(
     assert said[2] == "A one-rule η sweep (5–7 runs) tied it in 1 of 2 cases."  # lora-alpha is not a user's sweep
     assert said[3] == "`loralpha calibrate` at one run of probes (0.8 runs spent) tied it in 1 of 1."
     assert headline({"two": running}) == []
+    other = {**done, "rows": [row("A", "recipe", "worse"), row("B", "recipe", "ties"), row("C", "recipe", "worse")]}
+    assert headline({"one": done, "three": other})[0] == (  # none ties everywhere: which tied it where
+        "Without tuning, no recipe tied the oracle on all 2 complete tasks; A tied it on one; B tied it on three.")
 
 
 def test_claim_one_reads_from_the_v2_frontier_where_it_is_complete():

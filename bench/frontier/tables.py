@@ -250,7 +250,12 @@ def headline(tasks: dict[str, dict]) -> list[str]:
     recipes = words("recipe")
     tie = [m for m, w in recipes.items() if set(w.values()) == {"ties"} and len(w) == len(done)]
     lose = [m for m, w in recipes.items() if set(w.values()) == {"worse"} and len(w) == len(done)]
-    lines = [f"Without tuning, {' and '.join(tie) if tie else 'no recipe'} tied the oracle {where}."]
+    if tie or len(done) == 1:
+        lines = [f"Without tuning, {' and '.join(tie) if tie else 'no recipe'} tied the oracle {where}."]
+    else:  # none everywhere: which tied it where
+        some = {m: [n for n, v in w.items() if v == "ties"] for m, w in recipes.items()}
+        lines = [f"Without tuning, no recipe tied the oracle on all {len(done)} complete tasks"
+                 + "".join(f"; {m} tied it on {' and '.join(ts)}" for m, ts in some.items() if ts) + "."]
     if lose:
         lines.append(f"Worse than the oracle everywhere: {', '.join(lose)}.")
     sweeps = words("sweep", lambda r: r.get("users_sweep"))

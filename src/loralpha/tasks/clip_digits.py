@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -150,55 +151,20 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
     embed_dim = positive_int(embed_dim, "embed_dim")
     pretrain_epochs = positive_int(pretrain_epochs, "pretrain_epochs")
 
-    # the data: images, a caption source per training pair, and the held-out pairs
-    if data is None:
-        if eval_data is not None:
-            raise UsageError("eval_data= holds out rows of your pairs; give it with data= (the digits have a fixed "
-                             "held-out split)")
-        images, digits = mnist()
-        held, train = split(len(digits), DEFAULT_N_EVAL if n_eval is None else n_eval, split_seed,
-                            exact=n_eval is not None)
-        test, train = carve_test(train, n_test, split_seed)
-        gray: list[np.ndarray] = list(images.astype(np.float32) / 255)
-        wheres = [f"MNIST-5k row {i}" for i in range(len(gray))]
-        train_captions = {i: [caption(t, int(digits[i])) for t in TRAIN_TEMPLATES] for i in train}
-        digit_texts = [[caption(t, d) for d in range(10)] for t in EVAL_TEMPLATES]
-
-        def labelled(rows: list[int], which: str) -> Labelled:  # the k-th row's caption: the k-th held-out template's
-            return (digit_texts, [digit_texts[k % len(EVAL_TEMPLATES)][int(digits[i])] for k, i in enumerate(rows)],
-                    [int(digits[i]) for i in rows])
-        described = EMBEDDED_DATA
-    else:
-        gray, captions, wheres = read_pairs(data, image_column, caption_column)
-        described = f"file {data}"
-        more: list[np.ndarray] = []
-        if eval_data is not None:
-            more, more_captions, more_wheres = read_pairs(eval_data, image_column, caption_column)
-        held, train = hold_out(len(gray), described, n_eval=n_eval, default=DEFAULT_N_EVAL_FILE,
-                               split_seed=split_seed, n_file=None if eval_data is None else len(more))
-        if eval_data is not None:
-            gray, captions, wheres = gray + more, captions + more_captions, wheres + more_wheres
-            described = f"{described} (held out: {eval_data})"
-            held = mixed(held, split_seed)  # the file's rows come in its order, perhaps sorted by caption
-        test, train = carve_test(train, n_test, split_seed)
-        train_captions = {i: [captions[i]] for i in train}
-
-        def labelled(rows: list[int], which: str) -> Labelled:  # the classes: the rows' distinct captions
-            distinct = sorted({captions[i] for i in rows})
-            if len(distinct) < 2:
-                hint = "set more apart with n_test=" if which == "test" else "hold out more rows, or give eval_data="
-                raise UsageError(f"{described}: the {which} pairs have {len(distinct)} distinct caption; zero-shot "
-                                 f"accuracy needs two or more ({hint})")
-            return [distinct], [captions[i] for i in rows], [distinct.index(captions[i]) for i in rows]
-    test = mixed(test, split_seed)  # the InfoNCE chunks of eval_loss must mix the classes (see `mixed`)
-    held_labelled = labelled(held, "held-out")
-    test_labelled = labelled(test, "test") if test else None
+    if data is None and eval_data is not None:
+        raise UsageError("eval_data= holds out rows of your pairs; give it with data= (the digits have a fixed "
+                         "held-out split)")
+    pairs = (embedded_pairs(n_eval, n_test, split_seed) if data is None else
+             file_pairs(data, eval_data, image_column, caption_column, n_eval, n_test, split_seed))
+    train, held, test, described = pairs.train, pairs.held, pairs.test, pairs.described
+    held_labelled = pairs.labelled(held, "held-out")
+    test_labelled = pairs.labelled(test, "test") if test else None
     if len(train) < batch_size:  # a batch is never short
         raise UsageError(f"{described} leaves {len(train)} training pairs after holding out {len(held)}; that is "
                          f"fewer than the batch size {batch_size}: lower batch_size= or add rows")
 
     # the model, after the data is known to be good (the CNN's input is made and checked first)
-    cnn_input = _as_cnn_input(gray, wheres) if model is None else None
+    cnn_input = _as_cnn_input(pairs.gray, pairs.wheres) if model is None else None
     record: dict[str, Any] = {}
     processor = None
     if model is not None:
@@ -215,7 +181,7 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
         from .text_classification import default_targets
 
         targets = default_targets(net.text_model) + ["conv2", "fc"]
-    pixels = _pixel_source(gray, processor, cnn_input)
+    pixels = _pixel_source(pairs.gray, processor, cnn_input)
 
     def tokens(texts: Sequence[str]) -> dict[str, torch.Tensor]:
         enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
@@ -228,45 +194,17 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
             rng.shuffle(order)
             for k in range(0, len(order) - batch_size + 1, batch_size):
                 idx = order[k:k + batch_size]
-                yield {"pixel_values": pixels(idx), **tokens([rng.choice(train_captions[i]) for i in idx])}
+                yield {"pixel_values": pixels(idx), **tokens([rng.choice(pairs.train_captions[i]) for i in idx])}
 
     def loss(net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         image_emb, text_emb, scale = net(**batch)
         return info_nce(image_emb, text_emb, scale)
 
-    def evaluator(rows: list[int], pairs: Labelled) -> Callable[[nn.Module], dict[str, float]]:
-        """The metrics of the pairs `rows` (held-out or test), labelled by `pairs`."""
-        class_texts, row_texts, classes = pairs
-        # the texts are few (the class captions): encode each distinct text once
-        texts = sorted({t for row in class_texts for t in row} | set(row_texts))
-        text_index = {t: k for k, t in enumerate(texts)}
-        class_ids = torch.tensor([[text_index[t] for t in row] for row in class_texts])
-        pair_ids = torch.tensor([text_index[t] for t in row_texts])
-        labels = torch.tensor(classes)
-
-        def evaluate(net: nn.Module, chunk: int = 128) -> dict[str, float]:
-            device = device_of(net)  # the evaluated inputs go where the model is
-            with torch.no_grad():
-                scale = net()[2]
-                text_emb = torch.cat([net(**to_device(tokens(texts[k:k + chunk]), device))[1]
-                                      for k in range(0, len(texts), chunk)]).float()
-                image_emb = torch.cat([net(pixel_values=pixels(rows[k:k + chunk]).to(device))[0]
-                                       for k in range(0, len(rows), chunk)]).float()
-                ids = pair_ids.to(device)
-                pair_emb = text_emb[ids]
-                total = sum(float(info_nce(image_emb[k:k + EVAL_CHUNK], pair_emb[k:k + EVAL_CHUNK], scale))
-                            * len(pair_emb[k:k + EVAL_CHUNK]) for k in range(0, len(rows), EVAL_CHUNK))
-                return {"zero_shot_accuracy": zero_shot_accuracy(image_emb, text_emb[class_ids.to(device)],
-                                                                 labels.to(device)),
-                        "recall_at_1": recall_at_1(image_emb, pair_emb, ids),
-                        "eval_loss": total / len(rows), "logit_scale": float(scale)}
-
-        return evaluate
-
     n_classes = len(held_labelled[0][0])
     return Task(
-        name="clip-digits", model=net, batches=batches(), loss=loss, evaluate=evaluator(held, held_labelled),
-        targets=targets, heads=list(HEADS), test=evaluator(test, test_labelled) if test_labelled else None,
+        name="clip-digits", model=net, batches=batches(), loss=loss, targets=targets, heads=list(HEADS),
+        evaluate=evaluator(held, held_labelled, tokens, pixels),
+        test=evaluator(test, test_labelled, tokens, pixels) if test_labelled else None,
         info={"model": model_name, "data": described, "n_train": len(train), "n_eval": len(held),
               "max_length": max_length, "split_seed": split_seed, "embed_dim": embed_dim if model is None else None,
               "train_templates": list(TRAIN_TEMPLATES) if data is None else None,
@@ -274,6 +212,102 @@ def build(seed: int = 0, batch_size: int = 64, model: str | None = None, text_mo
               "zero_shot_classes": n_classes, "eval_chance_accuracy": 1 / n_classes,
               "image_tower_pretraining": record or None, **({"n_test": len(test)} if test else {})},
     )
+
+
+@dataclass
+class Pairs:
+    """A task's (image, caption) pairs: the images (`gray`, each with where it came from), the training,
+    held-out and test rows (the evaluated ones in a fixed shuffled order), the captions a training row may
+    take, how to label evaluated rows for zero-shot accuracy, and the data in words."""
+
+    gray: list[np.ndarray]
+    wheres: list[str]
+    train: list[int]
+    held: list[int]
+    test: list[int]
+    train_captions: dict[int, list[str]]
+    labelled: Callable[[list[int], str], Labelled]
+    described: str
+
+
+def embedded_pairs(n_eval: int | None, n_test: int, split_seed: int) -> Pairs:
+    """MNIST-5k with templated captions: a training template drawn per pair, a held-out template per held-out
+    row (the k-th row's: the k-th held-out template's)."""
+    images, digits = mnist()
+    held, train = split(len(digits), DEFAULT_N_EVAL if n_eval is None else n_eval, split_seed,
+                        exact=n_eval is not None)
+    test, train = carve_test(train, n_test, split_seed)
+    digit_texts = [[caption(t, d) for d in range(10)] for t in EVAL_TEMPLATES]
+
+    def labelled(rows: list[int], which: str) -> Labelled:
+        return (digit_texts, [digit_texts[k % len(EVAL_TEMPLATES)][int(digits[i])] for k, i in enumerate(rows)],
+                [int(digits[i]) for i in rows])
+
+    gray: list[np.ndarray] = list(images.astype(np.float32) / 255)
+    return Pairs(gray, [f"MNIST-5k row {i}" for i in range(len(gray))], train, held, mixed(test, split_seed),
+                 {i: [caption(t, int(digits[i])) for t in TRAIN_TEMPLATES] for i in train}, labelled, EMBEDDED_DATA)
+
+
+def file_pairs(data: str, eval_data: str | None, image_column: str, caption_column: str, n_eval: int | None,
+               n_test: int, split_seed: int) -> Pairs:
+    """Your pairs file (and held-out file): each row's own caption; the classes of zero-shot accuracy are the
+    evaluated rows' distinct captions."""
+    gray, captions, wheres = read_pairs(data, image_column, caption_column)
+    described = f"file {data}"
+    more: list[np.ndarray] = []
+    if eval_data is not None:
+        more, more_captions, more_wheres = read_pairs(eval_data, image_column, caption_column)
+    held, train = hold_out(len(gray), described, n_eval=n_eval, default=DEFAULT_N_EVAL_FILE,
+                           split_seed=split_seed, n_file=None if eval_data is None else len(more))
+    if eval_data is not None:
+        gray, captions, wheres = gray + more, captions + more_captions, wheres + more_wheres
+        described = f"{described} (held out: {eval_data})"
+        held = mixed(held, split_seed)  # the file's rows come in its order, perhaps sorted by caption
+    test, train = carve_test(train, n_test, split_seed)
+
+    def labelled(rows: list[int], which: str) -> Labelled:
+        distinct = sorted({captions[i] for i in rows})
+        if len(distinct) < 2:
+            hint = "set more apart with n_test=" if which == "test" else "hold out more rows, or give eval_data="
+            raise UsageError(f"{described}: the {which} pairs have {len(distinct)} distinct caption; zero-shot "
+                             f"accuracy needs two or more ({hint})")
+        return [distinct], [captions[i] for i in rows], [distinct.index(captions[i]) for i in rows]
+
+    return Pairs(gray, wheres, train, held, mixed(test, split_seed), {i: [captions[i]] for i in train}, labelled,
+                 described)
+
+
+def evaluator(rows: list[int], pairs: Labelled, tokens: Callable[[Sequence[str]], dict[str, torch.Tensor]],
+              pixels: Callable[[Sequence[int]], torch.Tensor]) -> Callable[[nn.Module], dict[str, float]]:
+    """The metrics of the pairs `rows` (held-out or test), labelled by `pairs`; `tokens` and `pixels` make the
+    towers' inputs from texts and from row indices."""
+    class_texts, row_texts, classes = pairs
+    # the texts are few (the class captions): encode each distinct text once
+    texts = sorted({t for row in class_texts for t in row} | set(row_texts))
+    text_index = {t: k for k, t in enumerate(texts)}
+    class_ids = torch.tensor([[text_index[t] for t in row] for row in class_texts])
+    pair_ids = torch.tensor([text_index[t] for t in row_texts])
+    labels = torch.tensor(classes)
+
+    def evaluate(net: nn.Module, chunk: int = 128) -> dict[str, float]:
+        device = device_of(net)  # the evaluated inputs go where the model is
+        with torch.no_grad():
+            scale = net()[2]
+            text_emb = torch.cat([net(**to_device(tokens(texts[k:k + chunk]), device))[1]
+                                  for k in range(0, len(texts), chunk)]).float()
+            image_emb = torch.cat([net(pixel_values=pixels(rows[k:k + chunk]).to(device))[0]
+                                   for k in range(0, len(rows), chunk)]).float()
+            ids = pair_ids.to(device)
+            pair_emb = text_emb[ids]
+            total = sum(float(info_nce(image_emb[k:k + EVAL_CHUNK], pair_emb[k:k + EVAL_CHUNK], scale))
+                        * len(pair_emb[k:k + EVAL_CHUNK]) for k in range(0, len(rows), EVAL_CHUNK))
+            return {"zero_shot_accuracy": zero_shot_accuracy(image_emb, text_emb[class_ids.to(device)],
+                                                             labels.to(device)),
+                    "recall_at_1": recall_at_1(image_emb, pair_emb, ids),
+                    "eval_loss": total / len(rows), "logit_scale": float(scale)}
+
+    return evaluate
+
 
 
 def mixed(rows: list[int], split_seed: int) -> list[int]:

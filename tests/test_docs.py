@@ -134,3 +134,15 @@ def test_the_benchmarks_summary_names_every_section():
     bullets = [line for line in summary.splitlines() if line.startswith("- ")]
     for n in sections:
         assert any(line.startswith(f"- **§{n} ") for line in bullets), f"the Summary says nothing of §{n}"
+
+
+def test_the_calibrators_budgets_in_its_page_are_the_codes():
+    from loralpha.studies.calibrate_method import horizons, least_budget
+
+    page = (ROOT / "docs" / "calibrate.md").read_text()
+    least = least_budget(9, 1)  # the default 3 × 3 map, one seed
+    probe = horizons(9, 1, least, 10_000)[0]
+    assert f"The least budget is {least} steps (the map alone, {probe} steps a probe)" in page
+    # 140: the least budget with the map's widening reserve, the check and its walking reserve all kept
+    assert horizons(9, 1, 140, 10_000)[2:] == (5, 2) and horizons(9, 1, 139, 10_000)[2:] != (5, 2)
+    assert "; 140 runs the map, its\n  reserve and the check with its walk." in page

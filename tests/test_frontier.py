@@ -345,3 +345,25 @@ def test_what_the_frontier_leaves_out_is_costed_from_measured_runs(tmp_path, mon
     monkeypatch.setattr(tables, "RL_ARITH", tmp_path / "none")
     monkeypatch.setattr(tables, "DECISIVE", tmp_path / "none.json")
     assert tables.not_planned() == []
+
+
+def test_the_plane_block_places_each_tuned_rules_optimum_and_measures_the_spread():
+    import json
+
+    from bench.common import RESULTS
+    from bench.frontier.tables import plane_block
+    from loralpha.scaling import adam_plane
+
+    t = json.loads((RESULTS / "frontier.json").read_text())["tasks"]["sft-gemma"]
+    block = plane_block().splitlines()
+    sweeps = [r for r in t["rows"] if r["kind"] == "sweep" and r["rule"] in frontier.ORACLE_RULES]
+    points = {r["rule"]: adam_plane(r["rule"], 8, r["lr"]) for r in sweeps}
+    for rule, (x, y) in points.items():  # the rule's chosen η, on its ray: (η, γ·η_B) at rank 8
+        line = next(b for b in block if b.startswith(f"| sft-gemma | {rule}"))
+        assert f"| {x:.2g} | {y:.2g} | eval_loss " in line
+    assert any(b.startswith("| sft-gemma | rank (oracle) |") for b in block)  # the oracle is marked
+    assert not any(b.startswith("| sft-gemma | full-model") for b in block)  # full-model has no plane point
+    ys, xs = [y for _, y in points.values()], [x for x, _ in points.values()]
+    assert points["2rank"][1] == pytest.approx(2 * points["rank"][1])  # γ = 2 against 1 at the same η
+    said = f"sft-gemma: γ·η_B ×{max(ys) / min(ys):.2g}, η_A ×{max(xs) / min(xs):.0f};"
+    assert said in block[-1] and said == "sft-gemma: γ·η_B ×2.2, η_A ×100;"

@@ -11,6 +11,7 @@ from typing import Any
 from bench.common import ROOT, missing, stamp
 from bench.frontier import plan as P
 from bench.frontier.figures import path_of
+from loralpha.scaling import adam_plane
 from loralpha.studies.records import is_higher_better
 
 
@@ -320,3 +321,41 @@ def calibrator_block() -> str:
         "| --- | --- | --- | --- | --- | --- |", *rows,
         *[f"\n{task}: {P.CALIBRATOR_HELD_OUT[task]}." for task in tasks if task in P.CALIBRATOR_HELD_OUT
           and any(r["kind"] == "calibrator" for r in tasks[task]["rows"])]])
+
+
+def ratio(values: list[float]) -> str:
+    """largest ÷ smallest, to two figures ("2.2", "32", "100")."""
+    k = max(values) / min(values)
+    return f"{k:.2g}" if k < 100 else f"{k:.0f}"
+
+
+def plane_block() -> str:
+    """docs/findings.md's test of "α, not η, is the lever" on the frontier: per complete task, each tuned LoRA rule's
+    optimum (η chosen on validation) as its point (η_A, γ·η_B) of the Adam plane, with its test value, and how far
+    the optima spread along each axis. A rule moves along a ray of the plane as η changes; if only γ·η_B mattered,
+    every ray's optimum would share it, and η_A would spread by the rays' slopes."""
+    from bench.common import RESULTS
+
+    path = RESULTS / "frontier.json"
+    tasks = json.loads(path.read_text())["tasks"] if path.is_file() else {}
+    rows, spreads = [], []
+    for name, t in tasks.items():
+        if not t["complete"]:
+            continue
+        metric, rank = t["metrics"][0], P.spec(name).fixed["rank"]
+        points = [(r, *adam_plane(r["rule"], rank, r["lr"])) for r in t["rows"]
+                  if r["kind"] == "sweep" and r["rule"] in P.ORACLE_RULES and r.get("lr") is not None]
+        for r, x, y in points:
+            oracle = " (oracle)" if f"rule={r['rule']}" == t["oracle"] else ""
+            rows.append(f"| {name} | {r['rule']}{oracle} | {x:.2g} | {y:.2g} | "
+                        f"{bare(metric)} {value(r['test'][metric])} |")
+        xs, ys = [x for _, x, _ in points], [y for _, _, y in points]
+        if xs:
+            spreads.append(f"{name}: γ·η_B ×{ratio(ys)}, η_A ×{ratio(xs)}")
+    if not rows:
+        return "No frontier task is complete yet (`make bench-frontier`)."
+    return "\n".join([
+        "Each tuned LoRA rule's optimum on the frontier ([BENCHMARKS.md §10](../BENCHMARKS.md#10-the-tuning-frontier-"
+        "protocol-v2): η chosen on validation at seed 0, test at seeds 1–3) as its point of the plane:", "",
+        "| task | rule | η_A | γ·η_B | test, mean [95%] |", "| --- | --- | --- | --- | --- |", *rows, "",
+        "How far the rules' optima spread (largest ÷ smallest): " + "; ".join(spreads) + "."])

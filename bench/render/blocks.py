@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.common import RESULTS, ROOT
 from bench.examples import rl_arith as rl_bench
-from bench.frontier.tables import calibrator_block
+from bench.frontier.tables import calibrator_block, plane_block
 from bench.frontier.tables import readme_block as frontier_block
 from bench.render import v1
 from bench.render.markdown import load, span, table
@@ -403,4 +403,5 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "law-teacher-student": law_teacher_student, "law-tweets": law_tweets, "decisive": v1.decisive,
     "results": v1.results, "bench-costs": bench_costs, "calibration-headline": v1.calibration_headline,
     "decisive-findings": v1.decisive, "frontier": frontier_block, "calibrator-frontier": calibrator_block,
+    "frontier-plane": plane_block,
 }

@@ -194,13 +194,19 @@ def summary_lines(R: dict) -> list[str]:
     return ["- **§10 The tuning frontier** (protocol v2): " + ("; ".join(parts) or "no task has records yet") + "."]
 
 
+def stored_tasks() -> dict[str, dict[str, Any]]:
+    """The tasks of bench/results/frontier.json (none before `python -m bench.frontier.analysis` wrote it); read at
+    each call, from `bench.common.RESULTS` as it is then."""
+    import bench.common
+
+    path = bench.common.RESULTS / "frontier.json"
+    return json.loads(path.read_text())["tasks"] if path.is_file() else {}
+
+
 def readme_block() -> str:
     """README's word on the frontier: per task, its state and, once complete, the oracle, the closest zero-cost
     recipe and the calibrator, each by its paired test gap to the oracle (BENCHMARKS.md §10 has every row)."""
-    from bench.common import RESULTS
-
-    path = RESULTS / "frontier.json"
-    tasks = json.loads(path.read_text())["tasks"] if path.is_file() else {}
+    tasks = stored_tasks()
     rows = []
     for name, t in tasks.items():
         metric = t["metrics"][0]
@@ -294,10 +300,7 @@ def calibrator_block() -> str:
     """docs/calibrate.md's word on the calibrator under protocol v2: per task with calibrations, each probe budget's
     cost in target runs, its chosen point, its paired test gap to the oracle, and how it fares against the zero-cost
     recipes (by the task's declared metric), from bench/results/frontier.json."""
-    from bench.common import RESULTS
-
-    path = RESULTS / "frontier.json"
-    tasks = json.loads(path.read_text())["tasks"] if path.is_file() else {}
+    tasks = stored_tasks()
     rows = []
     for task, t in tasks.items():
         metric = t["metrics"][0]
@@ -334,10 +337,7 @@ def plane_block() -> str:
     optimum (η chosen on validation) as its point (η_A, γ·η_B) of the Adam plane, with its test value, and how far
     the optima spread along each axis. A rule moves along a ray of the plane as η changes; if only γ·η_B mattered,
     every ray's optimum would share it, and η_A would spread by the rays' slopes."""
-    from bench.common import RESULTS
-
-    path = RESULTS / "frontier.json"
-    tasks = json.loads(path.read_text())["tasks"] if path.is_file() else {}
+    tasks = stored_tasks()
     rows, spreads = [], []
     for name, t in tasks.items():
         if not t["complete"]:
